@@ -1,0 +1,41 @@
+# Set-up and everyday tasks. `make demo` and `make test` work on a fresh clone.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test test-postgres lint format emulator clean
+
+$(STAMP): requirements.txt requirements-dev.txt
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	touch $(STAMP)
+
+## demo: the runbook's story on SQLite and the local Zoho emulator (no credentials needed)
+demo: $(STAMP)
+	scripts/demo.sh
+
+## test: the test suite (SQLite; set DATABASE_URL=postgres://... for PostgreSQL) and lint
+test: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/pytest
+
+## test-postgres: the same suite on the local PostgreSQL
+test-postgres: $(STAMP)
+	DATABASE_URL=postgres://postgres@127.0.0.1:5432/billing_sync $(VENV)/bin/pytest
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: $(STAMP)
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
+
+## emulator: the Zoho emulator in the foreground on port 8765
+emulator: $(STAMP)
+	$(PY) manage.py zoho_emulator --port 8765
+
+clean:
+	rm -rf $(VENV) var .pytest_cache .ruff_cache

@@ -1,0 +1,11 @@
+"""App configuration for billing_sync."""
+
+from django.apps import AppConfig
+
+
+class BillingSyncConfig(AppConfig):
+    """Keeps CircleTel customers in step with Zoho Billing."""
+
+    name = "billing_sync"
+    verbose_name = "Zoho Billing sync"
+    default_auto_field = "django.db.models.BigAutoField"

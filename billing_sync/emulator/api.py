@@ -1,0 +1,93 @@
+"""Routes of the Billing API under /billing/v1: which handler answers which method and path."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from billing_sync.emulator.config import EmulatorConfig
+from billing_sync.emulator.customers import CustomerStore
+from billing_sync.emulator.errors import invalid_url, malformed_json, method_not_allowed
+from billing_sync.emulator.messages import Request
+
+STATUS_ACTIONS = {"markasactive": "active", "markasinactive": "inactive"}
+
+Answer = tuple[int, dict[str, Any]]
+
+
+def route_api(
+    store: CustomerStore, config: EmulatorConfig, request: Request, api_path: str, now: float
+) -> Answer:
+    """Do the work of one authorized, admitted API request; return (HTTP status, JSON body)."""
+    segments = api_path.strip("/").split("/")
+    if segments[0] != "customers" or "" in segments[1:]:
+        raise invalid_url()
+    if len(segments) == 1:
+        return _customers(store, config, request, now)
+    if len(segments) == 2:
+        return _customer(store, config, request, segments[1], now)
+    if len(segments) == 3 and segments[2] in STATUS_ACTIONS:
+        return _customer_status(
+            store, config, request, segments[1], STATUS_ACTIONS[segments[2]], now
+        )
+    raise invalid_url()
+
+
+def json_object(body: bytes) -> dict[str, Any]:
+    """Parse a request body that must be a JSON object; raise ApiError code 1038 otherwise."""
+    try:
+        parsed = json.loads(body.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError):
+        raise malformed_json() from None
+    if not isinstance(parsed, dict):
+        raise malformed_json()
+    return parsed
+
+
+def _customers(
+    store: CustomerStore, config: EmulatorConfig, request: Request, now: float
+) -> Answer:
+    if request.method == "POST":
+        customer = store.create(json_object(request.body), config, now)
+        return 201, {"code": 0, "message": "The customer has been created", "customer": customer}
+    if request.method == "GET":
+        customers, page_context = store.page(request.query)
+        return 200, {
+            "code": 0,
+            "message": "success",
+            "customers": customers,
+            "page_context": page_context,
+        }
+    raise method_not_allowed()
+
+
+def _customer(
+    store: CustomerStore, config: EmulatorConfig, request: Request, customer_id: str, now: float
+) -> Answer:
+    if request.method == "GET":
+        return 200, {"code": 0, "message": "success", "customer": store.get(customer_id, config)}
+    if request.method == "PUT":
+        customer = store.update(customer_id, json_object(request.body), config, now)
+        return 200, {
+            "code": 0,
+            "message": "The customer details have been updated.",
+            "customer": customer,
+        }
+    if request.method == "DELETE":
+        store.delete(customer_id, config)
+        return 200, {"code": 0, "message": "The customer has been deleted."}
+    raise method_not_allowed()
+
+
+def _customer_status(
+    store: CustomerStore,
+    config: EmulatorConfig,
+    request: Request,
+    customer_id: str,
+    status: str,
+    now: float,
+) -> Answer:
+    if request.method != "POST":
+        raise method_not_allowed()
+    store.set_status(customer_id, status, config, now)
+    return 200, {"code": 0, "message": f"The customer has been marked as {status}."}

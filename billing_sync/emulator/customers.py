@@ -1,0 +1,163 @@
+"""The organization's customers: create, read, list with filters and pages, update, delete."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from billing_sync.emulator.config import EmulatorConfig
+from billing_sync.emulator.errors import customer_not_found, duplicate_name, invalid_value
+from billing_sync.emulator.records import (
+    CustomFieldRegistry,
+    Record,
+    blank_record,
+    list_item,
+    merged_record,
+    timestamp,
+)
+
+FIRST_CUSTOMER_ID = 6179546000000100001
+MAX_PER_PAGE = 200
+STATUSES = ("active", "inactive")
+STATUS_FILTERS: dict[str, Callable[[Record], bool]] = {
+    "Status.All": lambda record: True,
+    "Status.Active": lambda record: record["status"] == "active",
+    "Status.Inactive": lambda record: record["status"] == "inactive",
+    "Status.Gapps": lambda record: record["is_gapps_customer"],
+    "Status.Crm": lambda record: record["is_linked_with_zohocrm"],
+    # The emulator has no subscriptions, so every customer is a non-subscriber.
+    "Status.NonSubscribers": lambda record: True,
+    "Status.PortalEnabled": lambda record: record["is_portal_enabled"],
+    "Status.PortalDisabled": lambda record: not record["is_portal_enabled"],
+}
+
+
+class CustomerStore:
+    """Customer records in creation order; every method raises ApiError for a bad request."""
+
+    def __init__(self) -> None:
+        self._records: dict[str, Record] = {}
+        self._issued_ids = 0
+        self._fields = CustomFieldRegistry()
+
+    def all(self) -> list[Record]:
+        """Return copies of every full record, in creation order."""
+        return copy.deepcopy(list(self._records.values()))
+
+    def create(self, body: dict[str, Any], config: EmulatorConfig, now: float) -> Record:
+        """Validate and store a new customer; return a copy of its full record."""
+        customer_id = str(FIRST_CUSTOMER_ID + self._issued_ids)
+        record = merged_record(blank_record(customer_id, now), body, self._fields, creating=True)
+        self._check_unique_name(record, config)
+        self._issued_ids += 1
+        self._records[customer_id] = record
+        return copy.deepcopy(record)
+
+    def seed(self, body: dict[str, Any], config: EmulatorConfig, now: float) -> Record:
+        """Store a customer as pre-existing data; like create, but `status` may also be given."""
+        status = body.get("status", "active")
+        if status not in STATUSES:
+            raise invalid_value("status")
+        record = self.create(body, config, now)
+        self._records[record["customer_id"]]["status"] = status
+        record["status"] = status
+        return record
+
+    def get(self, customer_id: str, config: EmulatorConfig) -> Record:
+        """Return a copy of one full record."""
+        return copy.deepcopy(self._existing(customer_id, config))
+
+    def update(
+        self, customer_id: str, body: dict[str, Any], config: EmulatorConfig, now: float
+    ) -> Record:
+        """Apply a partial update; fields absent from the body keep their values."""
+        current = self._existing(customer_id, config)
+        record = merged_record(current, body, self._fields, creating=False)
+        self._check_unique_name(record, config)
+        record["updated_time"] = timestamp(now)
+        self._records[customer_id] = record
+        return copy.deepcopy(record)
+
+    def set_status(self, customer_id: str, status: str, config: EmulatorConfig, now: float) -> None:
+        """Mark a customer active or inactive."""
+        record = self._existing(customer_id, config)
+        record["status"] = status
+        record["updated_time"] = timestamp(now)
+
+    def delete(self, customer_id: str, config: EmulatorConfig) -> None:
+        """Forget a customer."""
+        self._existing(customer_id, config)
+        del self._records[customer_id]
+
+    def page(self, params: Mapping[str, str]) -> tuple[list[Record], dict[str, Any]]:
+        """Return one page of list items matching the filters, and its page_context."""
+        page = _positive_int(params, "page", 1)
+        per_page = min(_positive_int(params, "per_page", MAX_PER_PAGE), MAX_PER_PAGE)
+        applied_filter = params.get("filter_by") or "Status.All"
+        status_filter = STATUS_FILTERS.get(applied_filter)
+        if status_filter is None:
+            raise invalid_value("filter_by")
+        matches = [
+            record
+            for record in self._records.values()
+            if status_filter(record) and _matches_search(record, params)
+        ]
+        start = (page - 1) * per_page
+        context = {
+            "page": page,
+            "per_page": per_page,
+            "has_more_page": len(matches) > start + per_page,
+            "report_name": "Customers",
+            "applied_filter": applied_filter,
+            "sort_column": "created_time",
+            "sort_order": "A",
+        }
+        return [list_item(record) for record in matches[start : start + per_page]], context
+
+    def _existing(self, customer_id: str, config: EmulatorConfig) -> Record:
+        record = self._records.get(customer_id)
+        if record is None:
+            raise customer_not_found(config.not_found_style)
+        return record
+
+    def _check_unique_name(self, record: Record, config: EmulatorConfig) -> None:
+        if not config.display_name_unique:
+            return
+        name = record["display_name"].casefold()
+        for other in self._records.values():
+            if (
+                other["customer_id"] != record["customer_id"]
+                and other["display_name"].casefold() == name
+            ):
+                raise duplicate_name(record["display_name"])
+
+
+def _positive_int(params: Mapping[str, str], name: str, default: int) -> int:
+    raw = params.get(name)
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise invalid_value(name) from None
+    if value < 1:
+        raise invalid_value(name)
+    return value
+
+
+def _matches_search(record: Record, params: Mapping[str, str]) -> bool:
+    email = params.get("email")
+    if email and record["email"].casefold() != email.strip().casefold():
+        return False
+    name = params.get("display_name")
+    if name and record["display_name"] != name:
+        return False
+    contains = params.get("display_name_contains")
+    if contains and contains.casefold() not in record["display_name"].casefold():
+        return False
+    text = params.get("search_text")
+    if text:
+        haystack = (record["display_name"], record["email"], record["company_name"])
+        return any(text.casefold() in value.casefold() for value in haystack)
+    return True

@@ -1,0 +1,353 @@
+"""ZohoEmulator: the organization's state behind one lock, the request pipeline, the lifecycle."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from dataclasses import asdict, dataclass
+from typing import Any
+from urllib.parse import parse_qs
+
+from billing_sync.emulator.api import route_api
+from billing_sync.emulator.config import EmulatorConfig
+from billing_sync.emulator.customers import CustomerStore
+from billing_sync.emulator.errors import ApiError, invalid_url, invalid_value, not_authorized
+from billing_sync.emulator.faults import (
+    EARLY_KINDS,
+    LATE_KINDS,
+    TOKEN_KINDS,
+    Fault,
+    FaultBook,
+    fault_response,
+)
+from billing_sync.emulator.limits import RateLimiter
+from billing_sync.emulator.messages import NO_RESPONSE, Request, Response, json_response
+from billing_sync.emulator.server import EmulatorHTTPServer
+from billing_sync.emulator.tokens import TokenIssuer, access_denied
+
+API_PREFIX = "/billing/v1"
+TOKEN_PATH = "/oauth/v2/token"  # noqa: S105 - a URL path, not a password
+CONTROL_PREFIX = "/__emulator__/"
+ORGANIZATION_HEADER = "x-com-zoho-subscriptions-organizationid"
+AUTH_SCHEMES = ("zoho-oauthtoken", "bearer")
+
+
+@dataclass(frozen=True)
+class RequestRecord:
+    """One API request as the emulator answered it.
+
+    `status` 0 means the connection was closed without a response (drop, lose_response);
+    `counted` means the request was admitted by the rate limits and used up budget.
+    """
+
+    time: float
+    method: str
+    path: str
+    status: int
+    counted: bool
+
+
+class ZohoEmulator:
+    """A local Zoho Billing organization served over HTTP (see the package docstring)."""
+
+    def __init__(self, config: EmulatorConfig | None = None) -> None:
+        self._lock = threading.Lock()
+        self._config = config or EmulatorConfig()
+        self._server: EmulatorHTTPServer | None = None
+        self._thread: threading.Thread | None = None
+        self._in_flight = 0
+        self._forget_state()
+
+    # Lifecycle
+
+    def bind(self, host: str = "127.0.0.1", port: int = 0) -> ZohoEmulator:
+        """Open the listening socket (port 0 picks a free port) without serving yet."""
+        if self._server is not None:
+            raise RuntimeError("The emulator is already bound; stop() it first.")
+        self._server = EmulatorHTTPServer((host, port), self.handle)
+        return self
+
+    def start(self, host: str = "127.0.0.1", port: int = 0) -> ZohoEmulator:
+        """Bind (unless already bound) and serve in a daemon thread; return self."""
+        if self._server is None:
+            self.bind(host, port)
+        server = self._bound_server()
+        server.started = True
+        self._thread = threading.Thread(
+            target=server.serve_forever, name="zoho-emulator", daemon=True
+        )
+        self._thread.start()
+        return self
+
+    def serve_forever(self) -> None:
+        """Serve in the calling thread until stop() or KeyboardInterrupt; binds first if needed."""
+        if self._server is None:
+            self.bind()
+        server = self._bound_server()
+        server.started = True
+        server.serve_forever()
+
+    def stop(self) -> None:
+        """Stop serving, cut open connections and release the port. Safe to call twice."""
+        server, self._server = self._server, None
+        if server is None:
+            return
+        if server.started:
+            server.shutdown()
+        server.close_connections()
+        server.server_close()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+            self._thread = None
+
+    @property
+    def url(self) -> str:
+        """Base URL of the server, e.g. http://127.0.0.1:54321."""
+        host, port = self._bound_server().server_address[:2]
+        return f"http://{host}:{port}"
+
+    @property
+    def accounts_url(self) -> str:
+        """Where the token endpoint lives (same server)."""
+        return self.url
+
+    @property
+    def api_base_url(self) -> str:
+        """Base URL of the Billing API."""
+        return self.url + API_PREFIX
+
+    # State for tests and demos
+
+    @property
+    def config(self) -> EmulatorConfig:
+        """The current configuration."""
+        return self._config
+
+    def reset(self, config: EmulatorConfig | None = None) -> None:
+        """Forget customers, tokens, counters, logs, faults and any block; optionally swap config.
+
+        The config is kept unless one is given.
+        """
+        with self._lock:
+            if config is not None:
+                self._config = config
+            self._forget_state()
+
+    def configure(self, **changes: Any) -> EmulatorConfig:
+        """Change config fields live (state is kept); return the new config."""
+        with self._lock:
+            self._config = self._config.with_changes(**changes)
+            return self._config
+
+    def customers(self) -> list[dict[str, Any]]:
+        """Copies of every full customer record, in creation order."""
+        with self._lock:
+            return self._store.all()
+
+    def add_customer(self, **fields: Any) -> dict[str, Any]:
+        """Seed a customer directly (no request is logged or counted); `status` may be given."""
+        with self._lock:
+            try:
+                return self._store.seed(fields, self._config, time.time())
+            except ApiError as error:
+                raise ValueError(error.message) from None
+
+    @property
+    def request_log(self) -> list[RequestRecord]:
+        """Every API request so far (a copy), oldest first."""
+        with self._lock:
+            return list(self._log)
+
+    @property
+    def token_refresh_count(self) -> int:
+        """How many access tokens have been issued."""
+        with self._lock:
+            return self._tokens.issued_count
+
+    def revoke_access_tokens(self) -> None:
+        """Invalidate every access token issued so far (later calls answer 401 code 57)."""
+        with self._lock:
+            self._tokens.revoke_all()
+
+    def block_for(self, seconds: float) -> None:
+        """Put the organization in a per-minute block starting now."""
+        with self._lock:
+            self._limiter.block(time.time(), seconds)
+
+    @property
+    def blocked_until(self) -> float | None:
+        """time.time() at which the current block ends, or None when not blocked."""
+        with self._lock:
+            return self._limiter.blocked_until(time.time())
+
+    def inject(
+        self,
+        kind: str,
+        *,
+        times: int | None = 1,
+        method: str | None = None,
+        path: str | None = None,
+        email: str | None = None,
+        status: int | None = None,
+        delay: float = 0.0,
+    ) -> None:
+        """Arm a fault (kinds in faults.FAULT_KINDS); `status` None means the kind's default."""
+        fault = Fault(kind, times, method, path, email, status, delay)
+        with self._lock:
+            self._faults.add(fault)
+
+    def wait_idle(self, timeout: float = 5.0) -> bool:
+        """Wait until no API request is being handled (slow faults finish late); True if idle."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with self._lock:
+                if self._in_flight == 0:
+                    return True
+            time.sleep(0.01)
+        return False
+
+    def clear_faults(self) -> None:
+        """Disarm every injected fault."""
+        with self._lock:
+            self._faults.clear()
+
+    # Request pipeline
+
+    def handle(self, request: Request) -> Response:
+        """Answer one HTTP request (called from server threads)."""
+        if request.path == TOKEN_PATH:
+            return self._handle_token(request)
+        if request.path == API_PREFIX or request.path.startswith(API_PREFIX + "/"):
+            return self._handle_api(request)
+        if request.path.startswith(CONTROL_PREFIX):
+            return self._handle_control(request)
+        return invalid_url().to_response()
+
+    def _handle_token(self, request: Request) -> Response:
+        if request.method != "POST":
+            return json_response(405, {"error": "invalid_request"})
+        params = {**request.query, **_form_params(request)}
+        with self._lock:
+            if self._faults.take(TOKEN_KINDS, request.method, request.path, None) is not None:
+                return access_denied()
+            return self._tokens.exchange(self._config, params, self.url, time.time())
+
+    def _handle_api(self, request: Request) -> Response:
+        arrival = time.time()
+        api_path = request.path[len(API_PREFIX) :] or "/"
+        email = _request_email(request)
+        with self._lock:
+            self._in_flight += 1
+            early = self._faults.take(EARLY_KINDS, request.method, api_path, email)
+        response, counted = NO_RESPONSE, False
+        try:
+            if early is not None and early.kind == "drop":
+                return response
+            if early is not None:
+                time.sleep(early.delay)
+            with self._lock:
+                response, counted = self._answer_api(request, api_path, email)
+            return response
+        finally:
+            with self._lock:
+                self._in_flight -= 1
+                record = RequestRecord(arrival, request.method, api_path, response.status, counted)
+                self._log.append(record)
+
+    def _answer_api(
+        self, request: Request, api_path: str, email: str | None
+    ) -> tuple[Response, bool]:
+        # Runs under the lock. Order: auth, organization, rate limits, late faults, the route.
+        now = time.time()
+        try:
+            self._authorize(request, now)
+            self._limiter.admit(self._config, now, self._in_flight)
+        except ApiError as error:
+            return error.to_response(), False
+        fault = self._faults.take(LATE_KINDS, request.method, api_path, email)
+        if fault is not None and fault.kind != "lose_response":
+            return fault_response(fault, self._config), True
+        try:
+            status, payload = route_api(self._store, self._config, request, api_path, now)
+            response = json_response(status, payload)
+        except ApiError as error:
+            response = error.to_response()
+        return (NO_RESPONSE if fault is not None else response), True
+
+    def _authorize(self, request: Request, now: float) -> None:
+        scheme, _, token = request.headers.get("authorization", "").strip().partition(" ")
+        token = token.strip()
+        if scheme.lower() not in AUTH_SCHEMES or not self._tokens.is_valid(token, now):
+            raise not_authorized()
+        organization = request.headers.get(ORGANIZATION_HEADER) or request.query.get(
+            "organization_id"
+        )
+        if organization != self._config.organization_id:
+            raise invalid_value("organization_id")
+
+    def _handle_control(self, request: Request) -> Response:
+        action = request.path[len(CONTROL_PREFIX) :].strip("/")
+        expected_method = {"state": "GET", "reset": "POST", "config": "POST"}.get(action)
+        if expected_method is None:
+            return json_response(404, {"error": f"Unknown control endpoint {request.path!r}."})
+        if request.method != expected_method:
+            return json_response(405, {"error": f"Use {expected_method} for {request.path}."})
+        if action == "state":
+            return json_response(200, self._state_snapshot())
+        if action == "reset":
+            self.reset()
+            return json_response(200, {"reset": True})
+        return self._configure_over_http(request.body)
+
+    def _configure_over_http(self, body: bytes) -> Response:
+        try:
+            changes = json.loads(body.decode("utf-8") or "{}")
+            if not isinstance(changes, dict):
+                raise ValueError("Send a JSON object of config changes.")
+            config = self.configure(**changes)
+        except (ValueError, TypeError) as error:
+            return json_response(400, {"error": str(error)})
+        return json_response(200, {"config": asdict(config)})
+
+    def _state_snapshot(self) -> dict[str, Any]:
+        with self._lock:
+            return {
+                "customers": self._store.all(),
+                "request_count": len(self._log),
+                "token_refresh_count": self._tokens.issued_count,
+                "blocked_until": self._limiter.blocked_until(time.time()),
+            }
+
+    def _forget_state(self) -> None:
+        self._store = CustomerStore()
+        self._tokens = TokenIssuer()
+        self._limiter = RateLimiter()
+        self._faults = FaultBook()
+        self._log: list[RequestRecord] = []
+
+    def _bound_server(self) -> EmulatorHTTPServer:
+        if self._server is None:
+            raise RuntimeError("The emulator is not bound; call start() or bind() first.")
+        return self._server
+
+
+def _form_params(request: Request) -> dict[str, str]:
+    # Zoho Accounts takes form fields or the query string, never a JSON body.
+    content_type = request.headers.get("content-type", "application/x-www-form-urlencoded")
+    if "application/x-www-form-urlencoded" not in content_type.lower():
+        return {}
+    text = request.body.decode("utf-8", errors="replace")
+    return {key: values[0] for key, values in parse_qs(text, keep_blank_values=True).items()}
+
+
+def _request_email(request: Request) -> str | None:
+    """The email a request is about: the JSON body's for POST/PUT, else the `email` query param."""
+    if request.method in ("POST", "PUT") and request.body:
+        try:
+            body = json.loads(request.body.decode("utf-8"))
+        except (UnicodeDecodeError, ValueError):
+            body = None
+        if isinstance(body, dict) and isinstance(body.get("email"), str):
+            return body["email"]
+    return request.query.get("email")

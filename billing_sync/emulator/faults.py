@@ -1,0 +1,89 @@
+"""Injected faults: which requests they hit, how many times, and the answer each kind gives."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from billing_sync.emulator.config import EmulatorConfig
+from billing_sync.emulator.errors import minute_limit, retry_after
+from billing_sync.emulator.messages import Response, html_response, json_response
+
+# Checked before auth: the request never reaches the emulated Zoho.
+EARLY_KINDS = ("drop", "slow")
+# Checked after auth and rate limits, instead of (or, for lose_response, around) the work.
+LATE_KINDS = ("error", "html_error", "lose_response", "rate_limit")
+TOKEN_KINDS = ("token_throttle",)
+FAULT_KINDS = EARLY_KINDS + LATE_KINDS + TOKEN_KINDS
+DEFAULT_STATUS = {"error": 500, "html_error": 502}
+
+
+@dataclass
+class Fault:
+    """One injected fault; `times` None means it never runs out."""
+
+    kind: str
+    times: int | None = 1
+    method: str | None = None
+    path: str | None = None
+    email: str | None = None
+    status: int | None = None
+    delay: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.kind not in FAULT_KINDS:
+            raise ValueError(f"Unknown fault kind {self.kind!r}; use one of {FAULT_KINDS}.")
+        if self.times is not None and self.times < 1:
+            raise ValueError("times must be None (forever) or at least 1.")
+        if self.delay < 0:
+            raise ValueError("delay must be 0 or more.")
+
+    def matches(self, method: str, path: str, email: str | None) -> bool:
+        """True if this fault applies to the request (token faults apply to every token request)."""
+        if self.kind in TOKEN_KINDS:
+            return True
+        if self.method is not None and self.method.upper() != method.upper():
+            return False
+        if self.path is not None and not path.startswith(self.path):
+            return False
+        return self.email is None or (
+            email is not None and self.email.casefold() == email.strip().casefold()
+        )
+
+
+class FaultBook:
+    """Faults in injection order; the first match of the asked kinds is used up by one request."""
+
+    def __init__(self) -> None:
+        self._faults: list[Fault] = []
+
+    def add(self, fault: Fault) -> None:
+        """Arm a fault."""
+        self._faults.append(fault)
+
+    def clear(self) -> None:
+        """Disarm every fault."""
+        self._faults.clear()
+
+    def take(
+        self, kinds: tuple[str, ...], method: str, path: str, email: str | None
+    ) -> Fault | None:
+        """Consume and return the first armed fault of `kinds` matching the request, if any."""
+        for fault in self._faults:
+            if fault.kind in kinds and fault.matches(method, path, email):
+                if fault.times is not None:
+                    fault.times -= 1
+                    if fault.times == 0:
+                        self._faults.remove(fault)
+                return fault
+        return None
+
+
+def fault_response(fault: Fault, config: EmulatorConfig) -> Response:
+    """The answer of an error-like late fault (error, html_error, rate_limit)."""
+    if fault.kind == "html_error":
+        return html_response(fault.status or DEFAULT_STATUS["html_error"])
+    if fault.kind == "rate_limit":
+        # Same body as a breach, but no org block starts, so Retry-After says the truth: 1 s.
+        return minute_limit(retry_after(config, 1)).to_response()
+    status = fault.status or DEFAULT_STATUS["error"]
+    return json_response(status, {"code": -1, "message": "Internal error"})

@@ -1,0 +1,155 @@
+"""How the zoho_* commands write to a terminal: the runbook's layout, emoji when they survive."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from django.core.management.base import OutputWrapper
+
+from billing_sync.models import Customer, SyncRun
+from billing_sync.services.sync import CustomerResult, RunObserver, RunReport
+
+EMOJI = {
+    "ok": "✅",
+    "fail": "❌",
+    "time": "⏱️ ",
+    "dry": "🔍",
+    "retry": "🔄",
+    "stats": "📊",
+    "start": "🚀",
+    "wait": "⏳",
+    "warn": "⚠️ ",
+    "rule": "═",
+}
+ASCII = {
+    "ok": "[OK]",
+    "fail": "[FAIL]",
+    "time": "[TIME]",
+    "dry": "[DRY RUN]",
+    "retry": "[RETRY]",
+    "stats": "[STATS]",
+    "start": "[START]",
+    "wait": "[WAIT]",
+    "warn": "[WARN]",
+    "rule": "=",
+}
+RULE_WIDTH = 60
+
+
+def markers_for(stdout: OutputWrapper) -> dict[str, str]:
+    """Emoji when the output stream can encode them, else plain ASCII stand-ins."""
+    encoding = getattr(stdout._out, "encoding", None) or "utf-8"
+    try:
+        "".join(EMOJI.values()).encode(encoding)
+    except (UnicodeEncodeError, LookupError):
+        return ASCII
+    return EMOJI
+
+
+class Printer:
+    """Writes lines with markers to a command's stdout."""
+
+    def __init__(self, stdout: OutputWrapper) -> None:
+        self.stdout = stdout
+        self.marks = markers_for(stdout)
+
+    def line(self, text: str = "") -> None:
+        self.stdout.write(text)
+
+    def mark(self, name: str, text: str) -> None:
+        self.stdout.write(f"{self.marks[name]} {text}")
+
+    def rule(self) -> None:
+        self.stdout.write(self.marks["rule"] * RULE_WIDTH)
+
+    def banner(self, marker: str, title: str) -> None:
+        self.line(f"{self.marks[marker]} {title}")
+        self.rule()
+
+
+class RunPrinter(RunObserver):
+    """Prints a backfill or retry run as the runbook shows it."""
+
+    def __init__(
+        self, printer: Printer, *, title: str, noun: str, verb: str, action: str, dry_run: bool
+    ) -> None:
+        self.p = printer
+        self.title = title
+        self.noun = noun
+        self.verb = verb  # "Retrying": leads each customer's block
+        self.action = action  # "retry": "Would retry these customers"
+        self.dry_run = dry_run
+
+    def header(self) -> None:
+        self.p.banner("retry", self.title)
+        mode = (
+            f"{self.p.marks['dry']} DRY RUN" if self.dry_run else f"{self.p.marks['ok']} LIVE SYNC"
+        )
+        self.p.line(f"Mode: {mode}")
+        self.p.rule()
+        self.p.line()
+        self.p.mark("stats", f"Fetching {self.noun} customers...")
+
+    def run_started(self, run: SyncRun, customers: list[Customer]) -> None:
+        self.p.line(f"Found {len(customers)} {self.noun} customer(s):")
+        for index, customer in enumerate(customers, 1):
+            self.p.line(f"  {index}. {customer.email} - {customer.account_number}")
+        self.p.line()
+        if not customers:
+            return
+        if self.dry_run:
+            self.p.mark("dry", f"DRY RUN: Would {self.action} these customers")
+        else:
+            self.p.mark("start", f"Starting {self.action}...")
+        self.p.line()
+
+    def customer_started(self, index: int, total: int, customer: Customer) -> None:
+        if self.dry_run:
+            return
+        self.p.line(f"[{index}/{total}] {self.verb}: {customer.email}")
+        self.p.line(f"  Account: {customer.account_number}")
+        self.p.line(f"  Name: {customer.display_name or '(none)'}")
+
+    def customer_finished(self, index: int, total: int, result: CustomerResult) -> None:
+        if self.dry_run:
+            if result.error:
+                self.p.line(f"  {self.p.marks['warn']} {result.account_number}: {result.error}")
+            return
+        if result.synced:
+            how = "adopted existing Zoho customer" if result.outcome == "adopted" else ""
+            suffix = f" ({how})" if how else ""
+            self.p.line(
+                f"  {self.p.marks['ok']} Successfully synced: {result.zoho_customer_id}{suffix}"
+            )
+        elif result.outcome == "skipped":
+            self.p.line(f"  Skipped: {result.error}")
+        else:
+            self.p.line(f"  {self.p.marks['fail']} Failed: {result.error}")
+        self.p.line()
+
+    def block_wait(self, until: datetime, reason: str) -> None:
+        seconds = max(0.0, until.timestamp() - datetime.now(tz=UTC).timestamp())
+        self.p.line(
+            f"  {self.p.marks['wait']} Zoho is blocking requests until "
+            f"{until.astimezone(UTC):%H:%M:%S} UTC; waiting {seconds:.0f} s..."
+        )
+
+    def results(self, report: RunReport, *, heading: str) -> None:
+        self.p.rule()
+        self.p.mark("stats", heading)
+        self.p.rule()
+        attempted = len(report.customers) - report.skipped_count
+        self.p.line(f"Total Attempted: {attempted}")
+        self.p.mark("ok", f"Successfully Synced: {report.synced_count}")
+        self.p.mark("fail", f"Failed: {report.failed_count}")
+        if report.skipped_count:
+            self.p.line(f"Skipped: {report.skipped_count}")
+        self.p.line(f"{self.p.marks['time']} Duration: {report.duration_seconds:.2f} seconds")
+        self.p.line()
+        if report.stop_reason:
+            left = len(report.customers) - report.synced_count - report.skipped_count
+            self.p.mark("fail", f"Run stopped: {report.stop_reason}.")
+            self.p.line(
+                f"   {left} customer(s) left failed with that reason; "
+                "`manage.py zoho_retry_failed` will take them."
+            )

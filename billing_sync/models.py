@@ -1,0 +1,200 @@
+"""Data and invariants: customers, sync runs and attempts, and the shared Zoho API state."""
+
+from __future__ import annotations
+
+from django.db import models
+from django.db.models import Q
+
+
+class TimestampedModel(models.Model):
+    """Adds creation and update times."""
+
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        abstract = True
+
+
+class AccountType(models.TextChoices):
+    RESIDENTIAL = "residential", "Residential"
+    BUSINESS = "business", "Business"
+    INTERNAL_TEST = "internal_test", "Internal test (never sent to Zoho)"
+
+
+class SyncStatus(models.TextChoices):
+    PENDING = "pending", "Pending"
+    SYNCING = "syncing", "Syncing"
+    SYNCED = "synced", "Synced"
+    FAILED = "failed", "Failed (will be retried)"
+    NEEDS_ATTENTION = "needs_attention", "Needs attention (fix the data)"
+
+
+class Customer(TimestampedModel):
+    """A CircleTel customer and the state of its copy in Zoho Billing."""
+
+    email = models.EmailField(max_length=254)
+    account_number = models.CharField(max_length=32, unique=True)
+    # Longer than Zoho accepts: the sync, not the database, tells a person which field to fix.
+    first_name = models.CharField(max_length=150, blank=True)
+    last_name = models.CharField(max_length=150, blank=True)
+    company_name = models.CharField(max_length=255, blank=True)
+    phone = models.CharField(max_length=64, blank=True)
+    account_type = models.CharField(
+        max_length=20, choices=AccountType.choices, default=AccountType.RESIDENTIAL
+    )
+    zoho_billing_customer_id = models.CharField(
+        max_length=64, null=True, blank=True, unique=True, help_text="Null until synced."
+    )
+    zoho_sync_status = models.CharField(
+        max_length=20, choices=SyncStatus.choices, default=SyncStatus.PENDING, db_index=True
+    )
+    zoho_last_error = models.TextField(blank=True)
+    zoho_last_synced_at = models.DateTimeField(null=True, blank=True)
+    zoho_claimed_at = models.DateTimeField(
+        null=True, blank=True, help_text="When a run took this customer (status syncing)."
+    )
+    zoho_claimed_by = models.ForeignKey(
+        "SyncRun", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    zoho_create_sent_at = models.DateTimeField(
+        null=True,
+        blank=True,
+        help_text="Set before a create is sent, cleared once its outcome is known. "
+        "While set, Zoho may hold this customer already: look before creating again.",
+    )
+
+    class Meta:
+        db_table = "customers"
+        ordering = ["created_at", "id"]
+        constraints = [
+            models.CheckConstraint(
+                condition=~Q(zoho_sync_status="synced") | Q(zoho_billing_customer_id__isnull=False),
+                name="customer_synced_has_zoho_id",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.account_number} <{self.email}>"
+
+    @property
+    def full_name(self) -> str:
+        return " ".join(part for part in (self.first_name, self.last_name) if part)
+
+    @property
+    def display_name(self) -> str:
+        """The name Zoho shows: the company for business accounts, else the person."""
+        return (self.company_name or self.full_name).strip()
+
+
+class SyncTrigger(models.TextChoices):
+    COMMAND = "command", "Command"
+    SCHEDULE = "schedule", "Schedule"
+    ADMIN = "admin", "Admin"
+
+
+class SyncRunKind(models.TextChoices):
+    BACKFILL = "backfill", "Backfill"
+    RETRY_FAILED = "retry_failed", "Retry failed"
+    SINGLE = "single", "Single customer"
+
+
+class SyncRunStatus(models.TextChoices):
+    RUNNING = "running", "Running"
+    COMPLETED = "completed", "Completed"
+    STOPPED = "stopped", "Stopped early"
+
+
+class SyncRun(models.Model):
+    """One backfill or retry invocation, whoever started it."""
+
+    kind = models.CharField(max_length=20, choices=SyncRunKind.choices)
+    trigger = models.CharField(max_length=20, choices=SyncTrigger.choices)
+    dry_run = models.BooleanField(default=False)
+    status = models.CharField(
+        max_length=20, choices=SyncRunStatus.choices, default=SyncRunStatus.RUNNING
+    )
+    stop_reason = models.TextField(blank=True)
+    started_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    selected_count = models.PositiveIntegerField(default=0)
+    synced_count = models.PositiveIntegerField(default=0)
+    failed_count = models.PositiveIntegerField(default=0)
+    skipped_count = models.PositiveIntegerField(default=0)
+    request_count = models.PositiveIntegerField(default=0, help_text="Requests sent to Zoho.")
+
+    class Meta:
+        ordering = ["-started_at"]
+
+    def __str__(self) -> str:
+        mode = " (dry run)" if self.dry_run else ""
+        return f"{self.get_kind_display()} #{self.pk} by {self.trigger}{mode}"
+
+
+class AttemptOutcome(models.TextChoices):
+    SENDING = "sending", "Sending (outcome not known yet)"
+    CREATED = "created", "Created in Zoho"
+    ADOPTED = "adopted", "Adopted existing Zoho customer"
+    FAILED = "failed", "Failed"
+    INVALID = "invalid", "Invalid data"
+    RATE_LIMITED = "rate_limited", "Rate limited"
+    SKIPPED = "skipped", "Skipped"
+    DRY_RUN = "dry_run", "Dry run"
+
+
+class SyncAttempt(models.Model):
+    """One attempt at one customer against Zoho: the audit trail."""
+
+    run = models.ForeignKey(SyncRun, on_delete=models.CASCADE, related_name="attempts")
+    customer = models.ForeignKey(
+        Customer, null=True, on_delete=models.SET_NULL, related_name="sync_attempts"
+    )
+    customer_email = models.CharField(max_length=254, help_text="Copied: the audit outlives it.")
+    account_number = models.CharField(max_length=32)
+    started_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    outcome = models.CharField(max_length=20, choices=AttemptOutcome.choices, db_index=True)
+    http_status = models.PositiveSmallIntegerField(null=True, blank=True)
+    zoho_code = models.IntegerField(null=True, blank=True)
+    error_message = models.TextField(blank=True)
+    zoho_customer_id = models.CharField(max_length=64, blank=True)
+
+    class Meta:
+        ordering = ["-started_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.account_number}: {self.outcome}"
+
+
+class ZohoApiState(models.Model):
+    """The one row every process shares: cached access token and any block Zoho imposed.
+
+    Kept in the database so that a schedule starting a process every few minutes reuses the
+    token (Zoho allows ~10 refreshes per 10 minutes) and a block seen by one process pauses all.
+    """
+
+    singleton = models.PositiveSmallIntegerField(primary_key=True, default=1)
+    access_token = models.TextField(blank=True)
+    token_expires_at = models.DateTimeField(null=True, blank=True)
+    api_domain = models.CharField(max_length=200, blank=True)
+    blocked_until = models.DateTimeField(null=True, blank=True)
+    block_reason = models.TextField(blank=True)
+
+    class Meta:
+        verbose_name = "Zoho API state"
+
+    def __str__(self) -> str:
+        return "Zoho API state"
+
+
+class ZohoRequestLog(models.Model):
+    """One row per request sent to Zoho's API, for the shared per-window budget."""
+
+    sent_at = models.DateTimeField(db_index=True)
+    done_at = models.DateTimeField(null=True, blank=True)
+    method = models.CharField(max_length=8)
+    path = models.CharField(max_length=200)
+    http_status = models.PositiveSmallIntegerField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"{self.method} {self.path} at {self.sent_at:%H:%M:%S}"

@@ -1,0 +1,1 @@
+"""Services: every write the app makes, one module per job."""

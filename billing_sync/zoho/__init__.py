@@ -1,0 +1,1 @@
+"""Zoho Billing client: configuration, OAuth, HTTP, errors and pacing."""

@@ -1,0 +1,210 @@
+"""The Zoho Billing HTTP client: one `_request` choke point, methods named for resources."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import requests
+
+from billing_sync.zoho.auth import TokenProvider
+from billing_sync.zoho.config import ZohoConfig
+from billing_sync.zoho.errors import (
+    ZohoAuthError,
+    ZohoError,
+    ZohoRateLimited,
+    ZohoTransient,
+    error_from_response,
+)
+from billing_sync.zoho.pacing import Budget, RequestGate, WaitObserver
+from billing_sync.zoho.records import CustomerPage, ZohoCustomer
+
+logger = logging.getLogger(__name__)
+
+ORG_HEADER = "X-com-zoho-subscriptions-organizationid"
+PAGE_SIZE = 200
+MAX_PAGES = 10_000  # 2 million customers: a bound on the pagination loop, not a real limit
+# Without Retry-After, how long the non-minute limits keep us out.
+DAILY_BLOCK_SECONDS = 3600.0
+CONCURRENCY_BLOCK_SECONDS = 5.0
+
+
+class ZohoClient:
+    """Talks to one Zoho Billing organization, paced under the shared budget."""
+
+    def __init__(
+        self,
+        config: ZohoConfig,
+        *,
+        gate: RequestGate | None = None,
+        session: requests.Session | None = None,
+        max_wait: float | None = None,
+        on_block_wait: WaitObserver | None = None,
+    ) -> None:
+        self.config = config
+        self.session = session or requests.Session()
+        self.tokens = TokenProvider(config, self.session)
+        self.gate = gate or RequestGate(
+            budget=Budget(config.rate_limit_requests, config.rate_limit_window_seconds),
+            request_timeout=config.timeout_seconds,
+            max_wait=config.max_wait_seconds if max_wait is None else max_wait,
+            on_block_wait=on_block_wait,
+        )
+        self.request_count = 0
+
+    def close(self) -> None:
+        """Close the keep-alive connections."""
+        self.session.close()
+
+    # --- customers ------------------------------------------------------------------------
+
+    def list_customers(
+        self, *, page: int = 1, per_page: int = PAGE_SIZE, **filters: str
+    ) -> CustomerPage:
+        """One page of customers (list items carry no custom fields)."""
+        params = {"page": page, "per_page": per_page, **filters}
+        body = self._request("GET", "/customers", params=params)
+        context = body.get("page_context") or {}
+        return CustomerPage(
+            customers=[self._parse(item) for item in body.get("customers") or []],
+            page=page,
+            has_more_page=bool(context.get("has_more_page")),
+        )
+
+    def iter_customers(self, **filters: str) -> Iterator[ZohoCustomer]:
+        """Every customer, page by page."""
+        for page_number in range(1, MAX_PAGES + 1):
+            page = self.list_customers(page=page_number, **filters)
+            yield from page.customers
+            if not page.has_more_page:
+                return
+        raise ZohoError(f"Zoho customer list did not end after {MAX_PAGES} pages")
+
+    def find_customers_by_email(self, email: str) -> list[ZohoCustomer]:
+        """Customers whose email equals `email` (Zoho compares case-insensitively)."""
+        wanted = email.strip().lower()
+        return [c for c in self.iter_customers(email=email) if c.email.lower() == wanted]
+
+    def get_customer(self, customer_id: str) -> ZohoCustomer:
+        """The full record, custom fields included."""
+        body = self._request("GET", f"/customers/{customer_id}")
+        return self._parse(body["customer"])
+
+    def create_customer(self, payload: dict[str, Any]) -> ZohoCustomer:
+        """Create a customer. Not idempotent: never retry blindly after an unknown outcome."""
+        body = self._request("POST", "/customers", json=payload)
+        return self._parse(body["customer"])
+
+    def update_customer(self, customer_id: str, payload: dict[str, Any]) -> ZohoCustomer:
+        """Update the given fields of a customer."""
+        body = self._request("PUT", f"/customers/{customer_id}", json=payload)
+        return self._parse(body["customer"])
+
+    def _parse(self, data: dict[str, Any]) -> ZohoCustomer:
+        return ZohoCustomer.from_api(data, account_field=self.config.account_number_field)
+
+    # --- the choke point ------------------------------------------------------------------
+
+    def _request(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: dict[str, Any] | None = None,
+        json: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        """Send one API request under the budget and return Zoho's parsed answer.
+
+        A 401 gets one fresh token and one more try; every failure becomes a ZohoError.
+        """
+        token = self.tokens.get_token()
+        try:
+            return self._send(method, path, token, params=params, json=json)
+        except ZohoAuthError as exc:
+            if exc.status != 401:
+                raise
+            logger.info("Zoho rejected the access token; refreshing once")
+            token = self.tokens.replace_rejected(token)
+            return self._send(method, path, token, params=params, json=json)
+
+    def _send(
+        self,
+        method: str,
+        path: str,
+        token: str,
+        *,
+        params: dict[str, Any] | None,
+        json: dict[str, Any] | None,
+    ) -> dict[str, Any]:
+        headers = {
+            "Authorization": f"Zoho-oauthtoken {token}",
+            ORG_HEADER: self.config.organization_id,
+        }
+        url = self.config.api_base_url + path
+        ticket = self.gate.acquire(method, path)
+        self.request_count += 1
+        started = time.monotonic()
+        status: int | None = None
+        try:
+            response = self.session.request(
+                method,
+                url,
+                params=params,
+                json=json,
+                headers=headers,
+                timeout=self.config.timeout_seconds,
+            )
+            status = response.status_code
+        except requests.RequestException as exc:
+            raise _network_error(exc, method, path) from exc
+        finally:
+            self.gate.release(ticket, status)
+            elapsed_ms = (time.monotonic() - started) * 1000
+            logger.info("%s %s -> %s in %.0f ms", method, path, status, elapsed_ms)
+        return self._handle(response, path)
+
+    def _handle(self, response: requests.Response, path: str) -> dict[str, Any]:
+        try:
+            body = response.json()
+        except ValueError:
+            body = None
+        if body is not None and not isinstance(body, dict):
+            body = None
+        error = error_from_response(
+            response.status_code, body, path=path, retry_after=response.headers.get("Retry-After")
+        )
+        if error is None:
+            return body
+        if isinstance(error, ZohoRateLimited):
+            self.gate.record_block(seconds=self._block_seconds(error), reason=error.message)
+        raise error
+
+    def _block_seconds(self, error: ZohoRateLimited) -> float:
+        if error.retry_after is not None:
+            return error.retry_after
+        if error.kind == "daily":
+            return DAILY_BLOCK_SECONDS
+        if error.kind == "concurrency":
+            return CONCURRENCY_BLOCK_SECONDS
+        return self.config.default_block_seconds
+
+
+def _network_error(exc: requests.RequestException, method: str, path: str) -> ZohoTransient:
+    """Turn a requests failure into ZohoTransient, saying whether Zoho may have the request."""
+    if isinstance(exc, requests.ConnectTimeout):
+        return ZohoTransient(f"timed out connecting to Zoho ({method} {path})", request_sent=False)
+    if isinstance(exc, requests.Timeout):
+        return ZohoTransient(
+            f"Zoho did not answer in time ({method} {path})", path=path, timed_out=True
+        )
+    if isinstance(exc, requests.ConnectionError) and _connection_refused(exc):
+        return ZohoTransient(f"could not connect to Zoho ({method} {path})", request_sent=False)
+    return ZohoTransient(f"connection to Zoho failed: {type(exc).__name__} ({method} {path})")
+
+
+def _connection_refused(exc: requests.ConnectionError) -> bool:
+    reason = exc.args[0] if exc.args else None
+    text = repr(reason)
+    return "NewConnectionError" in text or "NameResolutionError" in text

@@ -1,0 +1,135 @@
+"""Django settings for the CircleTel billing sync project.
+
+Every value comes from the environment, then `.env.local`, then `.env` (the environment wins).
+This is the only module that reads the environment; app code reads `django.conf.settings`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import environ
+from django.core.exceptions import ImproperlyConfigured
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+env = environ.Env()
+# read_env never overrides a variable that is already set, so reading .env.local first makes
+# the order of precedence: environment, then .env.local, then .env.
+for _name in (".env.local", ".env"):
+    if (BASE_DIR / _name).is_file():
+        env.read_env(BASE_DIR / _name)
+
+DJANGO_ENV = env.str("DJANGO_ENV", default="development")
+IS_PRODUCTION = DJANGO_ENV == "production"
+
+_INSECURE_DEV_KEY = "django-insecure-development-only-key-never-use-in-production"
+SECRET_KEY = env.str("DJANGO_SECRET_KEY", default="")
+if not SECRET_KEY:
+    if IS_PRODUCTION:
+        raise ImproperlyConfigured("DJANGO_SECRET_KEY must be set when DJANGO_ENV=production.")
+    SECRET_KEY = _INSECURE_DEV_KEY
+
+DEBUG = env.bool("DJANGO_DEBUG", default=not IS_PRODUCTION)
+ALLOWED_HOSTS = env.list("DJANGO_ALLOWED_HOSTS", default=[] if IS_PRODUCTION else ["*"])
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "billing_sync",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "circletel.urls"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+WSGI_APPLICATION = "circletel.wsgi.application"
+
+DATABASES = {"default": env.db("DATABASE_URL", default=f"sqlite:///{BASE_DIR / 'db.sqlite3'}")}
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # Commands and a django-q cluster share one SQLite file: wait for locks instead of failing,
+    # take the write lock at BEGIN (no upgrade deadlocks), and let readers run beside a writer.
+    DATABASES["default"].setdefault("OPTIONS", {}).update(
+        {
+            "timeout": 30,
+            "transaction_mode": "IMMEDIATE",
+            "init_command": "PRAGMA journal_mode=WAL;",
+        }
+    )
+
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = BASE_DIR / "var" / "static"
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "loggers": {
+        "billing_sync": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="WARNING")}
+    },
+}
+
+# --- Zoho Billing -------------------------------------------------------------------------------
+# Secrets have no defaults. Hosts derive from ZOHO_DATA_CENTER unless overridden (the demo and
+# the tests point both overrides at the local emulator).
+ZOHO_CLIENT_ID = env.str("ZOHO_CLIENT_ID", default="")
+ZOHO_CLIENT_SECRET = env.str("ZOHO_CLIENT_SECRET", default="")
+ZOHO_REFRESH_TOKEN = env.str("ZOHO_REFRESH_TOKEN", default="")
+ZOHO_ORGANIZATION_ID = env.str("ZOHO_ORGANIZATION_ID", default="")
+ZOHO_DATA_CENTER = env.str("ZOHO_DATA_CENTER", default="com")
+ZOHO_ACCOUNTS_URL = env.str("ZOHO_ACCOUNTS_URL", default="")
+ZOHO_API_BASE_URL = env.str("ZOHO_API_BASE_URL", default="")
+ZOHO_TIMEOUT_SECONDS = env.float("ZOHO_TIMEOUT_SECONDS", default=30.0)
+# 30 per 60 s is the lower of Zoho's two published figures: a breach blocks the whole org.
+ZOHO_RATE_LIMIT_REQUESTS = env.int("ZOHO_RATE_LIMIT_REQUESTS", default=30)
+ZOHO_RATE_LIMIT_WINDOW_SECONDS = env.float("ZOHO_RATE_LIMIT_WINDOW_SECONDS", default=60.0)
+# Zoho's block lasts ~10 minutes, sometimes 15-20: wait up to 25 minutes before giving up.
+ZOHO_MAX_WAIT_SECONDS = env.float("ZOHO_MAX_WAIT_SECONDS", default=1500.0)
+# How long a 429 blocks us when Zoho sends no Retry-After.
+ZOHO_DEFAULT_BLOCK_SECONDS = env.float("ZOHO_DEFAULT_BLOCK_SECONDS", default=600.0)
+ZOHO_ACCOUNT_NUMBER_FIELD = env.str("ZOHO_ACCOUNT_NUMBER_FIELD", default="Account Number")
+ZOHO_MAX_ATTEMPTS = env.int("ZOHO_MAX_ATTEMPTS", default=3)
+ZOHO_RETRY_BACKOFF_SECONDS = env.float("ZOHO_RETRY_BACKOFF_SECONDS", default=2.0)
+ZOHO_STALE_CLAIM_SECONDS = env.float("ZOHO_STALE_CLAIM_SECONDS", default=300.0)

@@ -1,0 +1,6 @@
+"""URL configuration: the admin lives at /admin/."""
+
+from django.contrib import admin
+from django.urls import path
+
+urlpatterns = [path("admin/", admin.site.urls)]

@@ -1,0 +1,73 @@
+"""Shared fixtures: the Zoho emulator on loopback, settings pointing at it, customer factory."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+from billing_sync.emulator import (
+    EMULATOR_CLIENT_ID,
+    EMULATOR_CLIENT_SECRET,
+    EMULATOR_ORGANIZATION_ID,
+    EMULATOR_REFRESH_TOKEN,
+    EmulatorConfig,
+    ZohoEmulator,
+)
+from billing_sync.models import Customer
+
+
+@pytest.fixture(scope="session")
+def emulator_server() -> Iterator[ZohoEmulator]:
+    """One real emulator HTTP server for the whole session, on a free loopback port."""
+    server = ZohoEmulator().start(host="127.0.0.1", port=0)
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def emulator(emulator_server: ZohoEmulator, settings: Any) -> Iterator[ZohoEmulator]:
+    """A fresh emulator state, with the project's Zoho settings pointing at it."""
+    emulator_server.reset(EmulatorConfig())
+    settings.ZOHO_CLIENT_ID = EMULATOR_CLIENT_ID
+    settings.ZOHO_CLIENT_SECRET = EMULATOR_CLIENT_SECRET
+    settings.ZOHO_REFRESH_TOKEN = EMULATOR_REFRESH_TOKEN
+    settings.ZOHO_ORGANIZATION_ID = EMULATOR_ORGANIZATION_ID
+    settings.ZOHO_ACCOUNTS_URL = emulator_server.accounts_url
+    settings.ZOHO_API_BASE_URL = emulator_server.api_base_url
+    settings.ZOHO_TIMEOUT_SECONDS = 5.0
+    settings.ZOHO_RETRY_BACKOFF_SECONDS = 0.01
+    settings.ZOHO_MAX_WAIT_SECONDS = 30.0
+    settings.ZOHO_RATE_LIMIT_REQUESTS = 30
+    settings.ZOHO_RATE_LIMIT_WINDOW_SECONDS = 60.0
+    yield emulator_server
+    # A slow request may still be in the server: let it finish before the next test's reset.
+    assert emulator_server.wait_idle(), "the emulator is still busy after the test"
+
+
+_sequence = itertools.count(1)
+
+
+@pytest.fixture
+def make_customer(db: None) -> Callable[..., Customer]:
+    """Create a customer; every field can be overridden."""
+
+    def make(**fields: Any) -> Customer:
+        n = next(_sequence)
+        values: dict[str, Any] = {
+            "email": f"customer{n}@example.co.za",
+            "account_number": f"CT-2025-{n:05d}",
+            "first_name": "Test",
+            "last_name": f"Customer {n}",
+        }
+        values.update(fields)
+        return Customer.objects.create(**values)
+
+    return make
+
+
+def zoho_posts(emulator: ZohoEmulator) -> int:
+    """How many creates reached the emulator."""
+    return sum(1 for r in emulator.request_log if r.method == "POST" and r.path == "/customers")

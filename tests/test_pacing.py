@@ -1,0 +1,160 @@
+"""Pacing: never more than the budget in any window, and a Zoho block pauses everything."""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from billing_sync.models import (
+    AttemptOutcome,
+    Customer,
+    SyncAttempt,
+    SyncRunStatus,
+    SyncStatus,
+    ZohoApiState,
+)
+from billing_sync.services.sync import customers_backfill, customers_retry_failed
+from billing_sync.zoho.client import ZohoClient
+from billing_sync.zoho.config import zoho_config
+from billing_sync.zoho.errors import RateLimitWaitExceeded, ZohoRateLimited
+from billing_sync.zoho.pacing import Budget, RequestGate
+
+pytestmark = pytest.mark.django_db
+
+
+def most_in_any_window(times: list[float], window: float) -> int:
+    times = sorted(times)
+    most, start = 0, 0
+    for end, t in enumerate(times):
+        while t - times[start] >= window:
+            start += 1
+        most = max(most, end - start + 1)
+    return most
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1_000_000.0
+        self.slept: list[float] = []
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.slept.append(seconds)
+        self.now += seconds
+
+
+def test_gate_admits_the_budget_then_waits_for_the_oldest_to_leave_the_window():
+    clock = FakeClock()
+    gate = RequestGate(
+        budget=Budget(3, 10.0), request_timeout=5, max_wait=0, clock=clock, sleep=clock.sleep
+    )
+    for _ in range(3):
+        gate.release(gate.acquire("GET", "/customers"), 200)
+        clock.now += 1.0
+    # Answers came back at +0, +1, +2 s; the first leaves the window 10 s after its answer.
+    gate.release(gate.acquire("GET", "/customers"), 200)
+
+    assert clock.slept == [pytest.approx(7.0)]
+
+
+def test_gate_counts_an_unanswered_request_until_its_timeout():
+    clock = FakeClock()
+    gate = RequestGate(
+        budget=Budget(1, 10.0), request_timeout=5, max_wait=0, clock=clock, sleep=clock.sleep
+    )
+    gate.acquire("POST", "/customers")  # its process died: never released
+
+    gate.acquire("GET", "/customers")
+
+    assert sum(clock.slept) == pytest.approx(15.0, abs=0.1)
+
+
+def test_run_never_exceeds_the_budget_in_any_window(emulator, make_customer, settings):
+    settings.ZOHO_RATE_LIMIT_REQUESTS = 5
+    settings.ZOHO_RATE_LIMIT_WINDOW_SECONDS = 0.5
+    emulator.configure(rate_limit_requests=5, rate_limit_window_seconds=0.5, block_seconds=30)
+    for _ in range(12):
+        make_customer()
+
+    started = time.monotonic()
+    report = customers_backfill(trigger="command")
+    elapsed = time.monotonic() - started
+
+    assert report.ok
+    statuses = {r.status for r in emulator.request_log}
+    assert 429 not in statuses
+    arrivals = [r.time for r in emulator.request_log]
+    assert len(arrivals) == 13
+    assert most_in_any_window(arrivals, 0.5) <= 5
+    assert elapsed >= 1.0  # 13 requests at 5 per 0.5 s need at least two full windows
+
+
+def test_block_delays_the_run_and_it_completes(emulator, make_customer):
+    emulator.configure(rate_limit_requests=4, rate_limit_window_seconds=60, block_seconds=1)
+    customers = [make_customer() for _ in range(6)]
+
+    report = customers_backfill(trigger="command")
+
+    assert report.ok
+    assert len(emulator.customers()) == 6
+    assert all(
+        c.zoho_sync_status == SyncStatus.SYNCED
+        for c in Customer.objects.filter(pk__in=[c.pk for c in customers])
+    )
+    limited = SyncAttempt.objects.filter(outcome=AttemptOutcome.RATE_LIMITED)
+    assert limited.count() == 1
+    assert limited.get().zoho_code == 44
+
+
+def test_max_wait_zero_stops_at_first_block_and_leaves_the_rest_failed(emulator, make_customer):
+    emulator.configure(rate_limit_requests=3, rate_limit_window_seconds=60, block_seconds=1)
+    customers = [make_customer() for _ in range(5)]
+
+    report = customers_backfill(trigger="command", max_wait=0)
+
+    assert not report.ok
+    assert report.run.status == SyncRunStatus.STOPPED
+    assert report.stop_reason.startswith("rate limited by Zoho until ")
+    statuses = [Customer.objects.get(pk=c.pk).zoho_sync_status for c in customers]
+    assert statuses == [SyncStatus.SYNCED] * 2 + [SyncStatus.FAILED] * 3
+    failed = Customer.objects.filter(zoho_sync_status=SyncStatus.FAILED)
+    assert all(c.zoho_last_error.startswith("rate limited by Zoho until") for c in failed)
+    assert report.run.failed_count == 3
+
+    retry = customers_retry_failed(trigger="command")
+
+    assert retry.ok
+    assert len(emulator.customers()) == 5
+
+
+def test_429_for_one_customer_pauses_the_org_not_that_customer(emulator, make_customer):
+    emulator.configure(block_seconds=1)  # its Retry-After
+    emulator.inject("rate_limit", method="POST", email="blocked@example.co.za", times=1)
+    make_customer(email="blocked@example.co.za")
+    make_customer()
+
+    report = customers_backfill(trigger="command")
+
+    assert report.ok
+    assert Customer.objects.filter(zoho_sync_status=SyncStatus.SYNCED).count() == 2
+
+
+def test_a_block_seen_by_one_process_holds_back_another(emulator, make_customer):
+    emulator.configure(block_seconds=60)
+    emulator.block_for(60)
+    first = ZohoClient(zoho_config(), max_wait=0)
+    with pytest.raises(ZohoRateLimited):
+        first.list_customers()  # gets the 429 and records the block for everyone
+    sent = len(emulator.request_log)
+
+    second = ZohoClient(zoho_config(), max_wait=0)
+    with pytest.raises(RateLimitWaitExceeded) as caught:
+        second.list_customers()
+
+    assert len(emulator.request_log) == sent  # the second sent nothing
+    assert caught.value.until > datetime.now(tz=UTC) + timedelta(seconds=50)
+    assert ZohoApiState.objects.get().block_reason.startswith("For security reasons")
