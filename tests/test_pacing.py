@@ -158,3 +158,21 @@ def test_a_block_seen_by_one_process_holds_back_another(emulator, make_customer)
     assert len(emulator.request_log) == sent  # the second sent nothing
     assert caught.value.until > datetime.now(tz=UTC) + timedelta(seconds=50)
     assert ZohoApiState.objects.get().block_reason.startswith("For security reasons")
+
+
+def test_without_retry_after_the_documented_default_block_applies(emulator, settings):
+    settings.ZOHO_DEFAULT_BLOCK_SECONDS = 1.5
+    emulator.configure(send_retry_after=False)
+    emulator.inject("rate_limit", times=1)
+    client = ZohoClient(zoho_config(), max_wait=0)
+    before = datetime.now(tz=UTC)
+
+    with pytest.raises(ZohoRateLimited) as caught:
+        client.list_customers()
+
+    assert caught.value.retry_after is None
+    until = ZohoApiState.objects.get().blocked_until
+    assert timedelta(seconds=1.4) < until - before < timedelta(seconds=2)
+    started = time.monotonic()
+    ZohoClient(zoho_config(), max_wait=5).list_customers()
+    assert time.monotonic() - started >= 1.0

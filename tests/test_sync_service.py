@@ -383,3 +383,23 @@ def test_attempts_outlive_a_deleted_customer(emulator, make_customer):
     attempt = SyncAttempt.objects.get()
     assert attempt.customer is None
     assert attempt.account_number == customer.account_number
+
+
+def test_account_number_field_label_is_configurable(emulator, make_customer, settings):
+    settings.ZOHO_ACCOUNT_NUMBER_FIELD = "CircleTel Account"
+    emulator.add_customer(
+        display_name="Existing",
+        email="labelled@example.co.za",
+        custom_fields=[{"label": "CircleTel Account", "value": "CT-2025-40000"}],
+    )
+    adopted = make_customer(email="labelled@example.co.za", account_number="CT-2025-40000")
+    created = make_customer()
+
+    customers_backfill(trigger="command")
+
+    adopted.refresh_from_db()
+    assert adopted.zoho_sync_status == SyncStatus.SYNCED
+    assert zoho_posts(emulator) == 1
+    new_record = next(r for r in emulator.customers() if r["email"] == created.email)
+    assert new_record["custom_fields"][0]["label"] == "CircleTel Account"
+    assert new_record["custom_fields"][0]["value"] == created.account_number

@@ -222,3 +222,36 @@ def test_secrets_never_reach_logs_or_errors(emulator, settings, caplog):
     text = caplog.text + str(caught.value) + repr(zoho_config())
     for secret in (token, "wrong-secret-value", settings.ZOHO_REFRESH_TOKEN):
         assert secret not in text
+
+
+def test_one_keep_alive_connection_serves_the_token_and_every_call(emulator):
+    client = new_client()
+    for _ in range(5):
+        client.list_customers()
+    client.close()
+
+    assert emulator.connections_opened == 1
+    assert len(emulator.request_log) == 5
+
+
+@pytest.mark.parametrize(
+    ("data_center", "accounts", "api"),
+    [
+        ("com", "https://accounts.zoho.com", "https://www.zohoapis.com/billing/v1"),
+        ("eu", "https://accounts.zoho.eu", "https://www.zohoapis.eu/billing/v1"),
+        ("ca", "https://accounts.zohocloud.ca", "https://www.zohoapis.ca/billing/v1"),
+        ("com.au", "https://accounts.zoho.com.au", "https://www.zohoapis.com.au/billing/v1"),
+    ],
+)
+def test_data_center_picks_both_hosts(settings, data_center, accounts, api):
+    settings.ZOHO_CLIENT_ID = "id"
+    settings.ZOHO_CLIENT_SECRET = "secret"
+    settings.ZOHO_REFRESH_TOKEN = "refresh"
+    settings.ZOHO_ORGANIZATION_ID = "1"
+    settings.ZOHO_ACCOUNTS_URL = ""
+    settings.ZOHO_API_BASE_URL = ""
+    settings.ZOHO_DATA_CENTER = data_center
+
+    config = zoho_config()
+
+    assert (config.accounts_url, config.api_base_url) == (accounts, api)

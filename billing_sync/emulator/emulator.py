@@ -124,6 +124,12 @@ class ZohoEmulator:
         """The current configuration."""
         return self._config
 
+    @property
+    def connections_opened(self) -> int:
+        """TCP connections clients opened since the last reset (keep-alive keeps this low)."""
+        opened = self._server.connections_opened if self._server else 0
+        return opened - self._connections_baseline
+
     def reset(self, config: EmulatorConfig | None = None) -> None:
         """Forget customers, tokens, counters, logs, faults and any block; optionally swap config.
 
@@ -325,6 +331,8 @@ class ZohoEmulator:
         self._limiter = RateLimiter()
         self._faults = FaultBook()
         self._log: list[RequestRecord] = []
+        server = getattr(self, "_server", None)
+        self._connections_baseline = server.connections_opened if server else 0
 
     def _bound_server(self) -> EmulatorHTTPServer:
         if self._server is None:

@@ -30,6 +30,7 @@ class EmulatorHTTPServer(ThreadingHTTPServer):
     def __init__(self, address: tuple[str, int], app: App) -> None:
         self.app = app
         self.started = False
+        self.connections_opened = 0
         self._connections: set[socket.socket] = set()
         self._connections_lock = threading.Lock()
         super().__init__(address, EmulatorRequestHandler)
@@ -38,6 +39,7 @@ class EmulatorHTTPServer(ThreadingHTTPServer):
         """Remember the connection, then serve it in its own thread."""
         with self._connections_lock:
             self._connections.add(request)
+            self.connections_opened += 1
         super().process_request(request, client_address)
 
     def shutdown_request(self, request: Any) -> None:

@@ -27,9 +27,21 @@ def non_negative_seconds(value: str) -> float:
     return seconds
 
 
+def positive_int(value: str) -> int:
+    """argparse type for --limit."""
+    try:
+        number = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a whole number") from None
+    if number < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return number
+
+
 class SyncCommand(BaseCommand):
     """Base for commands that run the sync service and print the runbook's report."""
 
+    trigger = SyncTrigger.COMMAND
     title = ""
     noun = ""
     verb = ""
@@ -79,5 +91,3 @@ class SyncCommand(BaseCommand):
     def run_service(self, options: dict[str, Any], printer: RunPrinter) -> RunReport:
         """Call the sync service for this command."""
         raise NotImplementedError
-
-    trigger = SyncTrigger.COMMAND

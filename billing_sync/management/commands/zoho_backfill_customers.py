@@ -7,7 +7,7 @@ from typing import Any
 from django.core.management.base import CommandParser
 
 from billing_sync.management.printing import RunPrinter
-from billing_sync.management.sync_command import SyncCommand
+from billing_sync.management.sync_command import SyncCommand, positive_int
 from billing_sync.services.sync import RunReport, customers_backfill
 
 
@@ -28,7 +28,7 @@ class Command(SyncCommand):
         super().add_arguments(parser)
         parser.add_argument(
             "--limit",
-            type=int,
+            type=positive_int,
             default=None,
             metavar="N",
             help="Sync at most N customers (oldest first).",
