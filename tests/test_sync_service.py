@@ -35,7 +35,8 @@ def account_in_zoho(record: dict) -> str | None:
 
 
 def test_backfill_creates_every_customer_once_with_account_number(emulator, make_customer):
-    customers = [make_customer() for _ in range(4)]
+    customers = [make_customer() for _ in range(3)]
+    customers.append(make_customer(company_name="Karoo Farms", phone="+27 21 555 0100"))
 
     report = customers_backfill(trigger="command")
 
@@ -51,7 +52,15 @@ def test_backfill_creates_every_customer_once_with_account_number(emulator, make
         assert customer.zoho_last_synced_at is not None
         assert account_in_zoho(record) == customer.account_number
         assert record["first_name"] == customer.first_name
-        assert record["display_name"] == f"{customer.first_name} {customer.last_name}"
+        assert record["last_name"] == customer.last_name
+        assert record["display_name"] == customer.display_name
+    assert records[customers[0].email]["display_name"] == f"Test {customers[0].last_name}"
+    business = records[customers[3].email]
+    assert (business["display_name"], business["company_name"], business["phone"]) == (
+        "Karoo Farms",
+        "Karoo Farms",
+        "+27 21 555 0100",
+    )
     run = SyncRun.objects.get()
     assert (run.status, run.selected_count, run.synced_count, run.failed_count) == (
         SyncRunStatus.COMPLETED,
