@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-postgres lint format emulator clean
+.PHONY: demo test test-postgres lint format emulator run worker clean
 
 $(STAMP): requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -36,6 +36,16 @@ format: $(STAMP)
 ## emulator: the Zoho emulator in the foreground on port 8765
 emulator: $(STAMP)
 	$(PY) manage.py zoho_emulator --port 8765
+
+## run: the admin on http://127.0.0.1:8000/admin/ (migrates first)
+run: $(STAMP)
+	$(PY) manage.py migrate -v 0
+	$(PY) manage.py runserver
+
+## worker: the django-q2 cluster that runs the schedules and queued syncs
+worker: $(STAMP)
+	$(PY) manage.py migrate -v 0
+	$(PY) manage.py qcluster
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .ruff_cache

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.db import models
 from django.db.models import Q
 
@@ -28,6 +30,10 @@ class SyncStatus(models.TextChoices):
     SYNCED = "synced", "Synced"
     FAILED = "failed", "Failed (will be retried)"
     NEEDS_ATTENTION = "needs_attention", "Needs attention (fix the data)"
+
+
+# The fields we send Zoho: a person editing any of them may have fixed what Zoho refused.
+ZOHO_DATA_FIELDS = ("email", "account_number", "first_name", "last_name", "company_name", "phone")
 
 
 class Customer(TimestampedModel):
@@ -67,6 +73,7 @@ class Customer(TimestampedModel):
     class Meta:
         db_table = "customers"
         ordering = ["created_at", "id"]
+        permissions = [("requeue_sync", "Can re-queue a customer's Zoho sync")]
         constraints = [
             models.CheckConstraint(
                 condition=~Q(zoho_sync_status="synced") | Q(zoho_billing_customer_id__isnull=False),
@@ -76,6 +83,29 @@ class Customer(TimestampedModel):
 
     def __str__(self) -> str:
         return f"{self.account_number} <{self.email}>"
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        """Save; an edit of the data Zoho refused puts the customer back in the queue."""
+        loaded = getattr(self, "_loaded_zoho_data", None)
+        if (
+            self.zoho_sync_status == SyncStatus.NEEDS_ATTENTION
+            and loaded is not None
+            and loaded != self._zoho_data()
+        ):
+            self.zoho_sync_status = SyncStatus.PENDING
+            if kwargs.get("update_fields") is not None:
+                kwargs["update_fields"] = {*kwargs["update_fields"], "zoho_sync_status"}
+        super().save(*args, **kwargs)
+        self._loaded_zoho_data = self._zoho_data()
+
+    @classmethod
+    def from_db(cls, db: str | None, field_names: Any, values: Any) -> Customer:
+        instance = super().from_db(db, field_names, values)
+        instance._loaded_zoho_data = instance._zoho_data()
+        return instance
+
+    def _zoho_data(self) -> dict[str, Any]:
+        return {name: self.__dict__.get(name) for name in ZOHO_DATA_FIELDS}
 
     @property
     def full_name(self) -> str:
@@ -97,6 +127,7 @@ class SyncRunKind(models.TextChoices):
     BACKFILL = "backfill", "Backfill"
     RETRY_FAILED = "retry_failed", "Retry failed"
     SINGLE = "single", "Single customer"
+    SELECTED = "selected", "Selected customers"
 
 
 class SyncRunStatus(models.TextChoices):

@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 
 from django.db.models import Count, Q, QuerySet
 from django.utils import timezone
+from django_q.models import Schedule
 
-from billing_sync.models import AccountType, Customer, SyncStatus
+from billing_sync.models import AccountType, Customer, SyncRun, SyncStatus, ZohoApiState
+
+# The django-q schedules `zoho_schedule` keeps, by name.
+RETRY_SCHEDULE = "zoho-retry-failed"
+BACKFILL_SCHEDULE = "zoho-backfill"
+SCHEDULE_NAMES = (RETRY_SCHEDULE, BACKFILL_SCHEDULE)
 
 
 def customers_syncable() -> QuerySet[Customer]:
@@ -37,6 +44,14 @@ def retry_q(stale_after_seconds: float) -> Q:
     return Q(zoho_billing_customer_id__isnull=True) & takeable
 
 
+def requeue_q(stale_after_seconds: float) -> Q:
+    """What a person may re-queue: not in Zoho yet and not being worked on right now."""
+    takeable = Q(
+        zoho_sync_status__in=[SyncStatus.PENDING, SyncStatus.FAILED, SyncStatus.NEEDS_ATTENTION]
+    ) | stale_claim_q(stale_after_seconds)
+    return Q(zoho_billing_customer_id__isnull=True) & takeable
+
+
 def customer_status_counts() -> list[tuple[str, int]]:
     """The runbook's status summary: (status, count) over customers that belong in Zoho."""
     rows = (
@@ -46,3 +61,34 @@ def customer_status_counts() -> list[tuple[str, int]]:
         .order_by("zoho_sync_status")
     )
     return [(row["zoho_sync_status"], row["count"]) for row in rows]
+
+
+@dataclass(frozen=True)
+class SyncOverview:
+    """What a person needs first: where customers stand, what ran, what runs next, any block."""
+
+    status_counts: list[tuple[str, str, int]]
+    last_run: SyncRun | None
+    next_schedule: Schedule | None
+    blocked_until: datetime | None
+    block_reason: str
+
+    @property
+    def blocked(self) -> bool:
+        return self.blocked_until is not None and self.blocked_until > timezone.now()
+
+
+def sync_overview() -> SyncOverview:
+    """The admin overview's figures."""
+    counts = dict(customer_status_counts())
+    state = ZohoApiState.objects.filter(singleton=1).first()
+    return SyncOverview(
+        status_counts=[(value, label, counts.get(value, 0)) for value, label in SyncStatus.choices],
+        last_run=SyncRun.objects.exclude(dry_run=True).order_by("-started_at", "-id").first(),
+        next_schedule=Schedule.objects.filter(name__in=SCHEDULE_NAMES)
+        .exclude(next_run__isnull=True)
+        .order_by("next_run")
+        .first(),
+        blocked_until=state.blocked_until if state else None,
+        block_reason=state.block_reason if state else "",
+    )

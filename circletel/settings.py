@@ -34,12 +34,13 @@ DEBUG = env.bool("DJANGO_DEBUG", default=not IS_PRODUCTION)
 ALLOWED_HOSTS = env.list("DJANGO_ALLOWED_HOSTS", default=[] if IS_PRODUCTION else ["*"])
 
 INSTALLED_APPS = [
-    "django.contrib.admin",
+    "billing_sync.admin_config.BillingSyncAdminConfig",
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
     "django.contrib.messages",
     "django.contrib.staticfiles",
+    "django_q",
     "billing_sync",
 ]
 
@@ -74,6 +75,8 @@ WSGI_APPLICATION = "circletel.wsgi.application"
 
 DATABASES = {"default": env.db("DATABASE_URL", default=f"sqlite:///{BASE_DIR / 'db.sqlite3'}")}
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # Tests run the worker and the browser against one database: a file, not memory.
+    DATABASES["default"]["TEST"] = {"NAME": str(BASE_DIR / "test-db.sqlite3")}
     # Commands and a django-q cluster share one SQLite file: wait for locks instead of failing,
     # take the write lock at BEGIN (no upgrade deadlocks), and let readers run beside a writer.
     DATABASES["default"].setdefault("OPTIONS", {}).update(
@@ -133,3 +136,39 @@ ZOHO_ACCOUNT_NUMBER_FIELD = env.str("ZOHO_ACCOUNT_NUMBER_FIELD", default="Accoun
 ZOHO_MAX_ATTEMPTS = env.int("ZOHO_MAX_ATTEMPTS", default=3)
 ZOHO_RETRY_BACKOFF_SECONDS = env.float("ZOHO_RETRY_BACKOFF_SECONDS", default=2.0)
 ZOHO_STALE_CLAIM_SECONDS = env.float("ZOHO_STALE_CLAIM_SECONDS", default=300.0)
+
+# --- Scheduling (django-q2) ----------------------------------------------------------------------
+# Scheduled runs never wait for a Zoho block (a blocked run does nothing; the next one retries)
+# and take at most this many customers, so a run ends well inside Q_TASK_TIMEOUT_SECONDS even at
+# the default budget (500 customers at 30 requests a minute: about 17 minutes).
+ZOHO_SCHEDULE_BATCH_SIZE = env.int("ZOHO_SCHEDULE_BATCH_SIZE", default=500)
+ZOHO_RETRY_EVERY_MINUTES = env.int("ZOHO_RETRY_EVERY_MINUTES", default=10)
+ZOHO_BACKFILL_EVERY_MINUTES = env.int("ZOHO_BACKFILL_EVERY_MINUTES", default=60)
+Q_TASK_TIMEOUT_SECONDS = env.int("Q_TASK_TIMEOUT_SECONDS", default=3600)
+
+_BROKER_URL = env.str("Q_BROKER_URL", default="") or env.str("REDIS_URL", default="")
+Q_CLUSTER = {
+    "name": "billing_sync",
+    "workers": env.int("Q_WORKERS", default=2),
+    # A task running longer than this is killed; our runs are bounded well below it.
+    "timeout": Q_TASK_TIMEOUT_SECONDS,
+    # Must exceed timeout: a task not acknowledged within `retry` is handed to another worker,
+    # and a task still running must never run twice at once (django-q 183, 614).
+    "retry": Q_TASK_TIMEOUT_SECONDS + 600,
+    # Deliver a failing task once: the default 0 redelivers it forever (django-q2 114). Retrying
+    # customers is the sync service's job, and the next scheduled run does it.
+    "max_attempts": 1,
+    # Acknowledge failed tasks too, so the broker does not hand them out again.
+    "ack_failures": True,
+    # After downtime run a missed schedule once, not once for every slot it missed.
+    "catch_up": False,
+    "save_limit": 1000,
+    "label": "Task queue",
+    # django-q2 pops this key whenever Q_CLUSTER_NAME names another cluster, and fails if absent.
+    "ALT_CLUSTERS": {},
+}
+if _BROKER_URL:
+    Q_CLUSTER["redis"] = _BROKER_URL
+else:
+    # The database is the broker: nothing else has to run.
+    Q_CLUSTER["orm"] = "default"

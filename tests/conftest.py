@@ -4,9 +4,15 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Callable, Iterator
+from multiprocessing import Event, Value
 from typing import Any
 
 import pytest
+from django_q.brokers import get_broker
+from django_q.monitor import monitor
+from django_q.pusher import pusher
+from django_q.queues import Queue
+from django_q.worker import worker
 
 from billing_sync.emulator import (
     EMULATOR_CLIENT_ID,
@@ -71,3 +77,25 @@ def make_customer(db: None) -> Callable[..., Customer]:
 def zoho_posts(emulator: ZohoEmulator) -> int:
     """How many creates reached the emulator."""
     return sum(1 for r in emulator.request_log if r.method == "POST" and r.path == "/customers")
+
+
+def run_queued_tasks() -> int:
+    """Run every queued django-q task through django-q's own pusher, worker and monitor.
+
+    The same code a `qcluster` process runs, in this process, so tests control when it happens.
+    Needs a test that commits (transactional_db): the worker closes old connections.
+    """
+    broker = get_broker()
+    task_queue: Queue = Queue()
+    result_queue: Queue = Queue()
+    stop = Event()
+    stop.set()  # each pusher call pulls one batch, then returns
+    count = -1
+    while task_queue.qsize() > count:
+        count = task_queue.qsize()
+        pusher(task_queue, stop, broker=broker)
+    task_queue.put("STOP")
+    worker(task_queue, result_queue, Value("f", -1))
+    result_queue.put("STOP")
+    monitor(result_queue, broker)
+    return count

@@ -69,7 +69,7 @@ def _data_center_mismatch(client: ZohoClient) -> str:
     api_domain = state.api_domain if state else ""
     if not api_domain or settings.ZOHO_API_BASE_URL:
         return ""
-    expected = DATA_CENTERS[client.config.data_center][1]
+    expected = DATA_CENTERS[client.config.data_center].api
     if urlsplit(api_domain).hostname != urlsplit(expected).hostname:
         return (
             f"The token belongs to {api_domain}, but ZOHO_DATA_CENTER={client.config.data_center} "

@@ -26,7 +26,7 @@ from billing_sync.models import (
     SyncRunStatus,
     SyncStatus,
 )
-from billing_sync.selectors import backfill_q, customers_syncable, retry_q
+from billing_sync.selectors import backfill_q, customers_syncable, requeue_q, retry_q
 from billing_sync.services.customer_data import (
     account_number_field,
     customer_validation_errors,
@@ -148,6 +148,7 @@ def customers_retry_failed(
     *,
     trigger: str,
     dry_run: bool = False,
+    limit: int | None = None,
     max_wait: float | None = None,
     observer: RunObserver | None = None,
 ) -> RunReport:
@@ -159,7 +160,7 @@ def customers_retry_failed(
         config=config,
         trigger=trigger,
         dry_run=dry_run,
-        limit=None,
+        limit=limit,
         max_wait=max_wait,
         observer=observer or RunObserver(),
     )
@@ -183,6 +184,21 @@ def customer_sync(
         limit=None,
         max_wait=max_wait,
         observer=observer or RunObserver(),
+    )
+
+
+def customers_preview(*, customer_ids: list[int], trigger: str) -> RunReport:
+    """What re-queueing these customers would do: checks their data, sends nothing."""
+    config = zoho_config()
+    return _run(
+        kind=SyncRunKind.SELECTED,
+        selection=Q(pk__in=customer_ids) & requeue_q(config.stale_claim_seconds),
+        config=config,
+        trigger=trigger,
+        dry_run=True,
+        limit=None,
+        max_wait=None,
+        observer=RunObserver(),
     )
 
 

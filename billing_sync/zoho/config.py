@@ -3,21 +3,53 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from django.conf import settings
 
 from billing_sync.zoho.errors import ZohoConfigError
 
-# Data center -> (accounts server, API host). Canada's accounts server is zohocloud.ca.
-DATA_CENTERS: dict[str, tuple[str, str]] = {
-    "com": ("https://accounts.zoho.com", "https://www.zohoapis.com"),
-    "eu": ("https://accounts.zoho.eu", "https://www.zohoapis.eu"),
-    "in": ("https://accounts.zoho.in", "https://www.zohoapis.in"),
-    "com.au": ("https://accounts.zoho.com.au", "https://www.zohoapis.com.au"),
-    "jp": ("https://accounts.zoho.jp", "https://www.zohoapis.jp"),
-    "ca": ("https://accounts.zohocloud.ca", "https://www.zohoapis.ca"),
-    "com.cn": ("https://accounts.zoho.com.cn", "https://www.zohoapis.com.cn"),
-    "sa": ("https://accounts.zoho.sa", "https://www.zohoapis.sa"),
+
+class DataCenter(NamedTuple):
+    """The hosts of one Zoho data center."""
+
+    accounts: str
+    api: str
+    web_app: str
+
+
+# Canada's accounts server and web app are on zohocloud.ca.
+DATA_CENTERS: dict[str, DataCenter] = {
+    "com": DataCenter(
+        "https://accounts.zoho.com", "https://www.zohoapis.com", "https://billing.zoho.com"
+    ),
+    "eu": DataCenter(
+        "https://accounts.zoho.eu", "https://www.zohoapis.eu", "https://billing.zoho.eu"
+    ),
+    "in": DataCenter(
+        "https://accounts.zoho.in", "https://www.zohoapis.in", "https://billing.zoho.in"
+    ),
+    "com.au": DataCenter(
+        "https://accounts.zoho.com.au",
+        "https://www.zohoapis.com.au",
+        "https://billing.zoho.com.au",
+    ),
+    "jp": DataCenter(
+        "https://accounts.zoho.jp", "https://www.zohoapis.jp", "https://billing.zoho.jp"
+    ),
+    "ca": DataCenter(
+        "https://accounts.zohocloud.ca",
+        "https://www.zohoapis.ca",
+        "https://billing.zohocloud.ca",
+    ),
+    "com.cn": DataCenter(
+        "https://accounts.zoho.com.cn",
+        "https://www.zohoapis.com.cn",
+        "https://billing.zoho.com.cn",
+    ),
+    "sa": DataCenter(
+        "https://accounts.zoho.sa", "https://www.zohoapis.sa", "https://billing.zoho.sa"
+    ),
 }
 API_PATH = "/billing/v1"
 REQUIRED_SETTINGS = (
@@ -84,15 +116,15 @@ def zoho_config() -> ZohoConfig:
     problems = config_problems()
     if problems:
         raise ZohoConfigError("Zoho settings are incomplete: " + " ".join(problems))
-    accounts_default, api_host = DATA_CENTERS[settings.ZOHO_DATA_CENTER]
+    data_center = DATA_CENTERS[settings.ZOHO_DATA_CENTER]
     return ZohoConfig(
         client_id=settings.ZOHO_CLIENT_ID,
         client_secret=settings.ZOHO_CLIENT_SECRET,
         refresh_token=settings.ZOHO_REFRESH_TOKEN,
         organization_id=settings.ZOHO_ORGANIZATION_ID,
         data_center=settings.ZOHO_DATA_CENTER,
-        accounts_url=(settings.ZOHO_ACCOUNTS_URL or accounts_default).rstrip("/"),
-        api_base_url=(settings.ZOHO_API_BASE_URL or api_host + API_PATH).rstrip("/"),
+        accounts_url=(settings.ZOHO_ACCOUNTS_URL or data_center.accounts).rstrip("/"),
+        api_base_url=(settings.ZOHO_API_BASE_URL or data_center.api + API_PATH).rstrip("/"),
         timeout_seconds=settings.ZOHO_TIMEOUT_SECONDS,
         rate_limit_requests=settings.ZOHO_RATE_LIMIT_REQUESTS,
         rate_limit_window_seconds=settings.ZOHO_RATE_LIMIT_WINDOW_SECONDS,
@@ -102,4 +134,14 @@ def zoho_config() -> ZohoConfig:
         max_attempts=settings.ZOHO_MAX_ATTEMPTS,
         retry_backoff_seconds=settings.ZOHO_RETRY_BACKOFF_SECONDS,
         stale_claim_seconds=settings.ZOHO_STALE_CLAIM_SECONDS,
+    )
+
+
+def zoho_web_customer_url(zoho_customer_id: str) -> str:
+    """Where a person opens this customer in the Zoho Billing web app ("" when unknown)."""
+    data_center = DATA_CENTERS.get(settings.ZOHO_DATA_CENTER)
+    if not (data_center and settings.ZOHO_ORGANIZATION_ID and zoho_customer_id):
+        return ""
+    return (
+        f"{data_center.web_app}/app/{settings.ZOHO_ORGANIZATION_ID}#/customers/{zoho_customer_id}"
     )

@@ -53,6 +53,12 @@ def current_api_state() -> ZohoApiState | None:
     return ZohoApiState.objects.filter(singleton=1).first()
 
 
+def current_block() -> datetime | None:
+    """Until when Zoho is blocking the organization, or None when it is not."""
+    state = current_api_state()
+    return _active_block(state.blocked_until if state else None, time.time())
+
+
 def _to_datetime(timestamp: float) -> datetime:
     return datetime.fromtimestamp(timestamp, tz=UTC)
 

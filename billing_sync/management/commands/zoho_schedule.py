@@ -1,0 +1,38 @@
+"""Create the django-q schedules that retry failed customers and backfill new ones."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandParser
+from django.utils import timezone
+
+from billing_sync.services.schedules import schedules_ensure, schedules_list
+
+
+class Command(BaseCommand):
+    help = (
+        "Create or update, by name, the schedules that retry failed customers "
+        "(every ZOHO_RETRY_EVERY_MINUTES) and backfill new ones (every "
+        "ZOHO_BACKFILL_EVERY_MINUTES); running it twice leaves the same set. A worker "
+        "(manage.py qcluster) runs them."
+    )
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument(
+            "--list", action="store_true", help="Only show the schedules and their next run."
+        )
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        if not options["list"]:
+            schedules_ensure()
+            self.stdout.write(self.style.SUCCESS("Schedules are in place:"))
+        schedules = schedules_list()
+        if not schedules:
+            self.stdout.write("No Zoho schedules yet: run `manage.py zoho_schedule`.")
+        for schedule in schedules:
+            next_run = timezone.localtime(schedule.next_run).strftime("%Y-%m-%d %H:%M:%S %Z")
+            self.stdout.write(
+                f"  {schedule.name}: {schedule.func} every {schedule.minutes} minute(s), "
+                f"next run {next_run}"
+            )

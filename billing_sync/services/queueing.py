@@ -1,0 +1,71 @@
+"""Handing customers to the django-q workers: a person's re-queue from the admin."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+
+from django.conf import settings
+from django.db import transaction
+from django_q.tasks import async_task
+
+from billing_sync.models import AccountType, Customer, SyncStatus
+from billing_sync.selectors import stale_claim_q
+
+SYNC_CUSTOMER_TASK = "billing_sync.tasks.sync_customer_task"
+
+
+@dataclass
+class RequeueResult:
+    """Which customers were queued, and why the others were not."""
+
+    queued: list[Customer] = field(default_factory=list)
+    skipped: dict[str, list[Customer]] = field(default_factory=lambda: defaultdict(list))
+
+    @property
+    def skipped_count(self) -> int:
+        return sum(len(customers) for customers in self.skipped.values())
+
+
+def requeue_skip_reason(customer: Customer, *, stale_ids: set[int]) -> str:
+    """Why this customer cannot be re-queued ("" when it can)."""
+    if customer.account_type == AccountType.INTERNAL_TEST:
+        return "internal_test"
+    if customer.zoho_billing_customer_id:
+        return "already synced"
+    if customer.zoho_sync_status == SyncStatus.SYNCING and customer.pk not in stale_ids:
+        return "being synced now"
+    return ""
+
+
+@transaction.atomic
+def customers_requeue(*, customer_ids: list[int]) -> RequeueResult:
+    """Queue one sync task per customer that still needs Zoho, once this transaction commits.
+
+    A person's re-queue puts `failed` and `needs_attention` customers back to `pending`.
+    """
+    result = RequeueResult()
+    customers = Customer.objects.filter(pk__in=customer_ids).order_by("pk")
+    stale_ids = set(
+        customers.filter(stale_claim_q(settings.ZOHO_STALE_CLAIM_SECONDS)).values_list(
+            "pk", flat=True
+        )
+    )
+    for customer in customers:
+        reason = requeue_skip_reason(customer, stale_ids=stale_ids)
+        if reason:
+            result.skipped[reason].append(customer)
+        else:
+            result.queued.append(customer)
+    queued_ids = [customer.pk for customer in result.queued]
+    Customer.objects.filter(
+        pk__in=queued_ids,
+        zoho_sync_status__in=[SyncStatus.FAILED, SyncStatus.NEEDS_ATTENTION],
+    ).update(zoho_sync_status=SyncStatus.PENDING)
+    transaction.on_commit(lambda: _enqueue(queued_ids))
+    return result
+
+
+def _enqueue(customer_ids: list[int]) -> None:
+    for customer_id in customer_ids:
+        async_task(SYNC_CUSTOMER_TASK, customer_id, task_name=f"zoho-sync-customer-{customer_id}")

@@ -1,0 +1,67 @@
+"""django-q tasks: thin wrappers around the sync service, enqueued by dotted path.
+
+Scheduled and queued runs never wait for a Zoho block: a task that finds Zoho blocking does
+nothing, and the customers stay for the next run.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC
+
+from django.conf import settings
+
+from billing_sync.models import SyncTrigger
+from billing_sync.services.sync import (
+    RunReport,
+    customer_sync,
+    customers_backfill,
+    customers_retry_failed,
+)
+from billing_sync.zoho.pacing import current_block
+
+
+def sync_customer_task(customer_id: int) -> str:
+    """Sync one customer (queued by a person from the admin)."""
+    blocked = _blocked_message()
+    if blocked:
+        return blocked
+    return _summary(customer_sync(customer_id=customer_id, trigger=SyncTrigger.ADMIN, max_wait=0))
+
+
+def retry_failed_task() -> str:
+    """Retry failed customers (scheduled)."""
+    blocked = _blocked_message()
+    if blocked:
+        return blocked
+    report = customers_retry_failed(
+        trigger=SyncTrigger.SCHEDULE, max_wait=0, limit=settings.ZOHO_SCHEDULE_BATCH_SIZE
+    )
+    return _summary(report)
+
+
+def backfill_task() -> str:
+    """Sync customers that are not in Zoho yet (scheduled)."""
+    blocked = _blocked_message()
+    if blocked:
+        return blocked
+    report = customers_backfill(
+        trigger=SyncTrigger.SCHEDULE, max_wait=0, limit=settings.ZOHO_SCHEDULE_BATCH_SIZE
+    )
+    return _summary(report)
+
+
+def _blocked_message() -> str:
+    until = current_block()
+    if until is None:
+        return ""
+    return f"Zoho is blocking requests until {until.astimezone(UTC):%H:%M:%S} UTC: nothing done"
+
+
+def _summary(report: RunReport) -> str:
+    text = (
+        f"run #{report.run.pk}: {len(report.customers)} selected, {report.synced_count} synced, "
+        f"{report.failed_count} failed, {report.skipped_count} skipped"
+    )
+    if report.stop_reason:
+        text += f"; stopped: {report.stop_reason}"
+    return text

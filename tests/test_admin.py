@@ -1,0 +1,285 @@
+"""The admin: sync state at a glance, re-queue with permission, a read-only audit trail."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from django.contrib.auth.models import Permission, User
+from django.test import Client
+from django.urls import reverse
+from django.utils import timezone
+from django_q.models import OrmQ
+
+from billing_sync.models import (
+    AttemptOutcome,
+    Customer,
+    SyncAttempt,
+    SyncRun,
+    SyncStatus,
+    ZohoApiState,
+)
+from billing_sync.services.schedules import schedules_ensure
+
+pytestmark = pytest.mark.django_db
+
+CHANGELIST = reverse("admin:billing_sync_customer_changelist")
+
+
+def staff(*permissions: str) -> Client:
+    user = User.objects.create_user(f"staff{User.objects.count()}", password="pw", is_staff=True)
+    for codename in ("view_customer", "change_customer", "view_syncrun", "view_syncattempt"):
+        user.user_permissions.add(Permission.objects.get(codename=codename))
+    for codename in permissions:
+        user.user_permissions.add(Permission.objects.get(codename=codename))
+    client = Client()
+    client.force_login(user)
+    return client
+
+
+@pytest.fixture
+def operator() -> Client:
+    return staff("requeue_sync")
+
+
+def action(client: Client, name: str, customers: list[Customer]):
+    return client.post(
+        CHANGELIST,
+        {"action": name, "_selected_action": [c.pk for c in customers]},
+        follow=True,
+    )
+
+
+def test_changelist_shows_status_badges_zoho_links_and_errors(operator, make_customer, settings):
+    settings.ZOHO_ORGANIZATION_ID = "6179546000000027001"
+    settings.ZOHO_DATA_CENTER = "eu"
+    make_customer(
+        zoho_billing_customer_id="6179546000000100001",
+        zoho_sync_status=SyncStatus.SYNCED,
+        zoho_last_synced_at=timezone.now(),
+    )
+    make_customer(zoho_sync_status=SyncStatus.FAILED, zoho_last_error="rate limited by Zoho")
+
+    page = operator.get(CHANGELIST).content.decode()
+
+    assert 'class="sync-badge sync-synced"' in page
+    assert 'class="sync-badge sync-failed"' in page
+    assert (
+        'href="https://billing.zoho.eu/app/6179546000000027001#/customers/6179546000000100001"'
+        in page
+    )
+    assert "rate limited by Zoho" in page
+
+
+def test_changelist_filters_and_searches(operator, make_customer):
+    failed = make_customer(zoho_sync_status=SyncStatus.FAILED)
+    make_customer(zoho_sync_status=SyncStatus.SYNCED, zoho_billing_customer_id="555")
+    make_customer(account_type="internal_test", email="qa@circletel.co.za")
+
+    by_status = operator.get(CHANGELIST, {"zoho_sync_status__exact": "failed"})
+    by_type = operator.get(CHANGELIST, {"account_type__exact": "internal_test"})
+    by_zoho_id = operator.get(CHANGELIST, {"q": "555"})
+    by_account = operator.get(CHANGELIST, {"q": failed.account_number})
+
+    assert [c.pk for c in by_status.context["cl"].result_list] == [failed.pk]
+    assert [c.email for c in by_type.context["cl"].result_list] == ["qa@circletel.co.za"]
+    assert [c.zoho_billing_customer_id for c in by_zoho_id.context["cl"].result_list] == ["555"]
+    assert [c.pk for c in by_account.context["cl"].result_list] == [failed.pk]
+
+
+def test_requeue_queues_one_task_per_customer_and_reports_skips(
+    operator, make_customer, django_capture_on_commit_callbacks
+):
+    failed = make_customer(zoho_sync_status=SyncStatus.FAILED)
+    attention = make_customer(zoho_sync_status=SyncStatus.NEEDS_ATTENTION)
+    internal = make_customer(account_type="internal_test")
+    synced = make_customer(zoho_billing_customer_id="9", zoho_sync_status=SyncStatus.SYNCED)
+
+    with django_capture_on_commit_callbacks(execute=True):
+        response = action(operator, "requeue_zoho_sync", [failed, attention, internal, synced])
+
+    text = [str(m) for m in response.context["messages"]]
+    assert text == [
+        "Queued 2 customer(s) for Zoho sync; skipped 2 (1 internal_test, 1 already synced)."
+    ]
+    assert OrmQ.objects.count() == 2
+    attention.refresh_from_db()
+    assert attention.zoho_sync_status == SyncStatus.PENDING
+
+
+def test_preview_reports_data_problems_and_sends_nothing(operator, make_customer, emulator):
+    good = make_customer(zoho_sync_status=SyncStatus.FAILED)
+    bad = make_customer(email="nope", zoho_sync_status=SyncStatus.NEEDS_ATTENTION)
+
+    response = action(operator, "preview_zoho_sync", [good, bad])
+
+    text = [str(m) for m in response.context["messages"]]
+    assert text[0] == (
+        "Dry run: 1 would be synced, 1 need attention, 0 would be skipped "
+        "(internal_test, synced or being synced)."
+    )
+    assert text[1] == f"{bad.account_number}: email: 'nope' is not a valid email address"
+    assert emulator.request_log == []
+    assert OrmQ.objects.count() == 0
+    assert SyncRun.objects.get().dry_run
+
+
+def test_staff_without_the_permission_cannot_requeue(
+    make_customer, django_capture_on_commit_callbacks
+):
+    client = staff()
+    customer = make_customer(zoho_sync_status=SyncStatus.FAILED)
+
+    page = client.get(CHANGELIST)
+    with django_capture_on_commit_callbacks(execute=True):
+        response = action(client, "requeue_zoho_sync", [customer])
+
+    form = page.context["action_form"]  # None when no action is left for this user
+    choices = [name for name, _ in form.fields["action"].choices] if form else []
+    assert "requeue_zoho_sync" not in choices
+    assert "preview_zoho_sync" not in choices
+    assert response.status_code == 200
+    assert OrmQ.objects.count() == 0
+    customer.refresh_from_db()
+    assert customer.zoho_sync_status == SyncStatus.FAILED
+
+
+def test_customer_page_shows_recent_attempts_read_only(operator, make_customer):
+    customer = make_customer()
+    run = SyncRun.objects.create(kind="backfill", trigger="command")
+    for n in range(25):
+        SyncAttempt.objects.create(
+            run=run,
+            customer=customer,
+            customer_email=customer.email,
+            account_number=customer.account_number,
+            outcome=AttemptOutcome.FAILED,
+            error_message=f"attempt number {n:02d}",
+        )
+
+    page = operator.get(reverse("admin:billing_sync_customer_change", args=[customer.pk]))
+
+    html = page.content.decode()
+    assert "attempt number 24" in html
+    assert "attempt number 05" in html
+    assert "attempt number 04" not in html  # only the last 20
+    assert 'name="sync_attempts-0-error_message"' not in html  # read-only, no inputs
+
+
+def test_editing_a_customer_that_needs_attention_puts_it_back_in_the_queue(operator, make_customer):
+    customer = make_customer(email="bad", zoho_sync_status=SyncStatus.NEEDS_ATTENTION)
+    url = reverse("admin:billing_sync_customer_change", args=[customer.pk])
+    form = {
+        "account_number": customer.account_number,
+        "account_type": customer.account_type,
+        "email": "fixed@example.co.za",
+        "first_name": customer.first_name,
+        "last_name": customer.last_name,
+        "company_name": "",
+        "phone": "",
+        "sync_attempts-TOTAL_FORMS": "0",
+        "sync_attempts-INITIAL_FORMS": "0",
+    }
+
+    response = operator.post(url, form)
+
+    assert response.status_code == 302
+    customer.refresh_from_db()
+    assert customer.email == "fixed@example.co.za"
+    assert customer.zoho_sync_status == SyncStatus.PENDING
+
+
+@pytest.mark.parametrize("model", ["syncrun", "syncattempt"])
+def test_audit_admins_are_read_only(operator, make_customer, model):
+    customer = make_customer()
+    run = SyncRun.objects.create(kind="backfill", trigger="command")
+    attempt = SyncAttempt.objects.create(
+        run=run, customer=customer, customer_email="x", account_number="y", outcome="created"
+    )
+    obj = run if model == "syncrun" else attempt
+    superuser = User.objects.create_superuser("root", password="pw")
+    client = Client()
+    client.force_login(superuser)
+
+    add = client.get(reverse(f"admin:billing_sync_{model}_add"))
+    delete = client.post(
+        reverse(f"admin:billing_sync_{model}_delete", args=[obj.pk]), {"post": "yes"}
+    )
+    change = client.get(reverse(f"admin:billing_sync_{model}_change", args=[obj.pk]))
+    listing = client.get(reverse(f"admin:billing_sync_{model}_changelist"))
+
+    assert add.status_code == 403
+    assert delete.status_code == 403
+    assert change.status_code == 200
+    assert 'type="submit"' not in change.content.decode().split('id="content-main"')[1]
+    assert listing.status_code == 200
+    assert SyncRun.objects.filter(pk=run.pk).exists()
+
+
+def test_audit_lists_filter_by_outcome_trigger_and_date(operator, make_customer):
+    customer = make_customer()
+    scheduled = SyncRun.objects.create(kind="retry_failed", trigger="schedule")
+    by_hand = SyncRun.objects.create(kind="backfill", trigger="command")
+    for run, outcome in ((scheduled, "created"), (by_hand, "failed")):
+        SyncAttempt.objects.create(
+            run=run, customer=customer, customer_email="e", account_number="a", outcome=outcome
+        )
+    attempts = reverse("admin:billing_sync_syncattempt_changelist")
+    runs = reverse("admin:billing_sync_syncrun_changelist")
+    today = timezone.now()
+
+    by_outcome = operator.get(attempts, {"outcome__exact": "failed"})
+    by_trigger = operator.get(attempts, {"run__trigger__exact": "schedule"})
+    runs_by_trigger = operator.get(runs, {"trigger__exact": "schedule"})
+    by_date = operator.get(
+        runs,
+        {
+            "started_at__year": today.year,
+            "started_at__month": today.month,
+            "started_at__day": today.day,
+        },
+    )
+
+    assert [a.outcome for a in by_outcome.context["cl"].result_list] == ["failed"]
+    assert [a.run_id for a in by_trigger.context["cl"].result_list] == [scheduled.pk]
+    assert [r.pk for r in runs_by_trigger.context["cl"].result_list] == [scheduled.pk]
+    assert by_date.context["cl"].result_count == 2
+
+
+def test_index_opens_on_the_sync_overview(operator, make_customer):
+    make_customer(zoho_sync_status=SyncStatus.FAILED)
+    make_customer(zoho_sync_status=SyncStatus.FAILED)
+    make_customer(zoho_billing_customer_id="1", zoho_sync_status=SyncStatus.SYNCED)
+    make_customer(account_type="internal_test")
+    SyncRun.objects.create(
+        kind="retry_failed",
+        trigger="schedule",
+        status="stopped",
+        synced_count=1,
+        failed_count=2,
+        selected_count=3,
+        stop_reason="rate limited by Zoho until 14:32:00 UTC",
+    )
+    schedules_ensure()
+    until = timezone.now() + timedelta(minutes=9)
+    ZohoApiState.objects.create(singleton=1, blocked_until=until, block_reason="code 44")
+
+    page = operator.get(reverse("admin:index")).content.decode()
+
+    overview = page.split('id="zoho-sync-overview"')[1].split("</table>")[0]
+    assert "Blocking our requests until" in overview
+    assert "Failed (will be retried): <strong>2</strong>" in overview
+    assert "Synced: <strong>1</strong>" in overview
+    assert "Pending: <strong>0</strong>" in overview
+    assert "Stopped early" in overview
+    assert "1 synced, 2 failed of 3" in overview
+    assert "rate limited by Zoho until 14:32:00 UTC" in overview
+    assert "zoho-retry-failed at" in overview
+
+
+def test_overview_says_when_zoho_is_not_blocking(operator):
+    page = operator.get(reverse("admin:index")).content.decode()
+
+    assert "Not blocking: requests are going through" in page
+    assert "No run yet." in page
+    assert "None scheduled" in page
