@@ -134,6 +134,7 @@ class SyncRunStatus(models.TextChoices):
     RUNNING = "running", "Running"
     COMPLETED = "completed", "Completed"
     STOPPED = "stopped", "Stopped early"
+    INTERRUPTED = "interrupted", "Interrupted (process died)"
 
 
 class SyncRun(models.Model):
@@ -164,6 +165,7 @@ class SyncRun(models.Model):
 
 class AttemptOutcome(models.TextChoices):
     SENDING = "sending", "Sending (outcome not known yet)"
+    INTERRUPTED = "interrupted", "Interrupted (its run died)"
     CREATED = "created", "Created in Zoho"
     ADOPTED = "adopted", "Adopted existing Zoho customer"
     FAILED = "failed", "Failed"

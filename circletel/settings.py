@@ -6,6 +6,8 @@ This is the only module that reads the environment; app code reads `django.conf.
 
 from __future__ import annotations
 
+import os
+import tempfile
 from pathlib import Path
 
 import environ
@@ -75,8 +77,11 @@ WSGI_APPLICATION = "circletel.wsgi.application"
 
 DATABASES = {"default": env.db("DATABASE_URL", default=f"sqlite:///{BASE_DIR / 'db.sqlite3'}")}
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
-    # Tests run the worker and the browser against one database: a file, not memory.
-    DATABASES["default"]["TEST"] = {"NAME": str(BASE_DIR / "test-db.sqlite3")}
+    # Tests run the worker and the browser against one database: a file, not memory, and one
+    # per test process so that two test runs never share it.
+    DATABASES["default"]["TEST"] = {
+        "NAME": str(Path(tempfile.gettempdir()) / f"billing_sync-test-{os.getpid()}.sqlite3")
+    }
     # Commands and a django-q cluster share one SQLite file: wait for locks instead of failing,
     # take the write lock at BEGIN (no upgrade deadlocks), and let readers run beside a writer.
     DATABASES["default"].setdefault("OPTIONS", {}).update(
@@ -136,6 +141,9 @@ ZOHO_ACCOUNT_NUMBER_FIELD = env.str("ZOHO_ACCOUNT_NUMBER_FIELD", default="Accoun
 ZOHO_MAX_ATTEMPTS = env.int("ZOHO_MAX_ATTEMPTS", default=3)
 ZOHO_RETRY_BACKOFF_SECONDS = env.float("ZOHO_RETRY_BACKOFF_SECONDS", default=2.0)
 ZOHO_STALE_CLAIM_SECONDS = env.float("ZOHO_STALE_CLAIM_SECONDS", default=300.0)
+# A create that got no answer may still be running at Zoho: look for it only this long after
+# we gave up on it, and create again only if it is not there.
+ZOHO_CREATE_SETTLE_SECONDS = env.float("ZOHO_CREATE_SETTLE_SECONDS", default=120.0)
 
 # --- Scheduling (django-q2) ----------------------------------------------------------------------
 # Scheduled runs never wait for a Zoho block (a blocked run does nothing; the next one retries)

@@ -45,6 +45,7 @@ def emulator(emulator_server: ZohoEmulator, settings: Any) -> Iterator[ZohoEmula
     settings.ZOHO_API_BASE_URL = emulator_server.api_base_url
     settings.ZOHO_TIMEOUT_SECONDS = 5.0
     settings.ZOHO_RETRY_BACKOFF_SECONDS = 0.01
+    settings.ZOHO_CREATE_SETTLE_SECONDS = 0.3
     settings.ZOHO_MAX_WAIT_SECONDS = 30.0
     settings.ZOHO_RATE_LIMIT_REQUESTS = 30
     settings.ZOHO_RATE_LIMIT_WINDOW_SECONDS = 60.0

@@ -6,22 +6,20 @@ the same database; Zoho is the emulator.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import shutil
-import signal
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from django.contrib.auth.models import User
-from django.db import connection, connections
+from django.db import connections
 from playwright.sync_api import expect
 
 from billing_sync.models import Customer, SyncStatus
+from tests.processes import process_env, start_manage, stop_process_group
 
 PROJECT = Path(__file__).resolve().parent.parent
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -44,57 +42,12 @@ pytestmark = [
 ]
 
 
-def database_url() -> str:
-    """The test database, for a process started outside pytest."""
-    db = connection.settings_dict
-    if connection.vendor == "sqlite":
-        return f"sqlite:///{db['NAME']}"
-    return f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}"
-
-
 @pytest.fixture
 def worker(emulator, settings) -> Iterator[subprocess.Popen]:
     """`manage.py qcluster` on the test database, talking to the emulator."""
-    env = {
-        **os.environ,
-        "DATABASE_URL": database_url(),
-        "Q_WORKERS": "1",
-        **{
-            name: getattr(settings, name)
-            for name in (
-                "ZOHO_CLIENT_ID",
-                "ZOHO_CLIENT_SECRET",
-                "ZOHO_REFRESH_TOKEN",
-                "ZOHO_ORGANIZATION_ID",
-                "ZOHO_ACCOUNTS_URL",
-                "ZOHO_API_BASE_URL",
-            )
-        },
-    }
-    env.pop("REDIS_URL", None)
-    env.pop("Q_BROKER_URL", None)
-    process = subprocess.Popen(
-        [sys.executable, str(PROJECT / "manage.py"), "qcluster"],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
+    process = start_manage("qcluster", env=process_env(settings, Q_WORKERS="1"))
     yield process
     stop_process_group(process)
-
-
-def stop_process_group(process: subprocess.Popen, grace: float = 5) -> None:
-    """Stop the cluster and its worker processes, so none holds the test database open.
-
-    qcluster's own shutdown can take minutes; a test worker past its grace is killed.
-    """
-    os.killpg(process.pid, signal.SIGTERM)
-    with contextlib.suppress(subprocess.TimeoutExpired):
-        process.wait(timeout=grace)
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(process.pid, signal.SIGKILL)
-    process.wait()
 
 
 @pytest.fixture

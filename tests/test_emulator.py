@@ -878,3 +878,169 @@ def test_control_state_shows_a_block(emu: ZohoEmulator, http: requests.Session) 
     state = http.get(f"{emu.url}/__emulator__/state", timeout=5).json()
 
     assert state["blocked_until"] == pytest.approx(time.time() + 30, abs=2)
+
+
+# Random faults
+
+
+def statuses(api: requests.Session, emu: ZohoEmulator, count: int) -> list[int]:
+    """Send `count` list requests one at a time; 0 stands for a closed connection."""
+    answers = []
+    for _ in range(count):
+        try:
+            answers.append(call(api, emu, "GET", "/customers").status_code)
+        except requests.ConnectionError:
+            answers.append(0)
+    return answers
+
+
+def test_random_faults_repeat_with_the_same_seed(emu: ZohoEmulator, api: requests.Session) -> None:
+    kinds = ("error", "html_error", "rate_limit", "drop")
+    emu.inject_random(0.5, kinds, seed=42)
+    first = statuses(api, emu, 30)
+    emu.inject_random(0.5, kinds, seed=42)
+    second = statuses(api, emu, 30)
+    emu.inject_random(0.5, kinds, seed=43)
+    other = statuses(api, emu, 30)
+
+    assert first == second
+    assert other != first
+    assert set(first) == {200, 500, 502, 429, 0}
+
+
+def test_random_rate_zero_gives_no_fault(emu: ZohoEmulator, api: requests.Session) -> None:
+    emu.inject_random(0.0, seed=1)
+
+    assert statuses(api, emu, 20) == [200] * 20
+    assert emu.fault_counts == {}
+
+
+def test_random_rate_one_faults_every_request_and_the_counts_add_up(
+    emu: ZohoEmulator, api: requests.Session
+) -> None:
+    emu.inject_random(1.0, seed=7, delay=0.01)
+
+    answers = statuses(api, emu, 60)
+
+    counts = emu.fault_counts
+    assert set(counts) == {"error", "html_error", "slow", "drop", "lose_response", "rate_limit"}
+    assert sum(counts.values()) == len(emu.request_log) == 60
+    assert answers.count(500) == counts["error"]
+    assert answers.count(502) == counts["html_error"]
+    assert answers.count(429) == counts["rate_limit"]
+    assert answers.count(0) == counts["drop"] + counts["lose_response"]
+    # A slow answer is a good one, only late.
+    assert answers.count(200) == counts["slow"]
+    assert emu.blocked_until is None
+
+
+def test_random_faults_act_like_injected_ones(emu: ZohoEmulator, api: requests.Session) -> None:
+    emu.inject_random(1.0, ("lose_response",))
+    with pytest.raises(requests.ConnectionError):
+        create(api, emu)
+    emu.inject_random(1.0, ("slow",), delay=0.3)
+    with pytest.raises(requests.Timeout):
+        call(api, emu, "POST", "/customers", json={**ACME, "email": "slow@acme.test"}, timeout=0.1)
+    emu.inject_random(1.0, ("rate_limit",))
+    limited = create(api, emu, email="limited@acme.test")
+
+    assert limited.status_code == 429
+    assert limited.json()["code"] == 44
+    assert limited.headers["Retry-After"] == "1"
+    assert wait_until(lambda: len(emu.customers()) == 2)
+    assert [c["email"] for c in emu.customers()] == ["billing@acme.test", "slow@acme.test"]
+    assert emu.fault_counts == {"lose_response": 1, "slow": 1, "rate_limit": 1}
+
+
+def test_random_faults_spare_the_token_endpoint(emu: ZohoEmulator, http: requests.Session) -> None:
+    emu.inject_random(1.0, ("error", "drop"))
+
+    token = request_token(http, emu)
+
+    assert token.status_code == 200
+    assert "access_token" in token.json()
+    assert emu.fault_counts == {}
+
+
+def test_clear_faults_and_reset_stop_random_faults(
+    emu: ZohoEmulator, api: requests.Session
+) -> None:
+    emu.inject_random(1.0, ("error",))
+    before = statuses(api, emu, 2)
+    emu.clear_faults()
+    after_clear = statuses(api, emu, 2)
+    counts_after_clear = emu.fault_counts
+    emu.inject_random(1.0, ("error",))
+    emu.reset()
+
+    assert before == [500, 500]
+    assert after_clear == [200, 200]
+    assert counts_after_clear == {"error": 2}
+    assert emu.fault_counts == {}
+    token = request_token(api, emu).json()["access_token"]
+    api.headers["Authorization"] = f"Zoho-oauthtoken {token}"
+    assert statuses(api, emu, 2) == [200, 200]
+
+
+def test_injected_faults_are_counted_too(emu: ZohoEmulator, api: requests.Session) -> None:
+    emu.inject("error", times=2)
+    emu.inject("token_throttle")
+
+    statuses(api, emu, 3)
+    request_token(api, emu)
+
+    assert emu.fault_counts == {"error": 2, "token_throttle": 1}
+
+
+@pytest.mark.parametrize(
+    ("rate", "kinds", "delay"),
+    [(1.5, ("error",), 1.0), (-0.1, ("error",), 1.0), (0.5, (), 1.0), (0.5, ("boom",), 1.0)]
+    + [(0.5, ("token_throttle",), 1.0), (0.5, ("slow",), -1.0)],
+)
+def test_inject_random_rejects_bad_settings(
+    emu: ZohoEmulator, rate: float, kinds: tuple[str, ...], delay: float
+) -> None:
+    with pytest.raises(ValueError, match="must be"):
+        emu.inject_random(rate, kinds, delay=delay)
+
+
+def test_control_faults_endpoint_turns_random_faults_on_and_off(
+    emu: ZohoEmulator, api: requests.Session, http: requests.Session
+) -> None:
+    url = f"{emu.url}/__emulator__/faults"
+    armed = http.post(url, json={"random_rate": 1, "kinds": ["error"], "seed": 1}, timeout=5)
+    faulted = statuses(api, emu, 2)
+    state = http.get(f"{emu.url}/__emulator__/state", timeout=5).json()
+    cleared = http.post(url, json={"clear": True}, timeout=5)
+
+    assert armed.status_code == 200
+    assert armed.json()["random_faults"] == {"rate": 1.0, "kinds": ["error"], "delay": 1.0}
+    assert faulted == [500, 500]
+    assert state["fault_counts"] == {"error": 2}
+    assert state["random_faults"]["rate"] == 1.0
+    assert cleared.json() == {
+        "random_faults": {"rate": 0.0, "kinds": [], "delay": 1.0},
+        "fault_counts": {"error": 2},
+    }
+    assert statuses(api, emu, 1) == [200]
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {},
+        {"random_rate": 2},
+        {"random_rate": 0.5, "kinds": "error"},
+        {"random_rate": 0.5, "seed": "x"},
+        {"random_rate": 0.5, "colour": "red"},
+        ["clear"],
+    ],
+)
+def test_control_faults_endpoint_rejects_bad_bodies(
+    emu: ZohoEmulator, http: requests.Session, body: Any
+) -> None:
+    response = http.post(f"{emu.url}/__emulator__/faults", json=body, timeout=5)
+
+    assert response.status_code == 400
+    assert "error" in response.json()
+    assert http.get(f"{emu.url}/__emulator__/state", timeout=5).json()["random_faults"]["rate"] == 0

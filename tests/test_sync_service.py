@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from datetime import timedelta
 
 import pytest
@@ -255,22 +256,53 @@ def test_zoho_refusing_the_data_needs_attention_and_is_not_retried(emulator, mak
     assert retry.customers == []
 
 
-def test_create_whose_answer_is_lost_is_found_not_duplicated(emulator, make_customer):
+def let_zoho_settle(settings) -> None:
+    """Time passes: Zoho has finished any create we gave up on."""
+    time.sleep(settings.ZOHO_CREATE_SETTLE_SECONDS)
+
+
+@pytest.mark.parametrize(
+    ("fault", "options", "reason"),
+    [
+        ("lose_response", {}, "connection to Zoho failed"),
+        ("drop", {}, "connection to Zoho failed"),
+        ("html_error", {"status": 504}, "not JSON"),
+    ],
+)
+def test_create_without_an_answer_is_looked_for_later_not_repeated(
+    emulator, make_customer, settings, fault, options, reason
+):
     customer = make_customer()
-    emulator.inject("lose_response", method="POST", path="/customers", times=1)
+    emulator.inject(fault, method="POST", path="/customers", times=1, **options)
 
-    report = customers_backfill(trigger="command")
+    first = customers_backfill(trigger="command")
 
-    assert report.ok
-    (record,) = emulator.customers()
     customer.refresh_from_db()
-    assert customer.zoho_billing_customer_id == record["customer_id"]
+    assert not first.ok
+    assert customer.zoho_sync_status == SyncStatus.FAILED
+    assert customer.zoho_create_sent_at is not None
+    assert "Zoho may still be creating this customer" in customer.zoho_last_error
+    assert zoho_posts(emulator) == 1  # it did not create again in the same run
+    outcomes = list(SyncAttempt.objects.order_by("id").values_list("outcome", "error_message"))
+    assert [o for o, _ in outcomes] == [AttemptOutcome.FAILED, AttemptOutcome.FAILED]
+    assert reason in outcomes[0][1]
+
+    too_soon = customers_retry_failed(trigger="command")
+    assert not too_soon.ok
+    let_zoho_settle(settings)
+    later = customers_retry_failed(trigger="command")
+
+    assert later.ok
+    customer.refresh_from_db()
+    assert len(emulator.customers()) == 1
     assert customer.zoho_create_sent_at is None
-    outcomes = list(SyncAttempt.objects.order_by("id").values_list("outcome", flat=True))
-    assert outcomes == [AttemptOutcome.FAILED, AttemptOutcome.ADOPTED]
+    if fault == "lose_response":
+        (record,) = emulator.customers()
+        assert customer.zoho_billing_customer_id == record["customer_id"]
+        assert later.results[0].outcome == AttemptOutcome.ADOPTED
 
 
-def test_server_error_on_create_is_retried_without_duplicate(emulator, make_customer):
+def test_server_error_on_create_is_retried_in_the_run_without_duplicate(emulator, make_customer):
     make_customer()
     emulator.inject("error", method="POST", path="/customers", status=500, times=1)
 
@@ -278,42 +310,48 @@ def test_server_error_on_create_is_retried_without_duplicate(emulator, make_cust
 
     assert report.ok
     assert len(emulator.customers()) == 1
-    first = SyncAttempt.objects.order_by("id").first()
-    assert (first.outcome, first.http_status) == (AttemptOutcome.FAILED, 500)
+    outcomes = list(SyncAttempt.objects.order_by("id").values_list("outcome", "http_status"))
+    assert outcomes == [(AttemptOutcome.FAILED, 500), (AttemptOutcome.CREATED, None)]
 
 
-def test_timed_out_create_that_zoho_completed_is_adopted(emulator, make_customer, settings):
-    settings.ZOHO_TIMEOUT_SECONDS = 0.3
+def test_create_zoho_finishes_after_we_gave_up_is_adopted_not_duplicated(
+    emulator, make_customer, settings
+):
+    settings.ZOHO_TIMEOUT_SECONDS = 0.2
+    settings.ZOHO_CREATE_SETTLE_SECONDS = 0.6
     customer = make_customer()
-    # Zoho finishes the create 0.4 s after it arrived, after the client gave up at 0.3 s.
-    emulator.inject("slow", method="POST", path="/customers", delay=0.4, times=1)
+    # Zoho finishes the create 0.5 s after it arrived, long after the client gave up at 0.2 s.
+    emulator.inject("slow", method="POST", path="/customers", delay=0.5, times=1)
 
-    report = customers_backfill(trigger="command")
+    first = customers_backfill(trigger="command")
+    let_zoho_settle(settings)
+    later = customers_retry_failed(trigger="command")
 
-    assert report.ok
+    assert not first.ok
+    assert later.ok
     (record,) = emulator.customers()
     customer.refresh_from_db()
     assert customer.zoho_billing_customer_id == record["customer_id"]
     assert "did not answer in time" in SyncAttempt.objects.order_by("id").first().error_message
 
 
-def test_persistent_failures_leave_customer_failed_then_a_later_run_completes(
+def test_persistent_server_errors_leave_customer_failed_then_a_later_run_completes(
     emulator, make_customer, settings
 ):
     settings.ZOHO_MAX_ATTEMPTS = 2
-    settings.ZOHO_TIMEOUT_SECONDS = 0.5  # the retry first lets the unknown creates settle
     customer = make_customer()
-    emulator.inject("html_error", method="POST", path="/customers", status=502, times=None)
+    emulator.inject("error", method="POST", path="/customers", status=503, times=None)
 
     report = customers_backfill(trigger="command")
 
     customer.refresh_from_db()
     assert not report.ok
     assert customer.zoho_sync_status == SyncStatus.FAILED
-    assert "not JSON" in customer.zoho_last_error
+    assert "Internal error (HTTP 503" in customer.zoho_last_error
     assert SyncAttempt.objects.filter(customer=customer).count() == 2
 
     emulator.clear_faults()
+    let_zoho_settle(settings)
     retry = customers_retry_failed(trigger="command")
 
     assert retry.ok

@@ -16,9 +16,11 @@ from billing_sync.emulator.errors import ApiError, invalid_url, invalid_value, n
 from billing_sync.emulator.faults import (
     EARLY_KINDS,
     LATE_KINDS,
+    RANDOM_KINDS,
     TOKEN_KINDS,
     Fault,
     FaultBook,
+    RandomFaults,
     fault_response,
 )
 from billing_sync.emulator.limits import RateLimiter
@@ -131,9 +133,9 @@ class ZohoEmulator:
         return opened - self._connections_baseline
 
     def reset(self, config: EmulatorConfig | None = None) -> None:
-        """Forget customers, tokens, counters, logs, faults and any block; optionally swap config.
+        """Forget customers, tokens, counters, logs, faults (random ones too) and any block.
 
-        The config is kept unless one is given.
+        The config is kept unless one is given, else swapped for `config`.
         """
         with self._lock:
             if config is not None:
@@ -203,6 +205,40 @@ class ZohoEmulator:
         with self._lock:
             self._faults.add(fault)
 
+    def inject_random(
+        self,
+        rate: float,
+        kinds: tuple[str, ...] = RANDOM_KINDS,
+        *,
+        seed: int | None = None,
+        delay: float = 1.0,
+    ) -> None:
+        """From now on give each API request a fault with probability `rate` (0 to 1).
+
+        The kind is drawn uniformly from `kinds` (any of faults.RANDOM_KINDS) and the fault acts
+        like the injected one: error 500, html_error 502, slow sleeps `delay` seconds. The token
+        and control endpoints are never hit. An injected fault of the same stage wins over a
+        random one. A `seed` makes the draws repeatable for requests sent one at a time.
+        Replaces any earlier random setting; clear_faults() or reset() turns it off.
+        """
+        with self._lock:
+            self._random_faults.arm(rate, kinds, seed=seed, delay=delay)
+
+    @property
+    def fault_counts(self) -> dict[str, int]:
+        """How many faults of each kind (injected or random) have fired since the last reset.
+
+        Only kinds that fired appear. A fault fires when it shapes an answer: one drawn for a
+        request that auth or the rate limits refuse first does not count.
+        """
+        with self._lock:
+            return dict(self._fault_counts)
+
+    def busy(self) -> bool:
+        """Whether an API request is being handled right now."""
+        with self._lock:
+            return self._in_flight > 0
+
     def wait_idle(self, timeout: float = 5.0) -> bool:
         """Wait until no API request is being handled (slow faults finish late); True if idle."""
         deadline = time.monotonic() + timeout
@@ -214,9 +250,10 @@ class ZohoEmulator:
         return False
 
     def clear_faults(self) -> None:
-        """Disarm every injected fault."""
+        """Disarm every injected fault and turn random faults off (fault_counts are kept)."""
         with self._lock:
             self._faults.clear()
+            self._random_faults.off()
 
     # Request pipeline
 
@@ -235,7 +272,9 @@ class ZohoEmulator:
             return json_response(405, {"error": "invalid_request"})
         params = {**request.query, **_form_params(request)}
         with self._lock:
-            if self._faults.take(TOKEN_KINDS, request.method, request.path, None) is not None:
+            fault = self._faults.take(TOKEN_KINDS, request.method, request.path, None)
+            if fault is not None:
+                self._count_fault(fault)
                 return access_denied()
             return self._tokens.exchange(self._config, params, self.url, time.time())
 
@@ -245,7 +284,13 @@ class ZohoEmulator:
         email = _request_email(request)
         with self._lock:
             self._in_flight += 1
+            drawn = self._random_faults.draw()
             early = self._faults.take(EARLY_KINDS, request.method, api_path, email)
+            if early is None and drawn is not None and drawn.kind in EARLY_KINDS:
+                early = drawn
+            if early is not None:
+                self._count_fault(early)
+        late_drawn = drawn if drawn is not None and drawn.kind in LATE_KINDS else None
         response, counted = NO_RESPONSE, False
         try:
             if early is not None and early.kind == "drop":
@@ -253,7 +298,7 @@ class ZohoEmulator:
             if early is not None:
                 time.sleep(early.delay)
             with self._lock:
-                response, counted = self._answer_api(request, api_path, email)
+                response, counted = self._answer_api(request, api_path, email, late_drawn)
             return response
         finally:
             with self._lock:
@@ -262,16 +307,19 @@ class ZohoEmulator:
                 self._log.append(record)
 
     def _answer_api(
-        self, request: Request, api_path: str, email: str | None
+        self, request: Request, api_path: str, email: str | None, drawn: Fault | None
     ) -> tuple[Response, bool]:
         # Runs under the lock. Order: auth, organization, rate limits, late faults, the route.
+        # `drawn` is this request's random late fault, used when no injected one matches.
         now = time.time()
         try:
             self._authorize(request, now)
             self._limiter.admit(self._config, now, self._in_flight)
         except ApiError as error:
             return error.to_response(), False
-        fault = self._faults.take(LATE_KINDS, request.method, api_path, email)
+        fault = self._faults.take(LATE_KINDS, request.method, api_path, email) or drawn
+        if fault is not None:
+            self._count_fault(fault)
         if fault is not None and fault.kind != "lose_response":
             return fault_response(fault, self._config), True
         try:
@@ -294,7 +342,9 @@ class ZohoEmulator:
 
     def _handle_control(self, request: Request) -> Response:
         action = request.path[len(CONTROL_PREFIX) :].strip("/")
-        expected_method = {"state": "GET", "reset": "POST", "config": "POST"}.get(action)
+        expected_method = {"state": "GET", "reset": "POST", "config": "POST", "faults": "POST"}.get(
+            action
+        )
         if expected_method is None:
             return json_response(404, {"error": f"Unknown control endpoint {request.path!r}."})
         if request.method != expected_method:
@@ -304,6 +354,8 @@ class ZohoEmulator:
         if action == "reset":
             self.reset()
             return json_response(200, {"reset": True})
+        if action == "faults":
+            return self._faults_over_http(request.body)
         return self._configure_over_http(request.body)
 
     def _configure_over_http(self, body: bytes) -> Response:
@@ -316,6 +368,45 @@ class ZohoEmulator:
             return json_response(400, {"error": str(error)})
         return json_response(200, {"config": asdict(config)})
 
+    def _faults_over_http(self, body: bytes) -> Response:
+        """{"clear": true} turns every fault off; {"random_rate": r, "kinds": [...], "seed": s,
+        "delay": d} (all but random_rate optional) turns random faults on. Both may be sent."""
+        try:
+            changes = json.loads(body.decode("utf-8") or "{}")
+            if not isinstance(changes, dict):
+                raise ValueError("Send a JSON object.")
+            unknown = sorted(set(changes) - {"clear", "random_rate", "kinds", "seed", "delay"})
+            if unknown:
+                raise ValueError(f"Unknown fault setting(s): {', '.join(unknown)}.")
+            if "random_rate" not in changes and not changes.get("clear"):
+                raise ValueError('Send "random_rate" (kinds, seed, delay optional) or "clear".')
+            if changes.get("clear"):
+                self.clear_faults()
+            if "random_rate" in changes:
+                kinds = changes.get("kinds", RANDOM_KINDS)
+                if not isinstance(kinds, list | tuple):
+                    raise ValueError("kinds must be a list.")
+                self.inject_random(
+                    changes["random_rate"],
+                    tuple(kinds),
+                    seed=changes.get("seed"),
+                    delay=changes.get("delay", 1.0),
+                )
+        except (ValueError, TypeError) as error:
+            return json_response(400, {"error": str(error)})
+        with self._lock:
+            return json_response(
+                200,
+                {
+                    "random_faults": self._random_faults.describe(),
+                    "fault_counts": dict(self._fault_counts),
+                },
+            )
+
+    def _count_fault(self, fault: Fault) -> None:
+        # Under the lock.
+        self._fault_counts[fault.kind] = self._fault_counts.get(fault.kind, 0) + 1
+
     def _state_snapshot(self) -> dict[str, Any]:
         with self._lock:
             return {
@@ -323,6 +414,8 @@ class ZohoEmulator:
                 "request_count": len(self._log),
                 "token_refresh_count": self._tokens.issued_count,
                 "blocked_until": self._limiter.blocked_until(time.time()),
+                "random_faults": self._random_faults.describe(),
+                "fault_counts": dict(self._fault_counts),
             }
 
     def _forget_state(self) -> None:
@@ -330,6 +423,8 @@ class ZohoEmulator:
         self._tokens = TokenIssuer()
         self._limiter = RateLimiter()
         self._faults = FaultBook()
+        self._random_faults = RandomFaults()
+        self._fault_counts: dict[str, int] = {}
         self._log: list[RequestRecord] = []
         server = getattr(self, "_server", None)
         self._connections_baseline = server.connections_opened if server else 0

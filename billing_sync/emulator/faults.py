@@ -1,7 +1,9 @@
-"""Injected faults: which requests they hit, how many times, and the answer each kind gives."""
+"""Injected and random faults: which requests they hit, how often, and the answer each gives."""
 
 from __future__ import annotations
 
+import random
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from billing_sync.emulator.config import EmulatorConfig
@@ -15,6 +17,8 @@ LATE_KINDS = ("error", "html_error", "lose_response", "rate_limit")
 TOKEN_KINDS = ("token_throttle",)
 FAULT_KINDS = EARLY_KINDS + LATE_KINDS + TOKEN_KINDS
 DEFAULT_STATUS = {"error": 500, "html_error": 502}
+# Kinds a random fault may take (every API kind), in the order a seeded choice draws from.
+RANDOM_KINDS = ("error", "html_error", "slow", "drop", "lose_response", "rate_limit")
 
 
 @dataclass
@@ -76,6 +80,53 @@ class FaultBook:
                         self._faults.remove(fault)
                 return fault
         return None
+
+
+class RandomFaults:
+    """Off until armed; then each API request independently draws one fault with probability
+    `rate`, its kind chosen uniformly from `kinds`. Not thread-safe: call under the emulator lock.
+    """
+
+    def __init__(self) -> None:
+        self.rate = 0.0
+        self.kinds: tuple[str, ...] = ()
+        self.delay = 0.0
+        self._rng = random.Random()  # noqa: S311 - test traffic, not cryptography
+
+    @property
+    def armed(self) -> bool:
+        return self.rate > 0 and bool(self.kinds)
+
+    def arm(
+        self, rate: float, kinds: Iterable[str], *, seed: int | None = None, delay: float = 1.0
+    ) -> None:
+        """Start drawing faults; a `seed` makes the sequence of draws repeatable."""
+        kinds = tuple(kinds)
+        if isinstance(rate, bool) or not isinstance(rate, int | float) or not 0 <= rate <= 1:
+            raise ValueError("rate must be a number from 0 to 1.")
+        unknown = [kind for kind in kinds if kind not in RANDOM_KINDS]
+        if unknown or not kinds:
+            raise ValueError(f"kinds must be a non-empty selection of {RANDOM_KINDS}.")
+        if isinstance(delay, bool) or not isinstance(delay, int | float) or delay < 0:
+            raise ValueError("delay must be 0 or more.")
+        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
+            raise ValueError("seed must be a whole number or None.")
+        self.rate, self.kinds, self.delay = float(rate), kinds, float(delay)
+        self._rng = random.Random(seed)  # noqa: S311 - test traffic, not cryptography
+
+    def off(self) -> None:
+        """Stop drawing faults."""
+        self.rate, self.kinds = 0.0, ()
+
+    def draw(self) -> Fault | None:
+        """The fault one request gets, if any (it may still not fire, e.g. if auth fails)."""
+        if not self.armed or self._rng.random() >= self.rate:
+            return None
+        return Fault(self._rng.choice(self.kinds), times=None, delay=self.delay)
+
+    def describe(self) -> dict[str, object]:
+        """The settings, for the state endpoint."""
+        return {"rate": self.rate, "kinds": list(self.kinds), "delay": self.delay}
 
 
 def fault_response(fault: Fault, config: EmulatorConfig) -> Response:

@@ -197,11 +197,15 @@ def _network_error(exc: requests.RequestException, method: str, path: str) -> Zo
         return ZohoTransient(f"timed out connecting to Zoho ({method} {path})", request_sent=False)
     if isinstance(exc, requests.Timeout):
         return ZohoTransient(
-            f"Zoho did not answer in time ({method} {path})", path=path, timed_out=True
+            f"Zoho did not answer in time ({method} {path})", path=path, may_still_run=True
         )
     if isinstance(exc, requests.ConnectionError) and _connection_refused(exc):
         return ZohoTransient(f"could not connect to Zoho ({method} {path})", request_sent=False)
-    return ZohoTransient(f"connection to Zoho failed: {type(exc).__name__} ({method} {path})")
+    return ZohoTransient(
+        f"connection to Zoho failed: {type(exc).__name__} ({method} {path})",
+        path=path,
+        may_still_run=True,
+    )
 
 
 def _connection_refused(exc: requests.ConnectionError) -> bool:

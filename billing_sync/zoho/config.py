@@ -80,6 +80,7 @@ class ZohoConfig:
     max_attempts: int
     retry_backoff_seconds: float
     stale_claim_seconds: float
+    create_settle_seconds: float
 
     def __repr__(self) -> str:
         # Keep secrets out of tracebacks and debug output.
@@ -104,6 +105,8 @@ def config_problems() -> list[str]:
         problems.append("ZOHO_RATE_LIMIT_WINDOW_SECONDS must be greater than 0.")
     if settings.ZOHO_MAX_WAIT_SECONDS < 0:
         problems.append("ZOHO_MAX_WAIT_SECONDS must be 0 or more.")
+    if settings.ZOHO_CREATE_SETTLE_SECONDS < 0:
+        problems.append("ZOHO_CREATE_SETTLE_SECONDS must be 0 or more.")
     if settings.ZOHO_MAX_ATTEMPTS < 1:
         problems.append("ZOHO_MAX_ATTEMPTS must be at least 1.")
     if not settings.ZOHO_ACCOUNT_NUMBER_FIELD.strip():
@@ -134,6 +137,7 @@ def zoho_config() -> ZohoConfig:
         max_attempts=settings.ZOHO_MAX_ATTEMPTS,
         retry_backoff_seconds=settings.ZOHO_RETRY_BACKOFF_SECONDS,
         stale_claim_seconds=settings.ZOHO_STALE_CLAIM_SECONDS,
+        create_settle_seconds=settings.ZOHO_CREATE_SETTLE_SECONDS,
     )
 
 

@@ -63,15 +63,16 @@ class ZohoTransient(ZohoError):
     """A passing failure (5xx, timeout, dropped connection, unreadable answer): retry later.
 
     `request_sent` is True when Zoho may have received and acted on the request;
-    `timed_out` is True when we stopped waiting, so Zoho may still be working on it.
+    `may_still_run` is True when nothing tells us Zoho has finished it: we stopped waiting,
+    the connection dropped, or a proxy answered instead of Zoho's application.
     """
 
     def __init__(
-        self, message: str, *, request_sent: bool = True, timed_out: bool = False, **kwargs: Any
+        self, message: str, *, request_sent: bool = True, may_still_run: bool = False, **kwargs: Any
     ) -> None:
         super().__init__(message, **kwargs)
         self.request_sent = request_sent
-        self.timed_out = timed_out
+        self.may_still_run = may_still_run
 
 
 class ZohoRateLimited(ZohoError):
@@ -151,7 +152,9 @@ def _error_without_json(status: int, path: str, retry_after: str | None) -> Zoho
         )
     message = f"Zoho answered HTTP {status} with a body that is not JSON"
     if status >= 500 or 200 <= status < 300:
-        return ZohoTransient(message, status=status, path=path)
+        # A page that is not Zoho's JSON comes from a proxy in front of it; behind the proxy
+        # the request may still be running.
+        return ZohoTransient(message, status=status, path=path, may_still_run=True)
     if status == 404:
         return ZohoConfigError(f"{message}: check ZOHO_API_BASE_URL", status=status, path=path)
     return ZohoError(message, status=status, path=path)

@@ -30,6 +30,8 @@ logger = logging.getLogger(__name__)
 # While the request that frees the next slot is still in flight, look again this often.
 IN_FLIGHT_POLL_SECONDS = 0.05
 PURGE_EVERY = 200
+# Well below ZOHO_STALE_CLAIM_SECONDS, so a waiting run never looks dead.
+HEARTBEAT_SECONDS = 30.0
 
 WaitObserver = Callable[[datetime, str], None]
 
@@ -85,6 +87,8 @@ class RequestGate:
         self.block_waited = 0.0
         self.pace_waited = 0.0
         self.admitted = 0
+        # Called at least every HEARTBEAT_SECONDS of a long wait (the sync renews its claim).
+        self.heartbeat: Callable[[], None] | None = None
 
     def acquire(self, method: str, path: str) -> int:
         """Wait until a request may be sent, log it as sent, and return its log id."""
@@ -101,7 +105,7 @@ class RequestGate:
                 self._wait_for_block(blocked, now, state.block_reason)
             else:
                 self.pace_waited += wait
-                self.sleep(wait)
+                self._sleep_with_heartbeat(wait)
 
     def wait_while_blocked(self) -> None:
         """Return once Zoho's block (if any) has ended; raise if that exceeds `max_wait`."""
@@ -139,8 +143,16 @@ class RequestGate:
             raise RateLimitWaitExceeded(until=until, reason=reason)
         if self.on_block_wait:
             self.on_block_wait(until, reason)
-        self.sleep(remaining)
+        self._sleep_with_heartbeat(remaining)
         self.block_waited += remaining
+
+    def _sleep_with_heartbeat(self, seconds: float) -> None:
+        while seconds > 0:
+            step = min(seconds, HEARTBEAT_SECONDS)
+            self.sleep(step)
+            seconds -= step
+            if self.heartbeat:
+                self.heartbeat()
 
     def _budget_wait(self, now: float) -> float:
         """Seconds until one more request fits in the budget (0 or less: it fits now)."""

@@ -1,0 +1,87 @@
+"""Crash safety: kill -9 a backfill at any moment, then a normal run ends with every customer
+in Zoho exactly once and the interrupted attempt visible in the audit."""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import subprocess
+import time
+from collections import Counter
+
+import pytest
+
+from billing_sync.models import AttemptOutcome, Customer, SyncAttempt, SyncRunStatus, SyncStatus
+from tests.processes import process_env, start_manage
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+STALE_SECONDS = 1.0
+SETTLE_SECONDS = 1.0
+
+
+def accounts_in_zoho(emulator) -> Counter:
+    return Counter(
+        field["value"]
+        for record in emulator.customers()
+        for field in record.get("custom_fields", [])
+        if field["label"] == "Account Number"
+    )
+
+
+def wait_until(condition, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError("timed out waiting")
+        time.sleep(0.01)
+
+
+def posts_answered(emulator) -> int:
+    return sum(1 for r in emulator.request_log if r.method == "POST" and r.status == 201)
+
+
+def kill_backfill(env, moment) -> None:
+    process = start_manage("zoho_backfill_customers", env=env)
+    try:
+        moment()
+    finally:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+
+
+def test_killed_backfills_leave_nothing_a_normal_run_cannot_finish(
+    emulator, make_customer, settings
+):
+    customers = [make_customer() for _ in range(12)]
+    emulator.inject("slow", method="POST", path="/customers", delay=0.3, times=None)
+    env = process_env(
+        settings,
+        ZOHO_STALE_CLAIM_SECONDS=str(STALE_SECONDS),
+        ZOHO_CREATE_SETTLE_SECONDS=str(SETTLE_SECONDS),
+    )
+    chance = random.Random(4)  # noqa: S311 - picks kill moments, not secrets
+
+    # 1. While Zoho is working on a create: it completes after we died.
+    kill_backfill(env, lambda: wait_until(emulator.busy))
+    # 2. Right after Zoho answered a create: between Zoho's create and our save.
+    answered = posts_answered(emulator)
+    kill_backfill(env, lambda: wait_until(lambda: posts_answered(emulator) > answered))
+    # 3. At a random moment.
+    kill_backfill(env, lambda: time.sleep(chance.uniform(0.3, 1.5)))
+    assert emulator.wait_idle(timeout=10)
+
+    time.sleep(max(STALE_SECONDS, SETTLE_SECONDS))  # the next run comes later
+    emulator.clear_faults()
+    done = start_manage("zoho_backfill_customers", env=env, stdout=subprocess.PIPE, text=True)
+    output, _ = done.communicate(timeout=120)
+
+    assert done.returncode == 0, output
+    assert accounts_in_zoho(emulator) == Counter(c.account_number for c in customers)
+    assert Customer.objects.filter(zoho_sync_status=SyncStatus.SYNCED).count() == len(customers)
+    interrupted = SyncAttempt.objects.filter(outcome=AttemptOutcome.INTERRUPTED)
+    assert interrupted.exists()
+    assert all("interrupted" in a.error_message for a in interrupted)
+    assert not SyncAttempt.objects.filter(outcome=AttemptOutcome.SENDING).exists()
+    assert interrupted.first().run.status == SyncRunStatus.INTERRUPTED
