@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-postgres lint format emulator run worker clean
+.PHONY: demo test test-postgres lint format emulator run worker soak clean
 
 $(STAMP): requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -46,6 +46,10 @@ run: $(STAMP)
 worker: $(STAMP)
 	$(PY) manage.py migrate -v 0
 	$(PY) manage.py qcluster
+
+## soak: 1,000 customers against the emulator with 5% random faults of every kind
+soak: $(STAMP)
+	$(PY) bench/soak.py --customers 1000 --fault-rate 0.05
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .ruff_cache

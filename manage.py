@@ -6,11 +6,16 @@ import sys
 
 
 def main() -> None:
-    """Run administrative tasks."""
+    """Run administrative tasks; a bad setting ends with its message, not a traceback."""
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "circletel.settings")
+    from django.core.exceptions import ImproperlyConfigured
     from django.core.management import execute_from_command_line
 
-    execute_from_command_line(sys.argv)
+    try:
+        execute_from_command_line(sys.argv)
+    except ImproperlyConfigured as exc:
+        sys.stderr.write(f"Configuration error: {exc}\n")
+        sys.exit(2)
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+import warnings
 from pathlib import Path
 
 import environ
@@ -16,11 +17,36 @@ from django.core.exceptions import ImproperlyConfigured
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 env = environ.Env()
+TRUE_WORDS = {"1", "true", "yes", "on"}
+FALSE_WORDS = {"0", "false", "no", "off"}
 # read_env never overrides a variable that is already set, so reading .env.local first makes
 # the order of precedence: environment, then .env.local, then .env.
 for _name in (".env.local", ".env"):
     if (BASE_DIR / _name).is_file():
         env.read_env(BASE_DIR / _name)
+
+
+def _number(name: str, default: float, cast: type) -> float:
+    """A number from the environment; a bad value stops start-up naming the variable."""
+    raw = env.str(name, default="").strip()
+    if not raw:
+        return default
+    try:
+        return cast(raw)
+    except ValueError:
+        kind = "a whole number" if cast is int else "a number"
+        raise ImproperlyConfigured(f"{name}={raw!r} is not {kind}.") from None
+
+
+def _flag(name: str, default: bool) -> bool:
+    """A yes/no value from the environment; a bad value stops start-up naming the variable."""
+    raw = env.str(name, default="").strip().lower()
+    if not raw:
+        return default
+    if raw not in TRUE_WORDS | FALSE_WORDS:
+        raise ImproperlyConfigured(f"{name}={raw!r} is not one of: true, false, 1, 0, yes, no.")
+    return raw in TRUE_WORDS
+
 
 DJANGO_ENV = env.str("DJANGO_ENV", default="development")
 IS_PRODUCTION = DJANGO_ENV == "production"
@@ -32,7 +58,7 @@ if not SECRET_KEY:
         raise ImproperlyConfigured("DJANGO_SECRET_KEY must be set when DJANGO_ENV=production.")
     SECRET_KEY = _INSECURE_DEV_KEY
 
-DEBUG = env.bool("DJANGO_DEBUG", default=not IS_PRODUCTION)
+DEBUG = _flag("DJANGO_DEBUG", not IS_PRODUCTION)
 ALLOWED_HOSTS = env.list("DJANGO_ALLOWED_HOSTS", default=[] if IS_PRODUCTION else ["*"])
 
 INSTALLED_APPS = [
@@ -75,7 +101,21 @@ TEMPLATES = [
 
 WSGI_APPLICATION = "circletel.wsgi.application"
 
-DATABASES = {"default": env.db("DATABASE_URL", default=f"sqlite:///{BASE_DIR / 'db.sqlite3'}")}
+try:
+    # django-environ warns about an unknown scheme with the whole parsed URL, password and all.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        DATABASES = {
+            "default": env.db("DATABASE_URL", default=f"sqlite:///{BASE_DIR / 'db.sqlite3'}")
+        }
+except (ValueError, KeyError, ImproperlyConfigured):
+    DATABASES = {"default": {}}
+if not DATABASES["default"].get("ENGINE"):
+    # Never echo the URL: it may hold a password.
+    raise ImproperlyConfigured(
+        "DATABASE_URL is not a database URL this project understands: use "
+        "sqlite:///path/to/file.sqlite3 or postgres://user:password@host:5432/name."
+    )
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # Tests run the worker and the browser against one database: a file, not memory, and one
     # per test process so that two test runs never share it.
@@ -93,6 +133,17 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     )
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+if IS_PRODUCTION:
+    # HTTPS only: `manage.py check --deploy` is clean with these.
+    SECURE_SSL_REDIRECT = _flag("DJANGO_SECURE_SSL_REDIRECT", True)
+    SECURE_HSTS_SECONDS = _number("DJANGO_SECURE_HSTS_SECONDS", 31_536_000, int)
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = True
+    SECURE_HSTS_PRELOAD = True
+    SESSION_COOKIE_SECURE = True
+    CSRF_COOKIE_SECURE = True
+    if _flag("DJANGO_BEHIND_TLS_PROXY", False):
+        SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
@@ -129,35 +180,35 @@ ZOHO_ORGANIZATION_ID = env.str("ZOHO_ORGANIZATION_ID", default="")
 ZOHO_DATA_CENTER = env.str("ZOHO_DATA_CENTER", default="com")
 ZOHO_ACCOUNTS_URL = env.str("ZOHO_ACCOUNTS_URL", default="")
 ZOHO_API_BASE_URL = env.str("ZOHO_API_BASE_URL", default="")
-ZOHO_TIMEOUT_SECONDS = env.float("ZOHO_TIMEOUT_SECONDS", default=30.0)
+ZOHO_TIMEOUT_SECONDS = _number("ZOHO_TIMEOUT_SECONDS", 30.0, float)
 # 30 per 60 s is the lower of Zoho's two published figures: a breach blocks the whole org.
-ZOHO_RATE_LIMIT_REQUESTS = env.int("ZOHO_RATE_LIMIT_REQUESTS", default=30)
-ZOHO_RATE_LIMIT_WINDOW_SECONDS = env.float("ZOHO_RATE_LIMIT_WINDOW_SECONDS", default=60.0)
+ZOHO_RATE_LIMIT_REQUESTS = _number("ZOHO_RATE_LIMIT_REQUESTS", 30, int)
+ZOHO_RATE_LIMIT_WINDOW_SECONDS = _number("ZOHO_RATE_LIMIT_WINDOW_SECONDS", 60.0, float)
 # Zoho's block lasts ~10 minutes, sometimes 15-20: wait up to 25 minutes before giving up.
-ZOHO_MAX_WAIT_SECONDS = env.float("ZOHO_MAX_WAIT_SECONDS", default=1500.0)
+ZOHO_MAX_WAIT_SECONDS = _number("ZOHO_MAX_WAIT_SECONDS", 1500.0, float)
 # How long a 429 blocks us when Zoho sends no Retry-After.
-ZOHO_DEFAULT_BLOCK_SECONDS = env.float("ZOHO_DEFAULT_BLOCK_SECONDS", default=600.0)
+ZOHO_DEFAULT_BLOCK_SECONDS = _number("ZOHO_DEFAULT_BLOCK_SECONDS", 600.0, float)
 ZOHO_ACCOUNT_NUMBER_FIELD = env.str("ZOHO_ACCOUNT_NUMBER_FIELD", default="Account Number")
-ZOHO_MAX_ATTEMPTS = env.int("ZOHO_MAX_ATTEMPTS", default=3)
-ZOHO_RETRY_BACKOFF_SECONDS = env.float("ZOHO_RETRY_BACKOFF_SECONDS", default=2.0)
-ZOHO_STALE_CLAIM_SECONDS = env.float("ZOHO_STALE_CLAIM_SECONDS", default=300.0)
+ZOHO_MAX_ATTEMPTS = _number("ZOHO_MAX_ATTEMPTS", 3, int)
+ZOHO_RETRY_BACKOFF_SECONDS = _number("ZOHO_RETRY_BACKOFF_SECONDS", 2.0, float)
+ZOHO_STALE_CLAIM_SECONDS = _number("ZOHO_STALE_CLAIM_SECONDS", 300.0, float)
 # A create that got no answer may still be running at Zoho: look for it only this long after
 # we gave up on it, and create again only if it is not there.
-ZOHO_CREATE_SETTLE_SECONDS = env.float("ZOHO_CREATE_SETTLE_SECONDS", default=120.0)
+ZOHO_CREATE_SETTLE_SECONDS = _number("ZOHO_CREATE_SETTLE_SECONDS", 120.0, float)
 
 # --- Scheduling (django-q2) ----------------------------------------------------------------------
 # Scheduled runs never wait for a Zoho block (a blocked run does nothing; the next one retries)
 # and take at most this many customers, so a run ends well inside Q_TASK_TIMEOUT_SECONDS even at
 # the default budget (500 customers at 30 requests a minute: about 17 minutes).
-ZOHO_SCHEDULE_BATCH_SIZE = env.int("ZOHO_SCHEDULE_BATCH_SIZE", default=500)
-ZOHO_RETRY_EVERY_MINUTES = env.int("ZOHO_RETRY_EVERY_MINUTES", default=10)
-ZOHO_BACKFILL_EVERY_MINUTES = env.int("ZOHO_BACKFILL_EVERY_MINUTES", default=60)
-Q_TASK_TIMEOUT_SECONDS = env.int("Q_TASK_TIMEOUT_SECONDS", default=3600)
+ZOHO_SCHEDULE_BATCH_SIZE = _number("ZOHO_SCHEDULE_BATCH_SIZE", 500, int)
+ZOHO_RETRY_EVERY_MINUTES = _number("ZOHO_RETRY_EVERY_MINUTES", 10, int)
+ZOHO_BACKFILL_EVERY_MINUTES = _number("ZOHO_BACKFILL_EVERY_MINUTES", 60, int)
+Q_TASK_TIMEOUT_SECONDS = _number("Q_TASK_TIMEOUT_SECONDS", 3600, int)
 
 _BROKER_URL = env.str("Q_BROKER_URL", default="") or env.str("REDIS_URL", default="")
 Q_CLUSTER = {
     "name": "billing_sync",
-    "workers": env.int("Q_WORKERS", default=2),
+    "workers": _number("Q_WORKERS", 2, int),
     # A task running longer than this is killed; our runs are bounded well below it.
     "timeout": Q_TASK_TIMEOUT_SECONDS,
     # Must exceed timeout: a task not acknowledged within `retry` is handed to another worker,

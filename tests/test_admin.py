@@ -59,11 +59,14 @@ def test_changelist_shows_status_badges_zoho_links_and_errors(operator, make_cus
         zoho_last_synced_at=timezone.now(),
     )
     make_customer(zoho_sync_status=SyncStatus.FAILED, zoho_last_error="rate limited by Zoho")
+    make_customer(zoho_sync_status=SyncStatus.NEEDS_ATTENTION, zoho_last_error="email: 'x' is not")
 
     page = operator.get(CHANGELIST).content.decode()
 
     assert 'class="sync-badge sync-synced"' in page
     assert 'class="sync-badge sync-failed"' in page
+    assert "Needs attention (fix the data)</span>" in page
+    assert "email: &#x27;x&#x27; is not" in page
     assert (
         'href="https://billing.zoho.eu/app/6179546000000027001#/customers/6179546000000100001"'
         in page

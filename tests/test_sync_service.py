@@ -224,6 +224,9 @@ def test_invalid_customer_fails_naming_the_field_and_the_run_goes_on(
     assert attempt.outcome == AttemptOutcome.INVALID
     assert expected in attempt.error_message
     assert not report.ok
+    # Waits for a person: no later backfill or retry takes it again.
+    assert customers_backfill(trigger="schedule").customers == []
+    assert customers_retry_failed(trigger="schedule").customers == []
 
 
 def test_unicode_names_sync(emulator, make_customer):
