@@ -132,7 +132,6 @@ FAULTS: list[Callable] = [
 @pytest.mark.parametrize("fault", FAULTS, ids=lambda f: f.__name__)
 def test_run_survives_the_fault_and_a_later_run_completes(emulator, make_customer, settings, fault):
     settings.ZOHO_MAX_ATTEMPTS = 2
-    settings.ZOHO_STALE_CLAIM_SECONDS = 0
     customers = [make_customer() for _ in range(CUSTOMERS)]
     fault(emulator, settings)
 
