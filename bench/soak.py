@@ -87,6 +87,7 @@ def setup_django(emu: ZohoEmulator, database_url: str) -> None:
             "ZOHO_RATE_LIMIT_REQUESTS": "100000",
             "ZOHO_RATE_LIMIT_WINDOW_SECONDS": "60",
             "ZOHO_MAX_WAIT_SECONDS": "60",
+            "ZOHO_DAILY_LIMIT": "0",
             "ZOHO_CREATE_SETTLE_SECONDS": str(CREATE_SETTLE_SECONDS),
             "LOG_LEVEL": os.environ.get("LOG_LEVEL", "ERROR"),
         }

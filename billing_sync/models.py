@@ -212,6 +212,10 @@ class ZohoApiState(models.Model):
     api_domain = models.CharField(max_length=200, blank=True)
     blocked_until = models.DateTimeField(null=True, blank=True)
     block_reason = models.TextField(blank=True)
+    day_started_at = models.DateTimeField(
+        null=True, blank=True, help_text="Start of the current 24-hour count of requests."
+    )
+    day_count = models.PositiveIntegerField(default=0, help_text="Requests sent in that day.")
 
     class Meta:
         verbose_name = "Zoho API state"

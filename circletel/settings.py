@@ -185,6 +185,10 @@ ZOHO_TIMEOUT_SECONDS = _number("ZOHO_TIMEOUT_SECONDS", 30.0, float)
 ZOHO_RATE_LIMIT_REQUESTS = _number("ZOHO_RATE_LIMIT_REQUESTS", 30, int)
 ZOHO_RATE_LIMIT_WINDOW_SECONDS = _number("ZOHO_RATE_LIMIT_WINDOW_SECONDS", 60.0, float)
 # Zoho's block lasts ~10 minutes, sometimes 15-20: wait up to 25 minutes before giving up.
+# Zoho's daily cap per organization (plans publish 1,000 and up): 0 turns the count off. The
+# reserve is left for the organization's other integrations.
+ZOHO_DAILY_LIMIT = _number("ZOHO_DAILY_LIMIT", 1000, int)
+ZOHO_DAILY_RESERVE = _number("ZOHO_DAILY_RESERVE", 100, int)
 ZOHO_MAX_WAIT_SECONDS = _number("ZOHO_MAX_WAIT_SECONDS", 1500.0, float)
 # How long a 429 blocks us when Zoho sends no Retry-After.
 ZOHO_DEFAULT_BLOCK_SECONDS = _number("ZOHO_DEFAULT_BLOCK_SECONDS", 600.0, float)

@@ -176,3 +176,44 @@ def test_without_retry_after_the_documented_default_block_applies(emulator, sett
     started = time.monotonic()
     ZohoClient(zoho_config(), max_wait=5).list_customers()
     assert time.monotonic() - started >= 1.0
+
+
+def test_daily_budget_stops_a_run_cleanly_and_says_when_it_resets(
+    emulator, make_customer, settings
+):
+    settings.ZOHO_DAILY_LIMIT = 5
+    settings.ZOHO_DAILY_RESERVE = 2
+    customers = [make_customer() for _ in range(4)]
+
+    report = customers_backfill(trigger="command")
+
+    # 3 requests are ours today: the list and two creates; two are kept for others.
+    assert len(emulator.request_log) == 3
+    assert report.run.status == SyncRunStatus.STOPPED
+    assert "the daily Zoho budget is used (3 of 5 requests, 2 kept for other integrations)" in (
+        report.stop_reason
+    )
+    assert "it resets at " in report.stop_reason
+    statuses = [Customer.objects.get(pk=c.pk).zoho_sync_status for c in customers]
+    assert statuses == [SyncStatus.SYNCED] * 2 + [SyncStatus.FAILED] * 2
+
+    state = ZohoApiState.objects.get()
+    state.day_started_at -= timedelta(days=1)  # a day later
+    state.save()
+    assert customers_retry_failed(trigger="command").ok
+
+
+def test_budget_counts_requests_of_every_client_together(emulator, make_customer, settings):
+    settings.ZOHO_RATE_LIMIT_REQUESTS = 4
+    settings.ZOHO_RATE_LIMIT_WINDOW_SECONDS = 0.5
+    emulator.configure(rate_limit_requests=4, rate_limit_window_seconds=0.5, block_seconds=30)
+    clients = [ZohoClient(zoho_config()) for _ in range(3)]
+
+    for _ in range(4):
+        for client in clients:
+            client.list_customers()
+
+    arrivals = [r.time for r in emulator.request_log]
+    assert len(arrivals) == 12
+    assert 429 not in {r.status for r in emulator.request_log}
+    assert most_in_any_window(arrivals, 0.5) <= 4

@@ -35,6 +35,7 @@ from billing_sync.services.matching import ZohoCustomerFinder
 from billing_sync.zoho.client import ZohoClient
 from billing_sync.zoho.config import ZohoConfig
 from billing_sync.zoho.errors import (
+    DailyBudgetUsed,
     RateLimitWaitExceeded,
     ZohoAuthError,
     ZohoConfigError,
@@ -46,7 +47,7 @@ from billing_sync.zoho.errors import (
 from billing_sync.zoho.records import ZohoCustomer
 
 # Failures that no other customer in the run would escape: stop the run, leave the rest failed.
-RUN_STOPPERS = (RateLimitWaitExceeded, ZohoAuthError, ZohoConfigError)
+RUN_STOPPERS = (RateLimitWaitExceeded, DailyBudgetUsed, ZohoAuthError, ZohoConfigError)
 MAX_BACKOFF_SECONDS = 60.0
 SYNCED_OUTCOMES = {AttemptOutcome.CREATED, AttemptOutcome.ADOPTED}
 FAILED_OUTCOMES = {AttemptOutcome.FAILED, AttemptOutcome.INVALID, AttemptOutcome.RATE_LIMITED}

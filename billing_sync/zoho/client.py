@@ -18,7 +18,7 @@ from billing_sync.zoho.errors import (
     ZohoTransient,
     error_from_response,
 )
-from billing_sync.zoho.pacing import Budget, RequestGate, WaitObserver
+from billing_sync.zoho.pacing import Budget, DailyBudget, RequestGate, WaitObserver
 from billing_sync.zoho.records import CustomerPage, ZohoCustomer
 
 logger = logging.getLogger(__name__)
@@ -51,6 +51,7 @@ class ZohoClient:
             request_timeout=config.timeout_seconds,
             max_wait=config.max_wait_seconds if max_wait is None else max_wait,
             on_block_wait=on_block_wait,
+            daily=DailyBudget(config.daily_limit, config.daily_reserve),
         )
         self.request_count = 0
 

@@ -74,6 +74,8 @@ class ZohoConfig:
     timeout_seconds: float
     rate_limit_requests: int
     rate_limit_window_seconds: float
+    daily_limit: int
+    daily_reserve: int
     max_wait_seconds: float
     default_block_seconds: float
     account_number_field: str
@@ -103,6 +105,10 @@ def config_problems() -> list[str]:
         problems.append("ZOHO_RATE_LIMIT_REQUESTS must be at least 1.")
     if settings.ZOHO_RATE_LIMIT_WINDOW_SECONDS <= 0:
         problems.append("ZOHO_RATE_LIMIT_WINDOW_SECONDS must be greater than 0.")
+    if settings.ZOHO_DAILY_LIMIT < 0 or settings.ZOHO_DAILY_RESERVE < 0:
+        problems.append("ZOHO_DAILY_LIMIT and ZOHO_DAILY_RESERVE must be 0 or more.")
+    elif settings.ZOHO_DAILY_LIMIT and settings.ZOHO_DAILY_RESERVE >= settings.ZOHO_DAILY_LIMIT:
+        problems.append("ZOHO_DAILY_RESERVE must be less than ZOHO_DAILY_LIMIT.")
     if settings.ZOHO_MAX_WAIT_SECONDS < 0:
         problems.append("ZOHO_MAX_WAIT_SECONDS must be 0 or more.")
     if settings.ZOHO_CREATE_SETTLE_SECONDS < 0:
@@ -131,6 +137,8 @@ def zoho_config() -> ZohoConfig:
         timeout_seconds=settings.ZOHO_TIMEOUT_SECONDS,
         rate_limit_requests=settings.ZOHO_RATE_LIMIT_REQUESTS,
         rate_limit_window_seconds=settings.ZOHO_RATE_LIMIT_WINDOW_SECONDS,
+        daily_limit=settings.ZOHO_DAILY_LIMIT,
+        daily_reserve=settings.ZOHO_DAILY_RESERVE,
         max_wait_seconds=settings.ZOHO_MAX_WAIT_SECONDS,
         default_block_seconds=settings.ZOHO_DEFAULT_BLOCK_SECONDS,
         account_number_field=settings.ZOHO_ACCOUNT_NUMBER_FIELD.strip(),

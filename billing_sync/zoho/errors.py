@@ -95,6 +95,18 @@ class RateLimitWaitExceeded(ZohoRateLimited):
         self.reason = reason
 
 
+class DailyBudgetUsed(ZohoError):
+    """Today's share of Zoho's daily request cap is used: stop until the day resets."""
+
+    def __init__(self, *, used: int, daily: Any, resets_at: datetime) -> None:
+        super().__init__(
+            f"the daily Zoho budget is used ({used} of {daily.limit} requests, "
+            f"{daily.reserve} kept for other integrations); it resets at "
+            f"{resets_at.astimezone(UTC):%Y-%m-%d %H:%M} UTC"
+        )
+        self.resets_at = resets_at
+
+
 def parse_retry_after(value: str | None) -> float | None:
     """Seconds from a Retry-After header given in seconds, or None when absent or unreadable."""
     if not value:

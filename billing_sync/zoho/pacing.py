@@ -8,7 +8,14 @@ until `window` seconds after its answer came back: Zoho counts it on arrival, wh
 between, so no margin is needed however slow the network is.
 
 A 429 from Zoho is recorded in the same shared row, so every process pauses until it ends.
-The time a run spends waiting for such a block is bounded by its `max_wait`.
+The time a run spends waiting for such a block is bounded by its `max_wait`. The daily cap is
+counted in that row too.
+
+Why not a rate-limiting library such as pyrate-limiter: its buckets count a request when it is
+acquired and forget it a window later, while Zoho counts on arrival and our answer can come back
+long after; and the budget, the block and the day's count must change together under one lock
+in the database every process already shares (SQLite included), which its separate SQLite,
+PostgreSQL and Redis buckets do not give.
 """
 
 from __future__ import annotations
@@ -20,10 +27,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from django.db import transaction
+from django.db.models import DateTimeField, ExpressionWrapper, F
+from django.db.models.functions import Coalesce
 
 from billing_sync.models import ZohoApiState, ZohoRequestLog
 from billing_sync.zoho.auth import api_state_for_update
-from billing_sync.zoho.errors import RateLimitWaitExceeded
+from billing_sync.zoho.errors import DailyBudgetUsed, RateLimitWaitExceeded
 
 logger = logging.getLogger(__name__)
 
@@ -32,8 +41,17 @@ IN_FLIGHT_POLL_SECONDS = 0.05
 PURGE_EVERY = 200
 # Well below ZOHO_STALE_CLAIM_SECONDS, so a waiting run never looks dead.
 HEARTBEAT_SECONDS = 30.0
+DAY_SECONDS = 86_400
 
 WaitObserver = Callable[[datetime, str], None]
+
+
+@dataclass(frozen=True)
+class DailyBudget:
+    """At most `limit` requests a day, keeping `reserve` of them for other integrations."""
+
+    limit: int
+    reserve: int
 
 
 @dataclass(frozen=True)
@@ -77,8 +95,10 @@ class RequestGate:
         clock: Callable[[], float] = time.time,
         sleep: Callable[[float], None] = time.sleep,
         on_block_wait: WaitObserver | None = None,
+        daily: DailyBudget | None = None,
     ) -> None:
         self.budget = budget
+        self.daily = daily or DailyBudget(0, 0)
         self.request_timeout = request_timeout
         self.max_wait = max_wait
         self.clock = clock
@@ -100,7 +120,7 @@ class RequestGate:
                 if blocked is None:
                     wait = self._budget_wait(now)
                     if wait <= 0:
-                        return self._admit(now, method, path)
+                        return self._admit(state, now, method, path)
             if blocked is not None:
                 self._wait_for_block(blocked, now, state.block_reason)
             else:
@@ -137,6 +157,23 @@ class RequestGate:
         logger.warning("Zoho blocked requests until %s: %s", until.isoformat(), reason)
         return until
 
+    def _count_for_the_day(self, state: ZohoApiState, now: float) -> None:
+        """Count the request against the daily budget, or refuse it when the day's share is used.
+
+        Our day starts with its first request and lasts 24 hours: where Zoho's day turns over
+        earlier, we only under-use it.
+        """
+        if not self.daily.limit:
+            return
+        if state.day_started_at is None or now >= state.day_started_at.timestamp() + DAY_SECONDS:
+            state.day_started_at = _to_datetime(now)
+            state.day_count = 0
+        if state.day_count >= self.daily.limit - self.daily.reserve:
+            resets_at = state.day_started_at + timedelta(seconds=DAY_SECONDS)
+            raise DailyBudgetUsed(used=state.day_count, daily=self.daily, resets_at=resets_at)
+        state.day_count += 1
+        state.save(update_fields=["day_started_at", "day_count"])
+
     def _wait_for_block(self, until: datetime, now: float, reason: str) -> None:
         remaining = until.timestamp() - now
         if self.block_waited + remaining > self.max_wait:
@@ -155,30 +192,38 @@ class RequestGate:
                 self.heartbeat()
 
     def _budget_wait(self, now: float) -> float:
-        """Seconds until one more request fits in the budget (0 or less: it fits now)."""
+        """Seconds until one more request fits in the budget (0 or less: it fits now).
+
+        Counted in SQL, so the cost per request stays flat however large the budget.
+        """
         window, limit = self.budget.window, self.budget.limit
-        horizon = _to_datetime(now - window - self.request_timeout - 1)
-        ends: list[float] = []
-        in_flight = 0
-        for sent_at, done_at in ZohoRequestLog.objects.filter(sent_at__gt=horizon).values_list(
-            "sent_at", "done_at"
-        ):
-            # A request nobody answered is over once its timeout has passed (its sender died).
-            end = (done_at or sent_at + timedelta(seconds=self.request_timeout)).timestamp()
-            if done_at is None and end > now:
-                in_flight += 1
-            elif end > now - window:
-                ends.append(end)
-        used = len(ends) + in_flight
+        # A request nobody answered is over once its timeout has passed (its sender died).
+        ended = Coalesce(
+            "done_at",
+            ExpressionWrapper(
+                F("sent_at") + timedelta(seconds=self.request_timeout),
+                output_field=DateTimeField(),
+            ),
+        )
+        counting = (
+            ZohoRequestLog.objects.filter(
+                sent_at__gt=_to_datetime(now - window - self.request_timeout - 1)
+            )
+            .annotate(ended=ended)
+            .filter(ended__gt=_to_datetime(now - window))
+        )
+        used = counting.count()
         if used < limit:
             return 0.0
-        ends.sort()
-        freeing = used - limit  # the slot frees when this many+1 finished requests leave
-        if freeing < len(ends):
-            return max(ends[freeing] + window - now, 0.001)
-        return IN_FLIGHT_POLL_SECONDS
+        # The slot frees when the (used - limit + 1)-th earliest request leaves the window.
+        freeing = counting.order_by("ended").values_list("ended", "done_at")[used - limit]
+        ends_at, done_at = freeing
+        if done_at is None and ends_at.timestamp() > now:
+            return IN_FLIGHT_POLL_SECONDS  # still in flight: its answer decides
+        return max(ends_at.timestamp() + window - now, 0.001)
 
-    def _admit(self, now: float, method: str, path: str) -> int:
+    def _admit(self, state: ZohoApiState, now: float, method: str, path: str) -> int:
+        self._count_for_the_day(state, now)
         self.admitted += 1
         if self.admitted % PURGE_EVERY == 0:
             cutoff = _to_datetime(now - 2 * (self.budget.window + self.request_timeout))

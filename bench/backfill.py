@@ -1,0 +1,331 @@
+"""Backfill benchmark: how fast, how frugal and how polite `zoho_backfill_customers` is.
+
+    .venv/bin/python bench/backfill.py [--customers 1000] [--budget 20] [--window 4]
+        [--database-url URL] [--skip-old-policy] [--local-only] [--memory] [--rss-only N]
+
+Every phase starts its own emulator in this process and runs the backfill via call_command
+(output discarded), on a temporary SQLite file unless --database-url is given (that database
+is FLUSHED; a missing PostgreSQL database is created). DJANGO_DEBUG is off, as in production.
+
+1. Paced run: the emulator allows --budget requests per --window seconds (a breach blocks the
+   org for 30 s) and our ZOHO_RATE_LIMIT_* settings say the same. N customers, one backfill:
+     requests per customer  API requests the emulator saw / N (1 + N/200 list pages is ideal)
+     budget utilisation     ((k-1)//R)*W / (t_last - t_first), k = requests, R = budget,
+                            W = window, t = arrival times at the emulator. Under a sliding
+                            window request i (from 0) can go no earlier than t_first +
+                            (i//R)*W, so the numerator is the shortest span k requests can
+                            take; 100% = as fast as the budget allows (n/a when k <= R)
+     429s                   answers with status 429 (should be 0)
+     blocks                 org blocks: a 429 arriving after the last block (started by an
+                            earlier 429, 30 s long) had ended starts a new one
+     wall time              the backfill call only
+   Then the backfill runs again over the synced table: `requests for a synced table` must be
+   0, with no new access token.
+2. Local cost: a flushed database, a fresh emulator and no budget (10**9 both sides): N /
+   wall time of the backfill = what the database, Django, HTTP and JSON cost per customer.
+   Then `peak RSS` of this process (ru_maxrss, KiB), which includes all setup before it.
+3. Old policy (not with --skip-old-policy; it never touches the database): per customer a
+   search (GET /customers?email=), a create (POST /customers), then a fixed 2 s * window/60
+   wait, with `requests`, against a fresh emulator with the same budget. On a 429 it waits
+   Retry-After and goes on with the next customer, which counts as failed.
+   speed-up = old wall time / paced wall time, for the same N.
+4. --memory: the local-cost run alone for 10,000 and 100,000 customers, each in a clean
+   subprocess (`--rss-only N`: customers created in batches, peak RSS printed), and the
+   ratio of their peak RSS (1.0 = memory does not grow with N).
+--local-only skips phases 1 and 3.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import os
+import re
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from itertools import islice
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import requests
+
+PROJECT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(PROJECT))
+
+from billing_sync.emulator import (  # noqa: E402 - needs the project on sys.path
+    EMULATOR_CLIENT_ID,
+    EMULATOR_CLIENT_SECRET,
+    EMULATOR_ORGANIZATION_ID,
+    EMULATOR_REFRESH_TOKEN,
+    EmulatorConfig,
+    RequestRecord,
+    ZohoEmulator,
+)
+
+BLOCK_SECONDS = 30.0
+UNLIMITED = 10**9
+BATCH_SIZE = 1000
+OLD_WAIT_SECONDS = 2.0  # per customer, against Zoho's 60 s window
+OLD_PROGRESS_EVERY = 100
+MEMORY_SIZES = (10_000, 100_000)
+TIMEOUT_SECONDS = 5.0
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--customers", type=int, default=1000)
+    parser.add_argument("--budget", type=int, default=20, help="Requests per window.")
+    parser.add_argument("--window", type=float, default=4.0, help="Seconds.")
+    parser.add_argument("--database-url", default=None, help="Default: SQLite in a temp folder.")
+    parser.add_argument("--skip-old-policy", action="store_true")
+    parser.add_argument("--local-only", action="store_true", help="Only the local cost.")
+    parser.add_argument("--memory", action="store_true", help="Peak RSS at 10k and 100k.")
+    parser.add_argument("--rss-only", type=int, default=None, metavar="N", help=argparse.SUPPRESS)
+    return parser.parse_args()
+
+
+def ensure_database(url: str) -> None:
+    """Create a missing PostgreSQL database (SQLite creates its file itself)."""
+    parts = urlsplit(url)
+    if not parts.scheme.startswith("postgres"):
+        return
+    import psycopg
+    from psycopg import sql
+
+    try:
+        psycopg.connect(url).close()
+    except psycopg.OperationalError:
+        with psycopg.connect(parts._replace(path="/postgres").geturl(), autocommit=True) as conn:
+            name = sql.Identifier(parts.path.lstrip("/"))
+            conn.execute(sql.SQL("CREATE DATABASE {}").format(name))
+
+
+def setup_django(database_url: str) -> None:
+    """Credentials and the database from the environment; emulator URLs come per phase."""
+    ensure_database(database_url)
+    os.environ.update(
+        {
+            "DJANGO_SETTINGS_MODULE": "circletel.settings",
+            "DJANGO_DEBUG": "false",
+            "DATABASE_URL": database_url,
+            "ZOHO_CLIENT_ID": EMULATOR_CLIENT_ID,
+            "ZOHO_CLIENT_SECRET": EMULATOR_CLIENT_SECRET,
+            "ZOHO_REFRESH_TOKEN": EMULATOR_REFRESH_TOKEN,
+            "ZOHO_ORGANIZATION_ID": EMULATOR_ORGANIZATION_ID,
+            "ZOHO_TIMEOUT_SECONDS": str(TIMEOUT_SECONDS),
+            "LOG_LEVEL": os.environ.get("LOG_LEVEL", "ERROR"),
+        }
+    )
+    import django
+
+    django.setup()
+
+
+@contextmanager
+def emulator(budget: int, window: float, *, paced: bool = True) -> Iterator[ZohoEmulator]:
+    """A fresh emulator with this budget; `paced` points our settings at it, same budget."""
+    config = EmulatorConfig(
+        rate_limit_requests=budget, rate_limit_window_seconds=window, block_seconds=BLOCK_SECONDS
+    )
+    emu = ZohoEmulator(config).start(port=0)
+    try:
+        if not paced:
+            yield emu
+            return
+        from django.test import override_settings
+
+        with override_settings(
+            ZOHO_ACCOUNTS_URL=emu.accounts_url,
+            ZOHO_API_BASE_URL=emu.api_base_url,
+            ZOHO_RATE_LIMIT_REQUESTS=budget,
+            ZOHO_RATE_LIMIT_WINDOW_SECONDS=window,
+        ):
+            yield emu
+    finally:
+        emu.stop()
+
+
+def customer_fields(n: int) -> dict[str, str]:
+    return {
+        "email": f"customer{n:06d}@backfill.test",
+        "account_number": f"BENCH-{n:06d}",
+        "first_name": "Bench",
+        "last_name": f"Customer {n}",
+    }
+
+
+def fresh_customers(count: int) -> None:
+    """Migrate, flush, and create `count` customers in batches (never all in memory)."""
+    from django.core.management import call_command
+
+    from billing_sync.models import Customer
+
+    call_command("migrate", verbosity=0)
+    call_command("flush", interactive=False, verbosity=0)
+    rows = (Customer(**customer_fields(n)) for n in range(1, count + 1))
+    while batch := list(islice(rows, BATCH_SIZE)):
+        Customer.objects.bulk_create(batch)
+
+
+def timed_backfill() -> float:
+    """Run the backfill command; return its wall time."""
+    from django.core.management import CommandError, call_command
+
+    started = time.monotonic()
+    try:
+        call_command("zoho_backfill_customers", stdout=io.StringIO(), stderr=io.StringIO())
+    except CommandError as exc:
+        print(f"  backfill: {exc}")
+    return time.monotonic() - started
+
+
+def synced_count() -> int:
+    from billing_sync.models import Customer, SyncStatus
+
+    return Customer.objects.filter(zoho_sync_status=SyncStatus.SYNCED).count()
+
+
+def utilisation(times: list[float], budget: int, window: float) -> str:
+    span = max(times) - min(times) if times else 0.0
+    if len(times) <= budget or span <= 0:
+        return "n/a"
+    return f"{(len(times) - 1) // budget * window / span:.1%}"
+
+
+def count_blocks(log: list[RequestRecord]) -> int:
+    blocks, block_ends = 0, float("-inf")
+    for arrival in sorted(record.time for record in log if record.status == 429):
+        if arrival >= block_ends:
+            blocks, block_ends = blocks + 1, arrival + BLOCK_SECONDS
+    return blocks
+
+
+def paced_run(count: int, budget: int, window: float) -> float:
+    fresh_customers(count)
+    with emulator(budget, window) as emu:
+        wall = timed_backfill()
+        log, tokens = emu.request_log, emu.token_refresh_count
+        timed_backfill()
+        again = len(emu.request_log) - len(log)
+        new_tokens = emu.token_refresh_count - tokens
+    print(f"paced run: {count} customers, budget {budget} per {window:g} s")
+    print(f"  synced: {synced_count()}/{count}")
+    print(f"  requests: {len(log)}")
+    print(f"  requests per customer: {len(log) / count:.3f}")
+    print(f"  budget utilisation: {utilisation([r.time for r in log], budget, window)}")
+    print(f"  429s: {sum(r.status == 429 for r in log)}")
+    print(f"  blocks: {count_blocks(log)}")
+    print(f"  wall time: {wall:.1f} s")
+    print(f"  requests for a synced table: {again} (new tokens: {new_tokens})")
+    return wall
+
+
+def local_cost(count: int) -> None:
+    fresh_customers(count)
+    with emulator(UNLIMITED, 60.0) as emu:
+        wall = timed_backfill()
+        requests_seen = len(emu.request_log)
+    print(f"local cost: {count / wall:.0f} customers/s ({count} in {wall:.2f} s)")
+    print(f"  synced: {synced_count()}/{count}, requests: {requests_seen}")
+
+
+def peak_rss_kib() -> int:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+
+
+def old_policy(count: int, budget: int, window: float) -> float:
+    with emulator(budget, window, paced=False) as emu, requests.Session() as session:
+        form = {
+            "grant_type": "refresh_token",
+            "client_id": EMULATOR_CLIENT_ID,
+            "client_secret": EMULATOR_CLIENT_SECRET,
+            "refresh_token": EMULATOR_REFRESH_TOKEN,
+        }
+        token_answer = session.post(f"{emu.url}/oauth/v2/token", data=form, timeout=5)
+        session.headers["Authorization"] = f"Zoho-oauthtoken {token_answer.json()['access_token']}"
+        session.headers["X-com-zoho-subscriptions-organizationid"] = EMULATOR_ORGANIZATION_ID
+        url, pause, failed = f"{emu.api_base_url}/customers", OLD_WAIT_SECONDS * window / 60, 0
+        started = time.monotonic()
+        for n in range(1, count + 1):
+            fields = customer_fields(n)
+            answer = session.get(url, params={"email": fields["email"]}, timeout=TIMEOUT_SECONDS)
+            if answer.status_code == 200 and not answer.json()["customers"]:
+                answer = session.post(url, json=old_body(fields), timeout=TIMEOUT_SECONDS)
+            if answer.status_code >= 400:
+                failed += 1
+            if answer.status_code == 429:
+                time.sleep(float(answer.headers.get("Retry-After", BLOCK_SECONDS)))
+            time.sleep(pause)
+            if n % OLD_PROGRESS_EVERY == 0:
+                print(
+                    f"  old policy: {n} customers, {time.monotonic() - started:.0f} s", flush=True
+                )
+        wall = time.monotonic() - started
+        log = emu.request_log
+    print(f"old policy: {count} customers, search + create + {pause:.3f} s wait each")
+    print(f"  created: {len(emu.customers())}/{count}, failed customers: {failed}")
+    print(f"  requests: {len(log)}, 429s: {sum(r.status == 429 for r in log)}")
+    print(f"  blocks: {count_blocks(log)}")
+    print(f"  wall time: {wall:.1f} s")
+    return wall
+
+
+def old_body(fields: dict[str, str]) -> dict[str, Any]:
+    return {
+        "display_name": f"{fields['first_name']} {fields['last_name']}",
+        "email": fields["email"],
+        "first_name": fields["first_name"],
+        "last_name": fields["last_name"],
+        "custom_fields": [{"label": "Account Number", "value": fields["account_number"]}],
+    }
+
+
+def memory_runs(database_url: str | None) -> None:
+    """Peak RSS of the local-cost run alone, each size in a clean subprocess."""
+    peaks = []
+    for size in MEMORY_SIZES:
+        command = [sys.executable, __file__, "--rss-only", str(size)]
+        if database_url:
+            command += ["--database-url", database_url]
+        output = subprocess.run(command, capture_output=True, text=True, check=True).stdout
+        print(f"memory, {size} customers (subprocess):")
+        print("\n".join(f"  {line}" for line in output.splitlines()))
+        found = re.search(r"peak RSS: (\d+) KiB", output)
+        peaks.append(int(found.group(1)) if found else 0)
+    print(f"peak RSS ratio {MEMORY_SIZES[1]} / {MEMORY_SIZES[0]}: {peaks[1] / peaks[0]:.2f}")
+
+
+def main() -> int:
+    args = parse_args()
+    with tempfile.TemporaryDirectory(prefix="backfill-") as folder:
+        try:
+            setup_django(args.database_url or f"sqlite:///{Path(folder) / 'bench.sqlite3'}")
+            if args.rss_only is not None:
+                local_cost(args.rss_only)
+                print(f"peak RSS: {peak_rss_kib()} KiB")
+                return 0
+            if not args.local_only:
+                paced_wall = paced_run(args.customers, args.budget, args.window)
+            local_cost(args.customers)
+            print(f"peak RSS: {peak_rss_kib()} KiB (this process, setup included)")
+            if not args.local_only and not args.skip_old_policy:
+                old_wall = old_policy(args.customers, args.budget, args.window)
+                print(f"speed-up: {old_wall / paced_wall:.1f}x")
+            if args.memory:
+                memory_runs(args.database_url)
+        finally:
+            if "django.db" in sys.modules:  # close SQLite before its folder goes
+                from django.db import connections
+
+                connections.close_all()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
