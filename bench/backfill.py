@@ -263,9 +263,8 @@ def old_policy(count: int, budget: int, window: float) -> float:
                 time.sleep(float(answer.headers.get("Retry-After", BLOCK_SECONDS)))
             time.sleep(pause)
             if n % OLD_PROGRESS_EVERY == 0:
-                print(
-                    f"  old policy: {n} customers, {time.monotonic() - started:.0f} s", flush=True
-                )
+                elapsed = time.monotonic() - started
+                print(f"  old policy: {n} customers, {failed} failed, {elapsed:.0f} s", flush=True)
         wall = time.monotonic() - started
         log = emu.request_log
     print(f"old policy: {count} customers, search + create + {pause:.3f} s wait each")

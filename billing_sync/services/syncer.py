@@ -108,6 +108,7 @@ class CustomerSyncer:
 
     def sync(self, customer: Customer, selection: Q) -> CustomerResult:
         """Claim, check and sync `customer`; raise only what should stop the whole run."""
+        taking_over = customer.zoho_sync_status == SyncStatus.SYNCING
         if not self._claim(customer, selection):
             message = "no longer needs syncing or another run is working on it"
             return customer_result(customer, AttemptOutcome.SKIPPED, error=message)
@@ -115,7 +116,8 @@ class CustomerSyncer:
         self._create_ended = False
         try:
             customer.refresh_from_db()
-            _close_interrupted_attempts(customer, self.run)
+            if taking_over or customer.zoho_create_sent_at is not None:
+                _close_interrupted_attempts(customer, self.run)
             errors = customer_validation_errors(customer)
             if errors:
                 message = "; ".join(errors)
@@ -134,7 +136,8 @@ class CustomerSyncer:
     def _attempt_until_done(self, customer: Customer) -> CustomerResult:
         transient_failures = 0
         while True:
-            self.heartbeat()
+            if transient_failures:  # the claim is fresh on the first attempt
+                self.heartbeat()
             attempt = record_attempt(self.run, customer, AttemptOutcome.SENDING, finished=False)
             try:
                 zoho_customer, outcome = self._adopt_or_create(customer)

@@ -43,9 +43,12 @@ TOKEN_ERRORS = {
 
 def api_state_for_update() -> ZohoApiState:
     """Lock and return the shared state row, creating it on first use. Call inside atomic()."""
+    state = ZohoApiState.objects.select_for_update().filter(singleton=1).first()
+    if state is not None:
+        return state
     try:
         with transaction.atomic():
-            ZohoApiState.objects.get_or_create(singleton=1)
+            ZohoApiState.objects.create(singleton=1)
     except IntegrityError:
         pass  # another process created it first
     return ZohoApiState.objects.select_for_update().get(singleton=1)
