@@ -6,6 +6,7 @@ nothing, and the customers stay for the next run.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC
 
 from django.conf import settings
@@ -22,39 +23,35 @@ from billing_sync.zoho.pacing import current_block
 
 def sync_customer_task(customer_id: int) -> str:
     """Sync one customer (queued by a person from the admin)."""
-    blocked = _blocked_message()
-    if blocked:
-        return blocked
-    return _summary(customer_sync(customer_id=customer_id, trigger=SyncTrigger.ADMIN, max_wait=0))
+    return _unless_blocked(
+        lambda: customer_sync(customer_id=customer_id, trigger=SyncTrigger.ADMIN, max_wait=0)
+    )
 
 
 def retry_failed_task() -> str:
     """Retry failed customers (scheduled)."""
-    blocked = _blocked_message()
-    if blocked:
-        return blocked
-    report = customers_retry_failed(
-        trigger=SyncTrigger.SCHEDULE, max_wait=0, limit=settings.ZOHO_SCHEDULE_BATCH_SIZE
+    return _unless_blocked(
+        lambda: customers_retry_failed(
+            trigger=SyncTrigger.SCHEDULE, max_wait=0, limit=settings.ZOHO_SCHEDULE_BATCH_SIZE
+        )
     )
-    return _summary(report)
 
 
 def backfill_task() -> str:
     """Sync customers that are not in Zoho yet (scheduled)."""
-    blocked = _blocked_message()
-    if blocked:
-        return blocked
-    report = customers_backfill(
-        trigger=SyncTrigger.SCHEDULE, max_wait=0, limit=settings.ZOHO_SCHEDULE_BATCH_SIZE
+    return _unless_blocked(
+        lambda: customers_backfill(
+            trigger=SyncTrigger.SCHEDULE, max_wait=0, limit=settings.ZOHO_SCHEDULE_BATCH_SIZE
+        )
     )
-    return _summary(report)
 
 
-def _blocked_message() -> str:
+def _unless_blocked(run: Callable[[], RunReport]) -> str:
+    """Run the sync and summarise it, or do nothing while Zoho is blocking us."""
     until = current_block()
-    if until is None:
-        return ""
-    return f"Zoho is blocking requests until {until.astimezone(UTC):%H:%M:%S} UTC: nothing done"
+    if until is not None:
+        return f"Zoho is blocking requests until {until.astimezone(UTC):%H:%M:%S} UTC: nothing done"
+    return _summary(run())
 
 
 def _summary(report: RunReport) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+from collections import Counter
 from collections.abc import Callable, Iterator
 from multiprocessing import Event, Value
 from typing import Any
@@ -73,6 +74,16 @@ def make_customer(db: None) -> Callable[..., Customer]:
         return Customer.objects.create(**values)
 
     return make
+
+
+def zoho_account_counts(emulator: ZohoEmulator, label: str = "Account Number") -> Counter:
+    """How many Zoho customers carry each account number: more than 1 is a duplicate."""
+    return Counter(
+        field["value"]
+        for record in emulator.customers()
+        for field in record.get("custom_fields", [])
+        if field["label"] == label
+    )
 
 
 def zoho_posts(emulator: ZohoEmulator) -> int:

@@ -10,6 +10,7 @@ import pytest
 from django_q.tasks import async_task
 
 from billing_sync.models import AttemptOutcome, Customer, SyncAttempt, SyncStatus
+from tests.conftest import zoho_account_counts
 from tests.processes import process_env, start_manage, stop_process_group
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -47,12 +48,7 @@ def test_commands_and_workers_at_once_sync_each_customer_exactly_once(
                 stop_process_group(command)
     emulator.clear_faults()
 
-    accounts = Counter(
-        f["value"]
-        for r in emulator.customers()
-        for f in r["custom_fields"]
-        if f["label"] == "Account Number"
-    )
+    accounts = zoho_account_counts(emulator)
     assert accounts == Counter(c.account_number for c in customers)
     successes = Counter(
         SyncAttempt.objects.filter(

@@ -13,21 +13,13 @@ from collections import Counter
 import pytest
 
 from billing_sync.models import AttemptOutcome, Customer, SyncAttempt, SyncRunStatus, SyncStatus
+from tests.conftest import zoho_account_counts
 from tests.processes import process_env, start_manage
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 STALE_SECONDS = 1.0
 SETTLE_SECONDS = 1.0
-
-
-def accounts_in_zoho(emulator) -> Counter:
-    return Counter(
-        field["value"]
-        for record in emulator.customers()
-        for field in record.get("custom_fields", [])
-        if field["label"] == "Account Number"
-    )
 
 
 def wait_until(condition, timeout: float = 20.0) -> None:
@@ -78,7 +70,7 @@ def test_killed_backfills_leave_nothing_a_normal_run_cannot_finish(
     output, _ = done.communicate(timeout=120)
 
     assert done.returncode == 0, output
-    assert accounts_in_zoho(emulator) == Counter(c.account_number for c in customers)
+    assert zoho_account_counts(emulator) == Counter(c.account_number for c in customers)
     assert Customer.objects.filter(zoho_sync_status=SyncStatus.SYNCED).count() == len(customers)
     interrupted = SyncAttempt.objects.filter(outcome=AttemptOutcome.INTERRUPTED)
     assert interrupted.exists()

@@ -15,19 +15,11 @@ from billing_sync.models import AttemptOutcome, Customer, SyncAttempt, SyncStatu
 from billing_sync.services.sync import customers_backfill, customers_retry_failed
 from billing_sync.zoho.client import ZohoClient
 from billing_sync.zoho.config import zoho_config
+from tests.conftest import zoho_account_counts
 
 pytestmark = pytest.mark.django_db
 
 CUSTOMERS = 4
-
-
-def accounts_in_zoho(emulator) -> Counter:
-    return Counter(
-        field["value"]
-        for record in emulator.customers()
-        for field in record.get("custom_fields", [])
-        if field["label"] == "Account Number"
-    )
 
 
 def server_errors(emulator, settings) -> None:
@@ -137,7 +129,7 @@ def test_run_survives_the_fault_and_a_later_run_completes(emulator, make_custome
 
     first = customers_backfill(trigger="command", max_wait=0)
 
-    assert max(accounts_in_zoho(emulator).values(), default=0) <= 1
+    assert max(zoho_account_counts(emulator).values(), default=0) <= 1
     assert first.run.finished_at is not None
     for customer in Customer.objects.all():
         assert customer.zoho_sync_status in (SyncStatus.SYNCED, SyncStatus.FAILED)
@@ -153,6 +145,6 @@ def test_run_survives_the_fault_and_a_later_run_completes(emulator, make_custome
     later = customers_retry_failed(trigger="command", max_wait=5)
 
     assert later.ok
-    assert accounts_in_zoho(emulator) == Counter(c.account_number for c in customers)
+    assert zoho_account_counts(emulator) == Counter(c.account_number for c in customers)
     assert Customer.objects.filter(zoho_sync_status=SyncStatus.SYNCED).count() == CUSTOMERS
     assert not SyncAttempt.objects.filter(outcome=AttemptOutcome.SENDING).exists()

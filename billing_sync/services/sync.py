@@ -93,14 +93,14 @@ def customers_backfill(
     """Sync every customer that belongs in Zoho and has no Zoho id yet."""
     config = zoho_config()
     return _run(
-        kind=SyncRunKind.BACKFILL,
-        selection=backfill_q(config.stale_claim_seconds),
-        config=config,
+        SyncRunKind.BACKFILL,
+        backfill_q(config.stale_claim_seconds),
+        config,
         trigger=trigger,
         dry_run=dry_run,
         limit=limit,
         max_wait=max_wait,
-        observer=observer or RunObserver(),
+        observer=observer,
     )
 
 
@@ -115,14 +115,14 @@ def customers_retry_failed(
     """Sync again every customer whose last sync failed (or whose run died)."""
     config = zoho_config()
     return _run(
-        kind=SyncRunKind.RETRY_FAILED,
-        selection=retry_q(config.stale_claim_seconds),
-        config=config,
+        SyncRunKind.RETRY_FAILED,
+        retry_q(config.stale_claim_seconds),
+        config,
         trigger=trigger,
         dry_run=dry_run,
         limit=limit,
         max_wait=max_wait,
-        observer=observer or RunObserver(),
+        observer=observer,
     )
 
 
@@ -135,44 +135,31 @@ def customer_sync(
 ) -> RunReport:
     """Sync one customer, if it still needs it."""
     config = zoho_config()
+    selection = Q(pk=customer_id) & backfill_q(config.stale_claim_seconds)
     return _run(
-        kind=SyncRunKind.SINGLE,
-        selection=Q(pk=customer_id) & backfill_q(config.stale_claim_seconds),
-        config=config,
-        trigger=trigger,
-        dry_run=False,
-        limit=None,
-        max_wait=max_wait,
-        observer=observer or RunObserver(),
+        SyncRunKind.SINGLE, selection, config, trigger=trigger, max_wait=max_wait, observer=observer
     )
 
 
 def customers_preview(*, customer_ids: list[int], trigger: str) -> RunReport:
     """What re-queueing these customers would do: checks their data, sends nothing."""
     config = zoho_config()
-    return _run(
-        kind=SyncRunKind.SELECTED,
-        selection=Q(pk__in=customer_ids) & requeue_q(config.stale_claim_seconds),
-        config=config,
-        trigger=trigger,
-        dry_run=True,
-        limit=None,
-        max_wait=None,
-        observer=RunObserver(),
-    )
+    selection = Q(pk__in=customer_ids) & requeue_q(config.stale_claim_seconds)
+    return _run(SyncRunKind.SELECTED, selection, config, trigger=trigger, dry_run=True)
 
 
 def _run(
-    *,
     kind: str,
     selection: Q,
     config: ZohoConfig,
+    *,
     trigger: str,
-    dry_run: bool,
-    limit: int | None,
-    max_wait: float | None,
-    observer: RunObserver,
+    dry_run: bool = False,
+    limit: int | None = None,
+    max_wait: float | None = None,
+    observer: RunObserver | None = None,
 ) -> RunReport:
+    observer = observer or RunObserver()
     started = time.monotonic()
     queryset = customers_syncable().filter(selection).order_by("created_at", "pk")
     customers = list(queryset[:limit] if limit else queryset)
@@ -200,13 +187,7 @@ def _preview(report: RunReport, observer: RunObserver) -> None:
         record_attempt(
             report.run, customer, AttemptOutcome.DRY_RUN, error=message if errors else ""
         )
-        result = CustomerResult(
-            customer.pk,
-            customer.email,
-            customer.account_number,
-            AttemptOutcome.DRY_RUN,
-            error="; ".join(errors),
-        )
+        result = customer_result(customer, AttemptOutcome.DRY_RUN, error="; ".join(errors))
         report.results.append(result)
         observer.customer_finished(index, total, result)
 
