@@ -1,11 +1,12 @@
 """Backfill benchmark: how fast, how frugal and how polite `zoho_backfill_customers` is.
 
     .venv/bin/python bench/backfill.py [--customers 1000] [--budget 20] [--window 4]
-        [--database-url URL] [--skip-old-policy] [--local-only] [--memory] [--rss-only N]
+        [--database-url URL] [--skip-old-policy] [--local-only] [--memory [N ...]]
 
 Every phase starts its own emulator in this process and runs the backfill via call_command
 (output discarded), on a temporary SQLite file unless --database-url is given (that database
-is FLUSHED; a missing PostgreSQL database is created). DJANGO_DEBUG is off, as in production.
+is FLUSHED; a missing PostgreSQL database is created). DJANGO_DEBUG is off, as in production;
+ZOHO_DAILY_LIMIT is 0 (off), as the emulator has no daily cap.
 
 1. Paced run: the emulator allows --budget requests per --window seconds (a breach blocks the
    org for 30 s) and our ZOHO_RATE_LIMIT_* settings say the same. N customers, one backfill:
@@ -29,9 +30,9 @@ is FLUSHED; a missing PostgreSQL database is created). DJANGO_DEBUG is off, as i
    wait, with `requests`, against a fresh emulator with the same budget. On a 429 it waits
    Retry-After and goes on with the next customer, which counts as failed.
    speed-up = old wall time / paced wall time, for the same N.
-4. --memory: the local-cost run alone for 10,000 and 100,000 customers, each in a clean
-   subprocess (`--rss-only N`: customers created in batches, peak RSS printed), and the
-   ratio of their peak RSS (1.0 = memory does not grow with N).
+4. --memory [N ...]: the local-cost run alone for N customers (default 10,000 and 100,000),
+   each in a clean subprocess (`--rss-only N`: customers created in batches, peak RSS
+   printed), and the ratio last / first of their peak RSS (1.0 = memory does not grow).
 --local-only skips phases 1 and 3.
 """
 
@@ -85,7 +86,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--database-url", default=None, help="Default: SQLite in a temp folder.")
     parser.add_argument("--skip-old-policy", action="store_true")
     parser.add_argument("--local-only", action="store_true", help="Only the local cost.")
-    parser.add_argument("--memory", action="store_true", help="Peak RSS at 10k and 100k.")
+    parser.add_argument(
+        "--memory", nargs="*", type=int, metavar="N", help="Peak RSS at N customers (10k, 100k)."
+    )
     parser.add_argument("--rss-only", type=int, default=None, metavar="N", help=argparse.SUPPRESS)
     return parser.parse_args()
 
@@ -119,6 +122,7 @@ def setup_django(database_url: str) -> None:
             "ZOHO_REFRESH_TOKEN": EMULATOR_REFRESH_TOKEN,
             "ZOHO_ORGANIZATION_ID": EMULATOR_ORGANIZATION_ID,
             "ZOHO_TIMEOUT_SECONDS": str(TIMEOUT_SECONDS),
+            "ZOHO_DAILY_LIMIT": "0",  # the emulator has no daily cap either
             "LOG_LEVEL": os.environ.get("LOG_LEVEL", "ERROR"),
         }
     )
@@ -285,10 +289,10 @@ def old_body(fields: dict[str, str]) -> dict[str, Any]:
     }
 
 
-def memory_runs(database_url: str | None) -> None:
+def memory_runs(sizes: list[int], database_url: str | None) -> None:
     """Peak RSS of the local-cost run alone, each size in a clean subprocess."""
     peaks = []
-    for size in MEMORY_SIZES:
+    for size in sizes:
         command = [sys.executable, __file__, "--rss-only", str(size)]
         if database_url:
             command += ["--database-url", database_url]
@@ -297,7 +301,7 @@ def memory_runs(database_url: str | None) -> None:
         print("\n".join(f"  {line}" for line in output.splitlines()))
         found = re.search(r"peak RSS: (\d+) KiB", output)
         peaks.append(int(found.group(1)) if found else 0)
-    print(f"peak RSS ratio {MEMORY_SIZES[1]} / {MEMORY_SIZES[0]}: {peaks[1] / peaks[0]:.2f}")
+    print(f"peak RSS ratio {sizes[-1]} / {sizes[0]}: {peaks[-1] / peaks[0]:.2f}")
 
 
 def main() -> int:
@@ -316,8 +320,8 @@ def main() -> int:
             if not args.local_only and not args.skip_old_policy:
                 old_wall = old_policy(args.customers, args.budget, args.window)
                 print(f"speed-up: {old_wall / paced_wall:.1f}x")
-            if args.memory:
-                memory_runs(args.database_url)
+            if args.memory is not None:
+                memory_runs(args.memory or list(MEMORY_SIZES), args.database_url)
         finally:
             if "django.db" in sys.modules:  # close SQLite before its folder goes
                 from django.db import connections
