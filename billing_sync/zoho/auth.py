@@ -61,11 +61,17 @@ class TokenProvider:
         self.config = config
         self.session = session
         self.refresh_count = 0
+        # This client's copy of the shared row, so a run does not read it before every request.
+        self._held: ZohoApiState | None = None
 
     def get_token(self) -> str:
         """Return a cached token that is not about to expire, refreshing it when needed."""
+        now = timezone.now()
+        if self._held and _usable(self._held, now):
+            return self._held.access_token
         state = ZohoApiState.objects.filter(singleton=1).first()
-        if state and _usable(state, timezone.now()):
+        if state and _usable(state, now):
+            self._held = state
             return state.access_token
         return self._refresh(stale_token=None)
 
@@ -78,12 +84,14 @@ class TokenProvider:
             state = api_state_for_update()
             fresh_elsewhere = state.access_token and state.access_token != stale_token
             if fresh_elsewhere and _usable(state, timezone.now()):
+                self._held = state
                 return state.access_token
             token, expires_in, api_domain = self._request_token()
             state.access_token = token
             state.token_expires_at = timezone.now() + timedelta(seconds=expires_in)
             state.api_domain = api_domain
             state.save(update_fields=["access_token", "token_expires_at", "api_domain"])
+            self._held = state
             self.refresh_count += 1
             return token
 
