@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -63,3 +64,17 @@ def stop_process_group(process: subprocess.Popen, grace: float = 5) -> None:
     with contextlib.suppress(ProcessLookupError):
         os.killpg(process.pid, signal.SIGKILL)
     process.wait()
+
+
+def wait_until_synced(customers: Any = None, timeout: float = 60) -> None:
+    """Wait until the given customers (default: all) are synced by other processes."""
+    from billing_sync.models import Customer, SyncStatus
+
+    pending = Customer.objects.exclude(zoho_sync_status=SyncStatus.SYNCED)
+    if customers is not None:
+        pending = pending.filter(pk__in=[c.pk for c in customers])
+    deadline = time.monotonic() + timeout
+    while pending.exists():
+        if time.monotonic() > deadline:
+            raise AssertionError("not every customer got synced in time")
+        time.sleep(0.2)

@@ -9,7 +9,6 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,8 +17,8 @@ from django.contrib.auth.models import User
 from django.db import connections
 from playwright.sync_api import expect
 
-from billing_sync.models import Customer, SyncStatus
-from tests.processes import process_env, start_manage, stop_process_group
+from billing_sync.models import SyncStatus
+from tests.processes import process_env, start_manage, stop_process_group, wait_until_synced
 
 PROJECT = Path(__file__).resolve().parent.parent
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -67,17 +66,6 @@ def browser_page(monkeypatch):
         connections.close_all()
 
 
-def wait_for_synced(customers: list[Customer], timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if Customer.objects.filter(
-            pk__in=[c.pk for c in customers], zoho_sync_status=SyncStatus.SYNCED
-        ).count() == len(customers):
-            return
-        time.sleep(0.25)
-    raise AssertionError("the worker did not sync the customers in time")
-
-
 def test_operator_requeues_failed_customers_and_sees_them_synced(
     live_server, emulator, make_customer, browser_page, worker, tmp_path
 ):
@@ -111,7 +99,7 @@ def test_operator_requeues_failed_customers_and_sees_them_synced(
     page.click("button[name=index]")
     expect(page.locator(".messagelist")).to_contain_text("Queued 3 customer(s) for Zoho sync.")
 
-    wait_for_synced(failed)
+    wait_until_synced(failed)
     page.goto(f"{live_server.url}/admin/billing_sync/customer/?zoho_sync_status__exact=synced")
     synced_rows = page.locator("#result_list tbody tr").all_inner_texts()
     for customer in failed:

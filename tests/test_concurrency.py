@@ -9,9 +9,9 @@ from collections import Counter
 import pytest
 from django_q.tasks import async_task
 
-from billing_sync.models import AttemptOutcome, Customer, SyncAttempt, SyncStatus
+from billing_sync.models import AttemptOutcome, Customer, SyncAttempt
 from tests.conftest import zoho_account_counts
-from tests.processes import process_env, start_manage, stop_process_group
+from tests.processes import process_env, start_manage, stop_process_group, wait_until_synced
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -37,10 +37,7 @@ def test_commands_and_workers_at_once_sync_each_customer_exactly_once(
             time.sleep(0.02)
         for command in commands:
             command.wait(timeout=120)
-        deadline = time.monotonic() + 60
-        while Customer.objects.exclude(zoho_sync_status=SyncStatus.SYNCED).exists():
-            assert time.monotonic() < deadline, "not every customer got synced"
-            time.sleep(0.2)
+        wait_until_synced()
     finally:
         stop_process_group(workers)
         for command in commands:

@@ -3,13 +3,11 @@ stay inside the one budget and together use it."""
 
 from __future__ import annotations
 
-import time
-
 import pytest
 
-from billing_sync.models import AttemptOutcome, Customer, SyncAttempt, SyncStatus
+from billing_sync.models import AttemptOutcome, SyncAttempt
 from tests.conftest import zoho_account_counts
-from tests.processes import process_env, start_manage, stop_process_group
+from tests.processes import process_env, start_manage, stop_process_group, wait_until_synced
 from tests.test_pacing import most_in_any_window
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -46,10 +44,7 @@ def test_workers_and_a_command_share_one_budget_and_use_it(emulator, make_custom
     command = start_manage("zoho_backfill_customers", env=env)
     try:
         command.wait(timeout=120)
-        deadline = time.monotonic() + 60
-        while Customer.objects.exclude(zoho_sync_status=SyncStatus.SYNCED).exists():
-            assert time.monotonic() < deadline, "not every customer got synced"
-            time.sleep(0.2)
+        wait_until_synced()
     finally:
         stop_process_group(workers)
 
