@@ -10,7 +10,7 @@ from django.utils.html import format_html
 
 from billing_sync.models import Customer, SyncAttempt, SyncRun, SyncStatus, SyncTrigger
 from billing_sync.services.queueing import RequeueResult, customers_requeue
-from billing_sync.services.sync import customers_preview
+from billing_sync.services.sync import ResultCollector, customers_preview
 from billing_sync.zoho.config import zoho_web_customer_url
 from billing_sync.zoho.errors import ZohoConfigError
 
@@ -139,14 +139,15 @@ class CustomerAdmin(admin.ModelAdmin):
     @admin.action(description="Preview Zoho sync (dry run)", permissions=["requeue"])
     def preview_zoho_sync(self, request: HttpRequest, queryset: QuerySet[Customer]) -> None:
         ids = list(queryset.values_list("pk", flat=True))
+        collector = ResultCollector()
         try:
-            report = customers_preview(customer_ids=ids, trigger=SyncTrigger.ADMIN)
+            customers_preview(customer_ids=ids, trigger=SyncTrigger.ADMIN, observer=collector)
         except ZohoConfigError as exc:
             self.message_user(request, str(exc), messages.ERROR)
             return
-        problems = [r for r in report.results if r.error]
-        would = len(report.results) - len(problems)
-        skipped = len(ids) - len(report.results)
+        problems = [r for r in collector.results if r.error]
+        would = len(collector.results) - len(problems)
+        skipped = len(ids) - len(collector.results)
         text = f"Dry run: {would} would be synced, {len(problems)} need attention"
         text += f", {skipped} would be skipped (internal_test, synced or being synced)."
         self.message_user(request, text, messages.INFO)

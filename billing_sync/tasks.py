@@ -56,7 +56,7 @@ def _unless_blocked(run: Callable[[], RunReport]) -> str:
 
 def _summary(report: RunReport) -> str:
     text = (
-        f"run #{report.run.pk}: {len(report.customers)} selected, {report.synced_count} synced, "
+        f"run #{report.run.pk}: {report.selected_count} selected, {report.synced_count} synced, "
         f"{report.failed_count} failed, {report.skipped_count} skipped"
     )
     if report.stop_reason:

@@ -14,12 +14,13 @@ from billing_sync.models import (
     SyncRunStatus,
     SyncStatus,
     ZohoApiState,
+    ZohoRequestLog,
 )
 from billing_sync.services.sync import customers_backfill, customers_retry_failed
 from billing_sync.zoho.client import ZohoClient
 from billing_sync.zoho.config import zoho_config
 from billing_sync.zoho.errors import RateLimitWaitExceeded, ZohoRateLimited
-from billing_sync.zoho.pacing import Budget, RequestGate
+from billing_sync.zoho.pacing import LEASE_SECONDS, Budget, DailyBudget, RequestGate
 
 pytestmark = pytest.mark.django_db
 
@@ -70,7 +71,61 @@ def test_gate_counts_an_unanswered_request_until_its_timeout():
 
     gate.acquire("GET", "/customers")
 
-    assert sum(clock.slept) == pytest.approx(15.0, abs=0.1)
+    # Its timeout, plus the most it can have waited in its lease before going out, plus the window.
+    assert sum(clock.slept) == pytest.approx(5 + LEASE_SECONDS + 10, abs=0.1)
+
+
+def new_gate(clock: FakeClock, budget: Budget, **kwargs) -> RequestGate:
+    return RequestGate(
+        budget=budget, request_timeout=5, max_wait=0, clock=clock, sleep=clock.sleep, **kwargs
+    )
+
+
+def test_gates_in_two_processes_share_the_budget_lease_by_lease():
+    clock = FakeClock()
+    first, second = new_gate(clock, Budget(100, 10.0)), new_gate(clock, Budget(100, 10.0))
+    assert first.lease_size == second.lease_size == 10
+
+    for _ in range(95):
+        first.release(first.acquire("POST", "/customers"), 201)
+    # Its last lease holds 5 unsent requests: the whole budget is taken until it gives them back.
+    assert ZohoRequestLog.objects.count() == 100
+    first.close()
+    for _ in range(5):
+        second.release(second.acquire("POST", "/customers"), 201)
+    assert clock.slept == []
+    assert ZohoRequestLog.objects.count() == 100
+
+    second.acquire("POST", "/customers")
+
+    assert sum(clock.slept) == pytest.approx(10.0)
+
+
+def test_closing_gives_back_unsent_requests_to_the_budget_and_the_day():
+    clock = FakeClock()
+    gate = new_gate(clock, Budget(100, 10.0), daily=DailyBudget(1000, 0))
+    for _ in range(3):
+        gate.release(gate.acquire("GET", "/customers"), 200)
+
+    gate.close()
+
+    logged = ZohoRequestLog.objects.order_by("pk")
+    assert [(r.method, r.path, r.http_status) for r in logged] == [("GET", "/customers", 200)] * 3
+    assert all(r.done_at is not None for r in logged)
+    assert ZohoApiState.objects.get().day_count == 3
+
+
+def test_a_lease_older_than_its_lifetime_is_given_back_before_sending():
+    clock = FakeClock()
+    gate = new_gate(clock, Budget(100, 10.0))
+    gate.release(gate.acquire("GET", "/customers"), 200)
+    clock.now += LEASE_SECONDS + 0.1
+
+    gate.release(gate.acquire("POST", "/customers"), 201)
+    gate.close()
+
+    sent = sorted(r.sent_at.timestamp() for r in ZohoRequestLog.objects.all())
+    assert sent == [pytest.approx(1_000_000.0), pytest.approx(clock.now)]
 
 
 def test_run_never_exceeds_the_budget_in_any_window(emulator, make_customer, settings):

@@ -17,7 +17,7 @@ from django_q.tasks import async_task
 
 from billing_sync.models import Customer, SyncRun, SyncStatus, SyncTrigger, ZohoApiState
 from billing_sync.services.queueing import customers_requeue
-from billing_sync.services.sync import customer_sync
+from billing_sync.services.sync import ResultCollector, customer_sync
 from tests.conftest import run_queued_tasks, zoho_posts
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -144,8 +144,11 @@ def test_two_workers_taking_one_customer_at_once_create_it_once(emulator, make_c
     outcomes: list[str] = []
 
     def work() -> None:
-        report = customer_sync(customer_id=customer.pk, trigger=SyncTrigger.ADMIN, max_wait=0)
-        outcomes.extend(r.outcome for r in report.results)
+        collector = ResultCollector()
+        customer_sync(
+            customer_id=customer.pk, trigger=SyncTrigger.ADMIN, max_wait=0, observer=collector
+        )
+        outcomes.extend(r.outcome for r in collector.results)
         connection.close()
 
     threads = [threading.Thread(target=work) for _ in range(2)]

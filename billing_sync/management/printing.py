@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import UTC, datetime
 
 from django.core.management.base import OutputWrapper
@@ -90,12 +91,12 @@ class RunPrinter(RunObserver):
         self.p.line()
         self.p.mark("stats", f"Fetching {self.noun} customers...")
 
-    def run_started(self, run: SyncRun, customers: list[Customer]) -> None:
-        self.p.line(f"Found {len(customers)} {self.noun} customer(s):")
+    def run_started(self, run: SyncRun, customers: Iterable[Customer]) -> None:
+        self.p.line(f"Found {run.selected_count} {self.noun} customer(s):")
         for index, customer in enumerate(customers, 1):
             self.p.line(f"  {index}. {customer.email} - {customer.account_number}")
         self.p.line()
-        if not customers:
+        if not run.selected_count:
             return
         if self.dry_run:
             self.p.mark("dry", f"DRY RUN: Would {self.action} these customers")
@@ -138,8 +139,7 @@ class RunPrinter(RunObserver):
         self.p.rule()
         self.p.mark("stats", heading)
         self.p.rule()
-        attempted = len(report.customers) - report.skipped_count
-        self.p.line(f"Total Attempted: {attempted}")
+        self.p.line(f"Total Attempted: {report.attempted_count}")
         self.p.mark("ok", f"Successfully Synced: {report.synced_count}")
         self.p.mark("fail", f"Failed: {report.failed_count}")
         if report.skipped_count:
@@ -147,7 +147,7 @@ class RunPrinter(RunObserver):
         self.p.line(f"{self.p.marks['time']} Duration: {report.duration_seconds:.2f} seconds")
         self.p.line()
         if report.stop_reason:
-            left = len(report.customers) - report.synced_count - report.skipped_count
+            left = report.attempted_count - report.synced_count
             self.p.mark("fail", f"Run stopped: {report.stop_reason}.")
             self.p.line(
                 f"   {left} customer(s) left failed with that reason; "

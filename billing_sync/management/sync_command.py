@@ -78,7 +78,7 @@ class SyncCommand(BaseCommand):
             report = self.run_service(options, printer)
         except ZohoConfigError as exc:
             raise CommandError(str(exc), returncode=EXIT_BAD_CONFIG) from exc
-        if options["dry_run"] or not report.customers:
+        if options["dry_run"] or not report.selected_count:
             return
         printer.results(report, heading=self.results_heading)
         if not report.ok:

@@ -51,10 +51,13 @@ class ZohoCustomerFinder:
             return full[0]
         return None
 
-    def remember(self, zoho_customer: ZohoCustomer) -> None:
-        """Add a customer this run created, so later lookups in the run see it."""
-        if self._index is not None:
-            self._index[_key(zoho_customer.email)].append(zoho_customer)
+    def plainly_absent(self, customer: Customer) -> bool:
+        """Surely not in Zoho by the run's index: a create is due, no request needed to know.
+
+        False until a lookup has listed Zoho: that listing belongs to a customer's attempt,
+        whose retries and audit cover its failures.
+        """
+        return self._index is not None and _key(customer.email) not in self._index
 
     def _by_email(self) -> dict[str, list[ZohoCustomer]]:
         if self._index is None:

@@ -8,15 +8,17 @@ credentials, bad settings) leaves what it had not finished `failed` with the rea
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from datetime import datetime
 
-from django.db.models import Q
+from django.db.models import Q, QuerySet
 from django.utils import timezone
 
 from billing_sync.models import (
     AttemptOutcome,
     Customer,
+    SyncAttempt,
     SyncRun,
     SyncRunKind,
     SyncRunStatus,
@@ -30,17 +32,20 @@ from billing_sync.services.syncer import (
     CustomerResult,
     CustomerSyncer,
     customer_result,
-    record_attempt,
+    new_attempt,
 )
 from billing_sync.zoho.client import ZohoClient
 from billing_sync.zoho.config import ZohoConfig, zoho_config
+
+# Customers read from the database at a time.
+CHUNK_SIZE = 200
 
 
 class RunObserver:
     """Hears about a run's progress (commands print it); every hook is optional."""
 
-    def run_started(self, run: SyncRun, customers: list[Customer]) -> None:
-        """The run has selected its customers."""
+    def run_started(self, run: SyncRun, customers: Iterable[Customer]) -> None:
+        """The run has selected its customers (`run.selected_count`); `customers` streams them."""
 
     def customer_started(self, index: int, total: int, customer: Customer) -> None:
         """Work on one customer begins."""
@@ -52,29 +57,42 @@ class RunObserver:
         """Zoho is blocking us; the run waits until `until`."""
 
 
+class ResultCollector(RunObserver):
+    """Keeps every customer's result: for runs over a few customers (an admin selection)."""
+
+    def __init__(self) -> None:
+        self.results: list[CustomerResult] = []
+
+    def customer_finished(self, index: int, total: int, result: CustomerResult) -> None:
+        self.results.append(result)
+
+
 @dataclass
 class RunReport:
-    """What a run did, for the entry point to show."""
+    """What a run did, for the entry point to show: counts only, so any size of run fits."""
 
     run: SyncRun
-    customers: list[Customer]
-    results: list[CustomerResult] = field(default_factory=list)
+    selected_count: int
+    finished_count: int = 0
+    synced_count: int = 0
+    skipped_count: int = 0
+    # Customers that ended failed, counting those a stopped run never reached.
+    failed_count: int = 0
+    unreached_count: int = 0
     stop_reason: str = ""
     duration_seconds: float = 0.0
 
-    @property
-    def synced_count(self) -> int:
-        return sum(r.synced for r in self.results)
+    def add(self, result: CustomerResult) -> None:
+        """Count one customer's result."""
+        self.finished_count += 1
+        self.synced_count += result.synced
+        self.failed_count += result.failed
+        self.skipped_count += result.outcome == AttemptOutcome.SKIPPED
 
     @property
-    def failed_count(self) -> int:
-        """Customers that ended failed, counting those a stopped run never reached."""
-        unreached = len(self.customers) - len(self.results)
-        return sum(r.failed for r in self.results) + unreached
-
-    @property
-    def skipped_count(self) -> int:
-        return sum(r.outcome == AttemptOutcome.SKIPPED for r in self.results)
+    def attempted_count(self) -> int:
+        """Customers the run worked on or left failed unreached, less those it skipped."""
+        return self.finished_count + self.unreached_count - self.skipped_count
 
     @property
     def ok(self) -> bool:
@@ -141,11 +159,15 @@ def customer_sync(
     )
 
 
-def customers_preview(*, customer_ids: list[int], trigger: str) -> RunReport:
+def customers_preview(
+    *, customer_ids: list[int], trigger: str, observer: RunObserver | None = None
+) -> RunReport:
     """What re-queueing these customers would do: checks their data, sends nothing."""
     config = zoho_config()
     selection = Q(pk__in=customer_ids) & requeue_q(config.stale_claim_seconds)
-    return _run(SyncRunKind.SELECTED, selection, config, trigger=trigger, dry_run=True)
+    return _run(
+        SyncRunKind.SELECTED, selection, config, trigger=trigger, dry_run=True, observer=observer
+    )
 
 
 def _run(
@@ -161,79 +183,158 @@ def _run(
 ) -> RunReport:
     observer = observer or RunObserver()
     started = time.monotonic()
-    queryset = customers_syncable().filter(selection).order_by("created_at", "pk")
-    customers = list(queryset[:limit] if limit else queryset)
+    selected = RunSelection.take(customers_syncable().filter(selection), limit)
     run = SyncRun.objects.create(
-        kind=kind, trigger=trigger, dry_run=dry_run, selected_count=len(customers)
+        kind=kind, trigger=trigger, dry_run=dry_run, selected_count=selected.count
     )
-    report = RunReport(run=run, customers=customers)
-    observer.run_started(run, customers)
+    report = RunReport(run=run, selected_count=selected.count)
+    observer.run_started(run, selected.customers())
     if dry_run:
-        _preview(report, observer)
-    elif customers:
-        _sync_all(report, selection, config, max_wait, observer)
+        _preview(report, selected, observer)
+    elif selected.count:
+        _sync_all(report, selected, selection, config, max_wait, observer)
     report.duration_seconds = time.monotonic() - started
     _finish_run(report)
     return report
 
 
-def _preview(report: RunReport, observer: RunObserver) -> None:
+@dataclass(frozen=True)
+class RunSelection:
+    """A run's customers, read a chunk at a time in (created_at, pk) order up to a last key.
+
+    The last key is fixed when the run starts, so customers added later wait for the next run;
+    the selection is asked again for every chunk, so customers another process took meanwhile
+    drop out.
+    """
+
+    queryset: QuerySet[Customer]
+    count: int
+    last_key: tuple[datetime, int] | None
+
+    @classmethod
+    def take(cls, queryset: QuerySet[Customer], limit: int | None) -> RunSelection:
+        """The selection as it stands now, limited to its first `limit` customers."""
+        count = queryset.count()
+        if limit is not None:
+            count = min(count, limit)
+        ordered = queryset.order_by("created_at", "pk").values_list("created_at", "pk")
+        last = ordered[count - 1] if count else None
+        return cls(queryset=queryset, count=count, last_key=last)
+
+    def chunks(self) -> Iterator[list[Customer]]:
+        """The customers in order, CHUNK_SIZE at a time (never the whole selection in memory)."""
+        if self.last_key is None:
+            return
+        queryset = self.queryset.filter(_key_at_most(self.last_key)).order_by("created_at", "pk")
+        after: tuple[datetime, int] | None = None
+        while True:
+            page = queryset.filter(_key_after(after)) if after else queryset
+            customers = list(page[:CHUNK_SIZE])
+            if not customers:
+                return
+            yield customers
+            after = (customers[-1].created_at, customers[-1].pk)
+
+    def customers(self) -> Iterator[Customer]:
+        """The customers one by one, read lazily."""
+        for chunk in self.chunks():
+            yield from chunk
+
+    def rest(self, after: Customer) -> QuerySet[Customer]:
+        """The customers after `after`, up to the last key."""
+        if self.last_key is None:
+            return self.queryset.none()
+        key = (after.created_at, after.pk)
+        return self.queryset.filter(_key_after(key), _key_at_most(self.last_key))
+
+
+def _key_after(key: tuple[datetime, int]) -> Q:
+    created_at, pk = key
+    return Q(created_at__gte=created_at) & (Q(created_at__gt=created_at) | Q(pk__gt=pk))
+
+
+def _key_at_most(key: tuple[datetime, int]) -> Q:
+    created_at, pk = key
+    return Q(created_at__lte=created_at) & (Q(created_at__lt=created_at) | Q(pk__lte=pk))
+
+
+def _preview(report: RunReport, selected: RunSelection, observer: RunObserver) -> None:
     """Walk the selection as a run would, checking the data; send nothing, change nothing."""
-    total = len(report.customers)
-    for index, customer in enumerate(report.customers, 1):
-        observer.customer_started(index, total, customer)
-        errors = customer_validation_errors(customer)
-        message = "; ".join(errors) if errors else "would sync"
-        record_attempt(
-            report.run, customer, AttemptOutcome.DRY_RUN, error=message if errors else ""
-        )
-        result = customer_result(customer, AttemptOutcome.DRY_RUN, error="; ".join(errors))
-        report.results.append(result)
-        observer.customer_finished(index, total, result)
+    total, index = selected.count, 0
+    for chunk in selected.chunks():
+        attempts = []
+        for customer in chunk:
+            index += 1
+            observer.customer_started(index, total, customer)
+            error = "; ".join(customer_validation_errors(customer))
+            attempts.append(new_attempt(report.run, customer, AttemptOutcome.DRY_RUN, error=error))
+            result = customer_result(customer, AttemptOutcome.DRY_RUN, error=error)
+            report.add(result)
+            observer.customer_finished(index, total, result)
+        SyncAttempt.objects.bulk_create(attempts)
 
 
 def _sync_all(
     report: RunReport,
+    selected: RunSelection,
     selection: Q,
     config: ZohoConfig,
     max_wait: float | None,
     observer: RunObserver,
 ) -> None:
     client = ZohoClient(config, max_wait=max_wait, on_block_wait=observer.block_wait)
-    finder = ZohoCustomerFinder(client, use_index=lookup_prefers_index(len(report.customers)))
+    finder = ZohoCustomerFinder(client, use_index=lookup_prefers_index(selected.count))
     syncer = CustomerSyncer(run=report.run, client=client, finder=finder, config=config)
-    total = len(report.customers)
+    total, index = selected.count, 0
     try:
-        for index, customer in enumerate(report.customers, 1):
-            observer.customer_started(index, total, customer)
-            try:
-                result = syncer.sync(customer, selection)
-            except RUN_STOPPERS as exc:
-                report.stop_reason = str(exc)
-                result = customer_result(customer, AttemptOutcome.FAILED, error=report.stop_reason)
-                report.results.append(result)
-                observer.customer_finished(index, total, result)
-                _fail_unfinished(report, report.customers[index - 1 :], selection)
-                return
-            report.results.append(result)
-            observer.customer_finished(index, total, result)
+        for chunk in selected.chunks():
+            for group in _groups(chunk, client.gate.lease_size):
+                claimed = syncer.claim(group, selection)
+                syncer.prepare_creates(group, claimed)
+                for customer in group:
+                    index += 1
+                    observer.customer_started(index, total, customer)
+                    try:
+                        result = syncer.sync(customer, claimed.get(customer.pk))
+                    except RUN_STOPPERS as exc:
+                        syncer.drop_prepared()
+                        result = _stop(report, exc, customer, selected)
+                        observer.customer_finished(index, total, result)
+                        return
+                    report.add(result)
+                    observer.customer_finished(index, total, result)
     finally:
         report.run.request_count = client.request_count
         client.close()
 
 
-def _fail_unfinished(report: RunReport, customers: list[Customer], selection: Q) -> None:
+def _groups(customers: list[Customer], size: int) -> Iterator[list[Customer]]:
+    """Claimed together: about as many as the budget lets us send at once."""
+    for start in range(0, len(customers), size):
+        yield customers[start : start + size]
+
+
+def _stop(
+    report: RunReport, exc: Exception, current: Customer, selected: RunSelection
+) -> CustomerResult:
     """A stopped run leaves what it had not finished failed, with the reason, for a retry."""
-    ids = [customer.pk for customer in customers]
-    unfinished = Customer.objects.filter(pk__in=ids).filter(
-        Q(zoho_claimed_by=report.run, zoho_sync_status=SyncStatus.SYNCING) | selection
+    report.stop_reason = str(exc)
+    result = customer_result(current, AttemptOutcome.FAILED, error=report.stop_reason)
+    report.add(result)
+    unfinished = Customer.objects.filter(
+        Q(zoho_claimed_by=report.run, zoho_sync_status=SyncStatus.SYNCING)
+        | Q(pk__in=selected.rest(current).values("pk"))
     )
-    unfinished.update(
-        zoho_sync_status=SyncStatus.FAILED,
-        zoho_last_error=report.stop_reason,
-        zoho_claimed_at=None,
-        zoho_claimed_by=None,
-    )
+    changes = {
+        "zoho_sync_status": SyncStatus.FAILED,
+        "zoho_last_error": report.stop_reason,
+        "zoho_claimed_at": None,
+        "zoho_claimed_by": None,
+    }
+    unfinished.filter(pk=current.pk).update(**changes)
+    report.unreached_count = unfinished.exclude(pk=current.pk).update(**changes)
+    report.failed_count += report.unreached_count
+    return result
 
 
 def _finish_run(report: RunReport) -> None:

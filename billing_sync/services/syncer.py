@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -49,6 +50,14 @@ from billing_sync.zoho.records import ZohoCustomer
 # Failures that no other customer in the run would escape: stop the run, leave the rest failed.
 RUN_STOPPERS = (RateLimitWaitExceeded, DailyBudgetUsed, ZohoAuthError, ZohoConfigError)
 MAX_BACKOFF_SECONDS = 60.0
+FINISHED_FIELDS = [
+    "outcome",
+    "finished_at",
+    "zoho_customer_id",
+    "error_message",
+    "http_status",
+    "zoho_code",
+]
 SYNCED_OUTCOMES = {AttemptOutcome.CREATED, AttemptOutcome.ADOPTED}
 FAILED_OUTCOMES = {AttemptOutcome.FAILED, AttemptOutcome.INVALID, AttemptOutcome.RATE_LIMITED}
 
@@ -101,22 +110,89 @@ class CustomerSyncer:
         self.config = config
         self.sleep = sleep
         self._current: Customer | None = None
+        self._attempt: SyncAttempt | None = None
+        self._prepared: dict[int, SyncAttempt] = {}  # creates on record, not sent yet
         # Whether Zoho has surely finished the last create this run sent for `_current`.
         self._create_ended = False
-        # While we wait for a Zoho block, keep our claim fresh so nobody takes it as abandoned.
+        # While we wait for a Zoho block, keep our claims fresh so nobody takes them as abandoned.
         client.gate.heartbeat = self.heartbeat
+        client.before_send = self._save_attempt
 
-    def sync(self, customer: Customer, selection: Q) -> CustomerResult:
-        """Claim, check and sync `customer`; raise only what should stop the whole run."""
-        taking_over = customer.zoho_sync_status == SyncStatus.SYNCING
-        if not self._claim(customer, selection):
+    def claim(self, customers: list[Customer], selection: Q) -> dict[int, Customer]:
+        """Take those of `customers` still in `selection` for this run; their rows as claimed.
+
+        One conditional UPDATE: a customer another run took meanwhile is simply not returned.
+        """
+        ids = [customer.pk for customer in customers]
+        Customer.objects.filter(pk__in=ids).filter(selection).update(
+            zoho_sync_status=SyncStatus.SYNCING,
+            zoho_claimed_at=timezone.now(),
+            zoho_claimed_by=self.run,
+        )
+        claimed = Customer.objects.filter(
+            pk__in=ids, zoho_claimed_by=self.run, zoho_sync_status=SyncStatus.SYNCING
+        )
+        return {customer.pk: customer for customer in claimed}
+
+    def prepare_creates(self, selected: list[Customer], claimed: dict[int, Customer]) -> None:
+        """Record ahead, in one INSERT and one UPDATE, the creates this group will plainly send.
+
+        Plainly: valid, new to this run and to Zoho's index, with no earlier create in doubt.
+        Each gets its "sending" attempt and its create-sent mark before any of them goes out,
+        as one at a time would; `sync` then sends it without writing either again.
+        """
+        plain = [
+            claimed[customer.pk]
+            for customer in selected
+            if customer.pk in claimed and self._plainly_new(customer, claimed[customer.pk])
+        ]
+        if len(plain) < 2:
+            return
+        attempts = [new_attempt(self.run, customer, AttemptOutcome.SENDING) for customer in plain]
+        SyncAttempt.objects.bulk_create(attempts)
+        now = timezone.now()
+        Customer.objects.filter(
+            pk__in=[customer.pk for customer in plain], zoho_claimed_by=self.run
+        ).update(zoho_create_sent_at=now)
+        for customer, attempt in zip(plain, attempts, strict=True):
+            customer.zoho_create_sent_at = now
+            self._prepared[customer.pk] = attempt
+
+    def drop_prepared(self) -> None:
+        """The run stops: creates recorded ahead but never sent were not attempts; undo them."""
+        if not self._prepared:
+            return
+        ids = list(self._prepared)
+        SyncAttempt.objects.filter(pk__in=[a.pk for a in self._prepared.values()]).delete()
+        Customer.objects.filter(pk__in=ids, zoho_claimed_by=self.run).update(
+            zoho_create_sent_at=None
+        )
+        self._prepared.clear()
+
+    def _plainly_new(self, selected: Customer, customer: Customer) -> bool:
+        return (
+            selected.zoho_sync_status != SyncStatus.SYNCING
+            and customer.zoho_create_sent_at is None
+            and not customer_validation_errors(customer)
+            and self.finder.plainly_absent(customer)
+        )
+
+    def sync(self, selected: Customer, claimed: Customer | None) -> CustomerResult:
+        """Check and sync a customer this run claimed; raise only what should stop the whole run.
+
+        `selected` is the row as the run selected it, `claimed` as it is now that the run
+        holds it (None: another run took it first).
+        """
+        if claimed is None:
             message = "no longer needs syncing or another run is working on it"
-            return customer_result(customer, AttemptOutcome.SKIPPED, error=message)
+            return customer_result(selected, AttemptOutcome.SKIPPED, error=message)
+        customer = claimed
         self._current = customer
         self._create_ended = False
         try:
-            customer.refresh_from_db()
-            if taking_over or customer.zoho_create_sent_at is not None:
+            taking_over = selected.zoho_sync_status == SyncStatus.SYNCING
+            prepared = customer.pk in self._prepared
+            if taking_over or (customer.zoho_create_sent_at is not None and not prepared):
                 _close_interrupted_attempts(customer, self.run)
             errors = customer_validation_errors(customer)
             if errors:
@@ -124,23 +200,37 @@ class CustomerSyncer:
                 record_attempt(self.run, customer, AttemptOutcome.INVALID, error=message)
                 self._update(customer, **_released(SyncStatus.NEEDS_ATTENTION, message))
                 return customer_result(customer, AttemptOutcome.INVALID, error=message)
-            return self._attempt_until_done(customer)
+            return self._attempt_until_done(customer, self._prepared.pop(customer.pk, None))
         finally:
             self._current = None
+            self._attempt = None
 
     def heartbeat(self) -> None:
-        """Renew the claim on the customer being worked on."""
-        if self._current is not None:
-            self._update(self._current, zoho_claimed_at=timezone.now())
+        """Renew this run's claims, so no other run takes them for abandoned."""
+        Customer.objects.filter(
+            zoho_claimed_by=self.run, zoho_sync_status=SyncStatus.SYNCING
+        ).update(zoho_claimed_at=timezone.now())
 
-    def _attempt_until_done(self, customer: Customer) -> CustomerResult:
+    def _attempt_until_done(
+        self, customer: Customer, prepared: SyncAttempt | None = None
+    ) -> CustomerResult:
+        """Attempt until synced or failed; `prepared`: the first attempt is a create on record."""
         transient_failures = 0
         while True:
             if transient_failures:  # the claim is fresh on the first attempt
                 self.heartbeat()
-            attempt = record_attempt(self.run, customer, AttemptOutcome.SENDING, finished=False)
+            # Written with the first change it goes with, and always before a request goes out.
+            attempt = prepared or new_attempt(self.run, customer, AttemptOutcome.SENDING)
+            self._attempt = attempt
             try:
-                zoho_customer, outcome = self._adopt_or_create(customer)
+                if prepared:
+                    prepared = None
+                    zoho_customer, outcome = self._create(customer), AttemptOutcome.CREATED
+                else:
+                    zoho_customer, outcome = self._adopt_or_create(customer)
+                # The audit first: should we die before the customer row is written, the next
+                # run finds the create on record and the customer in Zoho, and adopts it.
+                _finish(attempt, outcome, zoho_customer_id=zoho_customer.customer_id)
                 self._mark_synced(customer, zoho_customer)
             except RUN_STOPPERS as exc:
                 limited = isinstance(exc, ZohoRateLimited)
@@ -170,10 +260,14 @@ class CustomerSyncer:
                 _finish(attempt, AttemptOutcome.FAILED, exc)
                 return self._fail(customer, SyncStatus.FAILED, AttemptOutcome.FAILED, exc)
             else:
-                _finish(attempt, outcome, zoho_customer_id=zoho_customer.customer_id)
                 return customer_result(
                     customer, outcome, zoho_customer_id=zoho_customer.customer_id
                 )
+
+    def _save_attempt(self) -> None:
+        """A request is about to go out: the attempt it belongs to must be on record first."""
+        if self._attempt is not None and self._attempt.pk is None:
+            self._attempt.save()
 
     def _adopt_or_create(self, customer: Customer) -> tuple[ZohoCustomer, str]:
         outcome_unknown = customer.zoho_create_sent_at is not None
@@ -190,6 +284,10 @@ class CustomerSyncer:
                 )
             return existing, AttemptOutcome.ADOPTED
         self._set_create_sent(customer, timezone.now())
+        return self._create(customer), AttemptOutcome.CREATED
+
+    def _create(self, customer: Customer) -> ZohoCustomer:
+        """Send the create (its attempt and create-sent mark are on record); settle the mark."""
         payload = customer_zoho_payload(customer, account_field=self.config.account_number_field)
         try:
             created = self.client.create_customer(payload)
@@ -205,8 +303,7 @@ class CustomerSyncer:
             # A definite answer: Zoho did not create it (and we found no earlier create).
             self._set_create_sent(customer, None)
             raise
-        self.finder.remember(created)
-        return created, AttemptOutcome.CREATED
+        return created
 
     def _create_may_still_run(self, customer: Customer) -> bool:
         """An earlier create got no answer, Zoho may still be on it, and it is too soon to look.
@@ -220,18 +317,6 @@ class CustomerSyncer:
     def _settles_at(self, customer: Customer) -> datetime:
         return customer.zoho_create_sent_at + timedelta(seconds=self.config.create_settle_seconds)
 
-    def _claim(self, customer: Customer, selection: Q) -> bool:
-        claimed = (
-            Customer.objects.filter(pk=customer.pk)
-            .filter(selection)
-            .update(
-                zoho_sync_status=SyncStatus.SYNCING,
-                zoho_claimed_at=timezone.now(),
-                zoho_claimed_by=self.run,
-            )
-        )
-        return claimed == 1
-
     def _update(self, customer: Customer, **fields: Any) -> bool:
         """Change sync columns only, and only while this run holds the claim.
 
@@ -242,8 +327,7 @@ class CustomerSyncer:
         )
 
     def _mark_synced(self, customer: Customer, zoho_customer: ZohoCustomer) -> None:
-        # The savepoint keeps a unique-id clash from breaking an outer transaction.
-        with transaction.atomic():
+        with _savepoint_if_nested():
             self._update(
                 customer,
                 zoho_billing_customer_id=zoho_customer.customer_id,
@@ -253,6 +337,9 @@ class CustomerSyncer:
             )
 
     def _set_create_sent(self, customer: Customer, when: datetime | None) -> None:
+        # The attempt first: a crash between the two leaves it "sending", which the next run
+        # marks interrupted; no request has gone out yet. (No transaction: a round trip less.)
+        self._save_attempt()
         customer.zoho_create_sent_at = when
         self._update(customer, zoho_create_sent_at=when)
 
@@ -265,6 +352,14 @@ class CustomerSyncer:
 
     def _backoff(self, failures: int) -> float:
         return min(self.config.retry_backoff_seconds * 2 ** (failures - 1), MAX_BACKOFF_SECONDS)
+
+
+def _savepoint_if_nested() -> AbstractContextManager[Any]:
+    """A savepoint when a caller's transaction is open, so a unique-id clash cannot break it.
+
+    Outside one, the single statement commits on its own: no transaction round trips.
+    """
+    return transaction.atomic() if transaction.get_connection().in_atomic_block else nullcontext()
 
 
 def _released(status: str, error: str) -> dict[str, Any]:
@@ -306,18 +401,22 @@ def customer_result(customer: Customer, outcome: str, **kwargs: str) -> Customer
     return CustomerResult(customer.pk, customer.email, customer.account_number, outcome, **kwargs)
 
 
-def record_attempt(
-    run: SyncRun, customer: Customer, outcome: str, *, error: str = "", finished: bool = True
-) -> SyncAttempt:
-    return SyncAttempt.objects.create(
+def new_attempt(run: SyncRun, customer: Customer, outcome: str, *, error: str = "") -> SyncAttempt:
+    """An attempt, not saved yet; finished unless it is still "sending"."""
+    return SyncAttempt(
         run=run,
         customer=customer,
         customer_email=customer.email[:254],
         account_number=customer.account_number[:32],
         outcome=outcome,
         error_message=error,
-        finished_at=timezone.now() if finished else None,
+        finished_at=None if outcome == AttemptOutcome.SENDING else timezone.now(),
     )
+
+
+def record_attempt(run: SyncRun, customer: Customer, outcome: str, *, error: str = "") -> None:
+    """Write a finished attempt."""
+    new_attempt(run, customer, outcome, error=error).save()
 
 
 def _finish(
@@ -334,4 +433,7 @@ def _finish(
         attempt.error_message = _describe(exc)
         attempt.http_status = getattr(exc, "status", None)
         attempt.zoho_code = getattr(exc, "code", None)
-    attempt.save()
+    if attempt.pk is None:
+        attempt.save()
+    else:
+        attempt.save(update_fields=FINISHED_FIELDS)

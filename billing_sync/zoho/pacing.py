@@ -7,6 +7,12 @@ arrived at Zoho within the last `window` seconds. A request counts from the mome
 until `window` seconds after its answer came back: Zoho counts it on arrival, which lies in
 between, so no margin is needed however slow the network is.
 
+To keep the database work per request small, a gate admits requests a few at a time (a
+lease): their log rows are written together, stamped with the time of the lease, which is no
+later than any of them is sent; their answers are written together too, stamped no earlier
+than they came back. Both only widen the span a request counts for, so the budget still
+holds. A lease is a small share of the budget and lives under a second, and a block drops it.
+
 A 429 from Zoho is recorded in the same shared row, so every process pauses until it ends.
 The time a run spends waiting for such a block is bounded by its `max_wait`. The daily cap is
 counted in that row too.
@@ -22,6 +28,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -39,6 +46,11 @@ logger = logging.getLogger(__name__)
 # While the request that frees the next slot is still in flight, look again this often.
 IN_FLIGHT_POLL_SECONDS = 0.05
 PURGE_EVERY = 200
+# A lease takes at most this share of the budget, and at most MAX_LEASE requests.
+LEASE_SHARE = 10
+MAX_LEASE = 50
+# Unused requests of an older lease go back: the lease was stamped when it was taken.
+LEASE_SECONDS = 0.5
 # Well below ZOHO_STALE_CLAIM_SECONDS, so a waiting run never looks dead.
 HEARTBEAT_SECONDS = 30.0
 DAY_SECONDS = 86_400
@@ -109,18 +121,44 @@ class RequestGate:
         self.admitted = 0
         # Called at least every HEARTBEAT_SECONDS of a long wait (the sync renews its claim).
         self.heartbeat: Callable[[], None] | None = None
+        self.lease_size = max(1, min(MAX_LEASE, budget.limit // LEASE_SHARE))
+        # An unanswered request counts this long: it may have waited in its lease first.
+        self._unanswered_seconds = request_timeout + LEASE_SECONDS
+        self._leased: list[int] = []  # logged as sent, not sent yet (newest lease last)
+        self._leased_at = 0.0
+        self._sending: dict[int, tuple[str, str]] = {}
+        self._answered: defaultdict[tuple[str, str, int | None], list[int]] = defaultdict(list)
 
     def acquire(self, method: str, path: str) -> int:
         """Wait until a request may be sent, log it as sent, and return its log id."""
+        if self._leased and self.clock() - self._leased_at > LEASE_SECONDS:
+            self.close()
+        if not self._leased:
+            self._lease()
+        ticket = self._leased.pop()
+        self._sending[ticket] = (method, path[:200])
+        return ticket
+
+    def close(self) -> None:
+        """Write the answers still held and give back requests leased but never sent."""
+        self._write_answers()
+        if self._leased:
+            with transaction.atomic():
+                self._give_back_lease(api_state_for_update())
+
+    def _lease(self) -> None:
+        """Wait until at least one request fits, then take up to a lease's worth."""
+        self._write_answers()
         while True:
             now = self.clock()
             with transaction.atomic():
                 state = api_state_for_update()
                 blocked = _active_block(state.blocked_until, now)
                 if blocked is None:
-                    wait = self._budget_wait(now)
-                    if wait <= 0:
-                        return self._admit(state, now, method, path)
+                    free, wait = self._budget_free(now)
+                    if free > 0:
+                        self._admit(state, now, min(free, self.lease_size))
+                        return
             if blocked is not None:
                 self._wait_for_block(blocked, now, state.block_reason)
             else:
@@ -138,10 +176,23 @@ class RequestGate:
             self._wait_for_block(blocked, now, state.block_reason)
 
     def release(self, ticket: int, http_status: int | None) -> None:
-        """Record that the request's answer (or failure) came back."""
-        ZohoRequestLog.objects.filter(pk=ticket).update(
-            done_at=_to_datetime(self.clock()), http_status=http_status
-        )
+        """Record that the request's answer (or failure) came back.
+
+        Written with the rest of its lease's answers, at once when the lease is used up.
+        """
+        method, path = self._sending.pop(ticket)
+        self._answered[(method, path, http_status)].append(ticket)
+        if not self._leased:
+            self._write_answers()
+
+    def _write_answers(self) -> None:
+        """One UPDATE for each kind of answer (a run's are mostly the same kind)."""
+        done_at = _to_datetime(self.clock())
+        for (method, path, http_status), tickets in self._answered.items():
+            ZohoRequestLog.objects.filter(pk__in=tickets).update(
+                done_at=done_at, method=method, path=path, http_status=http_status
+            )
+        self._answered.clear()
 
     def record_block(self, *, seconds: float, reason: str) -> datetime:
         """Zoho refused us: pause every process for `seconds` (keeping any longer block)."""
@@ -149,6 +200,7 @@ class RequestGate:
         until = _to_datetime(self.clock() + max(seconds, 1.0))
         with transaction.atomic():
             state = api_state_for_update()
+            self._give_back_lease(state)  # what we leased before the block must not go out
             if state.blocked_until is None or state.blocked_until < until:
                 state.blocked_until = until
                 state.block_reason = reason
@@ -157,22 +209,22 @@ class RequestGate:
         logger.warning("Zoho blocked requests until %s: %s", until.isoformat(), reason)
         return until
 
-    def _count_for_the_day(self, state: ZohoApiState, now: float) -> None:
-        """Count the request against the daily budget, or refuse it when the day's share is used.
+    def _daily_free(self, state: ZohoApiState, now: float) -> int:
+        """Requests left today; raise when the day's share is used.
 
         Our day starts with its first request and lasts 24 hours: where Zoho's day turns over
         earlier, we only under-use it.
         """
         if not self.daily.limit:
-            return
+            return MAX_LEASE
         if state.day_started_at is None or now >= state.day_started_at.timestamp() + DAY_SECONDS:
             state.day_started_at = _to_datetime(now)
             state.day_count = 0
-        if state.day_count >= self.daily.limit - self.daily.reserve:
+        free = self.daily.limit - self.daily.reserve - state.day_count
+        if free <= 0:
             resets_at = state.day_started_at + timedelta(seconds=DAY_SECONDS)
             raise DailyBudgetUsed(used=state.day_count, daily=self.daily, resets_at=resets_at)
-        state.day_count += 1
-        state.save(update_fields=["day_started_at", "day_count"])
+        return free
 
     def _wait_for_block(self, until: datetime, now: float, reason: str) -> None:
         remaining = until.timestamp() - now
@@ -191,44 +243,61 @@ class RequestGate:
             if self.heartbeat:
                 self.heartbeat()
 
-    def _budget_wait(self, now: float) -> float:
-        """Seconds until one more request fits in the budget (0 or less: it fits now).
+    def _budget_free(self, now: float) -> tuple[int, float]:
+        """How many more requests fit in the budget now, and if none, the seconds to wait.
 
-        Counted in SQL, so the cost per request stays flat however large the budget.
+        Counted in SQL, so the cost stays flat however large the budget.
         """
         window, limit = self.budget.window, self.budget.limit
+        recent = ZohoRequestLog.objects.filter(
+            sent_at__gt=_to_datetime(now - window - self._unanswered_seconds - 1)
+        )
+        # Cheap first: every recent request, counting or not, may leave room for a lease.
+        most = recent.count()
+        if most + self.lease_size <= limit:
+            return self.lease_size, 0.0
         # A request nobody answered is over once its timeout has passed (its sender died).
         ended = Coalesce(
             "done_at",
             ExpressionWrapper(
-                F("sent_at") + timedelta(seconds=self.request_timeout),
+                F("sent_at") + timedelta(seconds=self._unanswered_seconds),
                 output_field=DateTimeField(),
             ),
         )
-        counting = (
-            ZohoRequestLog.objects.filter(
-                sent_at__gt=_to_datetime(now - window - self.request_timeout - 1)
-            )
-            .annotate(ended=ended)
-            .filter(ended__gt=_to_datetime(now - window))
-        )
+        counting = recent.annotate(ended=ended).filter(ended__gt=_to_datetime(now - window))
         used = counting.count()
         if used < limit:
-            return 0.0
+            return limit - used, 0.0
         # The slot frees when the (used - limit + 1)-th earliest request leaves the window.
         freeing = counting.order_by("ended").values_list("ended", "done_at")[used - limit]
         ends_at, done_at = freeing
         if done_at is None and ends_at.timestamp() > now:
-            return IN_FLIGHT_POLL_SECONDS  # still in flight: its answer decides
-        return max(ends_at.timestamp() + window - now, 0.001)
+            return 0, IN_FLIGHT_POLL_SECONDS  # still in flight: its answer decides
+        return 0, max(ends_at.timestamp() + window - now, 0.001)
 
-    def _admit(self, state: ZohoApiState, now: float, method: str, path: str) -> int:
-        self._count_for_the_day(state, now)
-        self.admitted += 1
-        if self.admitted % PURGE_EVERY == 0:
-            cutoff = _to_datetime(now - 2 * (self.budget.window + self.request_timeout))
+    def _admit(self, state: ZohoApiState, now: float, wanted: int) -> None:
+        """Log up to `wanted` requests as sent now (within the day's share): the new lease."""
+        count = min(wanted, self._daily_free(state, now))
+        if self.daily.limit:
+            state.day_count += count
+            state.save(update_fields=["day_started_at", "day_count"])
+        self.admitted += count
+        if self.admitted // PURGE_EVERY != (self.admitted - count) // PURGE_EVERY:
+            cutoff = _to_datetime(now - 2 * (self.budget.window + self._unanswered_seconds))
             ZohoRequestLog.objects.filter(sent_at__lt=cutoff).delete()
-        entry = ZohoRequestLog.objects.create(
-            sent_at=_to_datetime(now), method=method, path=path[:200]
+        sent_at = _to_datetime(now)
+        entries = ZohoRequestLog.objects.bulk_create(
+            [ZohoRequestLog(sent_at=sent_at, method="", path="") for _ in range(count)]
         )
-        return entry.pk
+        self._leased = [entry.pk for entry in reversed(entries)]
+        self._leased_at = now
+
+    def _give_back_lease(self, state: ZohoApiState) -> None:
+        """Requests leased but never sent leave the budget and the day's count."""
+        if not self._leased:
+            return
+        unsent, self._leased = self._leased, []
+        ZohoRequestLog.objects.filter(pk__in=unsent).delete()
+        if self.daily.limit and state.day_count:
+            state.day_count = max(state.day_count - len(unsent), 0)
+            state.save(update_fields=["day_count"])
