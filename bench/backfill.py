@@ -3,10 +3,13 @@
     .venv/bin/python bench/backfill.py [--customers 1000] [--budget 20] [--window 4]
         [--database-url URL] [--skip-old-policy] [--local-only] [--memory [N ...]]
 
-Every phase starts its own emulator in this process and runs the backfill via call_command
-(output discarded), on a temporary SQLite file unless --database-url is given (that database
-is FLUSHED; a missing PostgreSQL database is created). DJANGO_DEBUG is off, as in production;
-ZOHO_DAILY_LIMIT is 0 (off), as the emulator has no daily cap.
+Every phase starts a fresh emulator and runs the backfill via call_command (its stdout and
+stderr go to /dev/null), on a temporary SQLite file unless --database-url is given (that
+database is FLUSHED; a missing PostgreSQL database is created). DJANGO_DEBUG is off, as in
+production; ZOHO_DAILY_LIMIT is 0 (off), as the emulator has no daily cap. Phases 1 and 3 run
+the emulator in a thread of this process; the local cost and memory runs (2 and 4) run it in
+its own process (`manage.py zoho_emulator`), as Zoho is not in our process: its memory and CPU
+are not ours, and it does not share our GIL.
 
 1. Paced run: the emulator allows --budget requests per --window seconds (a breach blocks the
    org for 30 s) and our ZOHO_RATE_LIMIT_* settings say the same. N customers, one backfill:
@@ -22,27 +25,30 @@ ZOHO_DAILY_LIMIT is 0 (off), as the emulator has no daily cap.
      wall time              the backfill call only
    Then the backfill runs again over the synced table: `requests for a synced table` must be
    0, with no new access token.
-2. Local cost: a flushed database, a fresh emulator and no budget (10**9 both sides): N /
-   wall time of the backfill = what the database, Django, HTTP and JSON cost per customer.
-   Then `peak RSS` of this process (ru_maxrss, KiB), which includes all setup before it.
+2. Local cost: a flushed database, a fresh emulator in its own process and no budget (10**9
+   both sides): N / wall time of the backfill = what the database, Django, HTTP and JSON cost
+   per customer; `requests` is the emulator's request count (read from /__emulator__/state as
+   a stream, so its customers never enter our memory). Then `peak RSS` of this process
+   (ru_maxrss, KiB), which includes all setup before it but not the emulator.
 3. Old policy (not with --skip-old-policy; it never touches the database): per customer a
    search (GET /customers?email=), a create (POST /customers), then a fixed 2 s * window/60
    wait, with `requests`, against a fresh emulator with the same budget. On a 429 it waits
    Retry-After and goes on with the next customer, which counts as failed.
    speed-up = old wall time / paced wall time, for the same N.
 4. --memory [N ...]: the local-cost run alone for N customers (default 10,000 and 100,000),
-   each in a clean subprocess (`--rss-only N`: customers created in batches, peak RSS
-   printed), and the ratio last / first of their peak RSS (1.0 = memory does not grow).
+   each in a clean subprocess (`--rss-only N`: customers created in batches, the emulator in
+   a process of its own, peak RSS printed), and the ratio last / first of their peak RSS
+   (1.0 = memory does not grow).
 --local-only skips phases 1 and 3.
 """
 
 from __future__ import annotations
 
 import argparse
-import io
 import os
 import re
 import resource
+import socket
 import subprocess
 import sys
 import tempfile
@@ -68,6 +74,7 @@ from billing_sync.emulator import (  # noqa: E402 - needs the project on sys.pat
     RequestRecord,
     ZohoEmulator,
 )
+from billing_sync.emulator.emulator import API_PREFIX  # noqa: E402
 
 BLOCK_SECONDS = 30.0
 UNLIMITED = 10**9
@@ -76,6 +83,13 @@ OLD_WAIT_SECONDS = 2.0  # per customer, against Zoho's 60 s window
 OLD_PROGRESS_EVERY = 100
 MEMORY_SIZES = (10_000, 100_000)
 TIMEOUT_SECONDS = 5.0
+EMULATOR_HOST = "127.0.0.1"
+EMULATOR_START_SECONDS = 15.0
+EMULATOR_STOP_SECONDS = 5.0
+STATE_PATH = "/__emulator__/state"
+STATE_TIMEOUT_SECONDS = 60.0  # the state holds every customer: slow to build at 100k
+REQUEST_COUNT = re.compile(rb'"request_count":\s*(\d+)')
+STATE_CHUNK_BYTES = 64 * 1024
 
 
 def parse_args() -> argparse.Namespace:
@@ -155,6 +169,76 @@ def emulator(budget: int, window: float, *, paced: bool = True) -> Iterator[Zoho
         emu.stop()
 
 
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind((EMULATOR_HOST, 0))
+        return int(sock.getsockname()[1])
+
+
+@contextmanager
+def emulator_process(budget: int, window: float) -> Iterator[str]:
+    """`manage.py zoho_emulator` in its own process with this budget, our settings pointed at
+    it (same budget); yields its base URL."""
+    port = free_port()
+    command = [sys.executable, str(PROJECT / "manage.py"), "zoho_emulator"]
+    command += ["--host", EMULATOR_HOST, "--port", str(port)]
+    command += ["--rate-limit-requests", str(budget), "--rate-limit-window", f"{window:g}"]
+    process = subprocess.Popen(command, env=dict(os.environ), stdout=subprocess.DEVNULL)
+    url = f"http://{EMULATOR_HOST}:{port}"
+    try:
+        wait_until_answering(process, url)
+        from django.test import override_settings
+
+        with override_settings(
+            ZOHO_ACCOUNTS_URL=url,
+            ZOHO_API_BASE_URL=url + API_PREFIX,
+            ZOHO_RATE_LIMIT_REQUESTS=budget,
+            ZOHO_RATE_LIMIT_WINDOW_SECONDS=window,
+        ):
+            yield url
+    finally:
+        stop_process(process)
+
+
+def wait_until_answering(process: subprocess.Popen[bytes], url: str) -> None:
+    """Poll the emulator's state endpoint until it answers 200 (at most EMULATOR_START_SECONDS)."""
+    deadline = time.monotonic() + EMULATOR_START_SECONDS
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"zoho_emulator exited with status {process.returncode}")
+        try:
+            if requests.get(url + STATE_PATH, timeout=1.0).status_code == 200:
+                return
+        except requests.RequestException:
+            pass
+        time.sleep(0.1)
+    raise RuntimeError(f"zoho_emulator did not answer at {url} in {EMULATOR_START_SECONDS:g} s")
+
+
+def stop_process(process: subprocess.Popen[bytes]) -> None:
+    process.terminate()
+    try:
+        process.wait(timeout=EMULATOR_STOP_SECONDS)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+def emulator_request_count(url: str) -> int | None:
+    """API requests the emulator saw, from its state read as a stream in small chunks: the state
+    lists every customer, which must not land in our memory. None if the count is missing."""
+    tail = b""
+    with requests.get(url + STATE_PATH, stream=True, timeout=STATE_TIMEOUT_SECONDS) as answer:
+        answer.raise_for_status()
+        for chunk in answer.iter_content(chunk_size=STATE_CHUNK_BYTES):
+            buffer = tail + chunk
+            found = REQUEST_COUNT.search(buffer)
+            if found and found.end() < len(buffer):  # digits not cut off by the chunk's end
+                return int(found.group(1))
+            tail = buffer[-64:]
+    return None
+
+
 def customer_fields(n: int) -> dict[str, str]:
     return {
         "email": f"customer{n:06d}@backfill.test",
@@ -181,12 +265,13 @@ def timed_backfill() -> float:
     """Run the backfill command; return its wall time."""
     from django.core.management import CommandError, call_command
 
-    started = time.monotonic()
-    try:
-        call_command("zoho_backfill_customers", stdout=io.StringIO(), stderr=io.StringIO())
-    except CommandError as exc:
-        print(f"  backfill: {exc}")
-    return time.monotonic() - started
+    with open(os.devnull, "w", encoding="utf-8") as sink:  # a buffer would grow with N
+        started = time.monotonic()
+        try:
+            call_command("zoho_backfill_customers", stdout=sink, stderr=sink)
+        except CommandError as exc:
+            print(f"  backfill: {exc}")
+        return time.monotonic() - started
 
 
 def synced_count() -> int:
@@ -232,11 +317,12 @@ def paced_run(count: int, budget: int, window: float) -> float:
 
 def local_cost(count: int) -> None:
     fresh_customers(count)
-    with emulator(UNLIMITED, 60.0) as emu:
+    with emulator_process(UNLIMITED, 60.0) as url:
         wall = timed_backfill()
-        requests_seen = len(emu.request_log)
+        requests_seen = emulator_request_count(url)
     print(f"local cost: {count / wall:.0f} customers/s ({count} in {wall:.2f} s)")
-    print(f"  synced: {synced_count()}/{count}, requests: {requests_seen}")
+    seen = "n/a" if requests_seen is None else requests_seen
+    print(f"  synced: {synced_count()}/{count}, requests: {seen}")
 
 
 def peak_rss_kib() -> int:
