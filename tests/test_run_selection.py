@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from billing_sync.emulator.customers import FIRST_CUSTOMER_ID
 from billing_sync.models import AttemptOutcome, Customer, SyncAttempt, SyncStatus
 from billing_sync.services import sync
 from billing_sync.services.sync import (
@@ -107,3 +108,26 @@ def test_creates_written_ahead_but_never_sent_are_undone_when_the_run_stops(
     assert len(emulator.request_log) == requests_before + 2 + 1  # one list, two creates
     assert len(emulator.customers()) == 15
     assert set(zoho_account_counts(emulator).values()) == {1}
+
+
+def test_a_created_id_linked_elsewhere_fails_that_customer_and_the_rest_are_written(
+    emulator, make_customer, settings
+):
+    settings.ZOHO_RATE_LIMIT_REQUESTS = 100  # groups of 10: the second group's are written together
+    customers = [make_customer() for _ in range(13)]
+    # Someone linked another local customer by hand to the id Zoho gives the 12th create.
+    taken = str(FIRST_CUSTOMER_ID + 11)
+    make_customer(zoho_billing_customer_id=taken, zoho_sync_status=SyncStatus.SYNCED)
+
+    report = customers_backfill(trigger="command")
+
+    assert (report.synced_count, report.failed_count) == (12, 1)
+    assert not report.ok
+    unlinked = Customer.objects.get(pk=customers[11].pk)
+    assert unlinked.zoho_sync_status == SyncStatus.FAILED
+    assert "already linked to another local customer" in unlinked.zoho_last_error
+    attempt = SyncAttempt.objects.get(customer=unlinked)
+    assert (attempt.outcome, attempt.zoho_customer_id) == (AttemptOutcome.FAILED, taken)
+    others = Customer.objects.filter(pk__in=[c.pk for i, c in enumerate(customers) if i != 11])
+    assert {c.zoho_sync_status for c in others} == {SyncStatus.SYNCED}
+    assert report.run.synced_count == 12

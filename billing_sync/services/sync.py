@@ -298,14 +298,22 @@ def _sync_all(
                         result = syncer.sync(customer, claimed.get(customer.pk))
                     except RUN_STOPPERS as exc:
                         syncer.drop_prepared()
+                        _count_unlinked(report, syncer.created.write())
                         result = _stop(report, exc, customer, selected)
                         observer.customer_finished(index, total, result)
                         return
                     report.add(result)
                     observer.customer_finished(index, total, result)
+                _count_unlinked(report, syncer.created.write())
     finally:
         report.run.request_count = client.request_count
         client.close()
+
+
+def _count_unlinked(report: RunReport, count: int) -> None:
+    """Created in Zoho but not linkable here (its id is linked elsewhere): failed, not synced."""
+    report.synced_count -= count
+    report.failed_count += count
 
 
 def _groups(customers: list[Customer], size: int) -> Iterator[list[Customer]]:

@@ -16,7 +16,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from django.db import IntegrityError, transaction
-from django.db.models import Q
+from django.db.models import Case, Q, Value, When
 from django.utils import timezone
 
 from billing_sync.models import (
@@ -112,6 +112,7 @@ class CustomerSyncer:
         self._current: Customer | None = None
         self._attempt: SyncAttempt | None = None
         self._prepared: dict[int, SyncAttempt] = {}  # creates on record, not sent yet
+        self.created = AnsweredCreates(run)
         # Whether Zoho has surely finished the last create this run sent for `_current`.
         self._create_ended = False
         # While we wait for a Zoho block, keep our claims fresh so nobody takes them as abandoned.
@@ -206,7 +207,8 @@ class CustomerSyncer:
             self._attempt = None
 
     def heartbeat(self) -> None:
-        """Renew this run's claims, so no other run takes them for abandoned."""
+        """Before a wait: write the creates answered so far, renew this run's claims."""
+        self.created.write()
         Customer.objects.filter(
             zoho_claimed_by=self.run, zoho_sync_status=SyncStatus.SYNCING
         ).update(zoho_claimed_at=timezone.now())
@@ -228,10 +230,13 @@ class CustomerSyncer:
                     zoho_customer, outcome = self._create(customer), AttemptOutcome.CREATED
                 else:
                     zoho_customer, outcome = self._adopt_or_create(customer)
-                # The audit first: should we die before the customer row is written, the next
-                # run finds the create on record and the customer in Zoho, and adopts it.
-                _finish(attempt, outcome, zoho_customer_id=zoho_customer.customer_id)
-                self._mark_synced(customer, zoho_customer)
+                if outcome == AttemptOutcome.CREATED:
+                    self.created.add(customer, attempt, zoho_customer.customer_id)
+                else:
+                    # The audit first: should we die before the customer row is written, the
+                    # next run finds the adoption on record and the customer in Zoho again.
+                    _finish(attempt, outcome, zoho_customer_id=zoho_customer.customer_id)
+                    self._mark_synced(customer, zoho_customer)
             except RUN_STOPPERS as exc:
                 limited = isinstance(exc, ZohoRateLimited)
                 _finish(
@@ -252,6 +257,7 @@ class CustomerSyncer:
                 if transient_failures >= self.config.max_attempts:
                     return self._fail(customer, SyncStatus.FAILED, AttemptOutcome.FAILED, exc)
                 if not self._create_may_still_run(customer):
+                    self.created.write()
                     self.sleep(self._backoff(transient_failures))
             except ZohoInvalidData as exc:
                 _finish(attempt, AttemptOutcome.INVALID, exc)
@@ -352,6 +358,66 @@ class CustomerSyncer:
 
     def _backoff(self, failures: int) -> float:
         return min(self.config.retry_backoff_seconds * 2 ** (failures - 1), MAX_BACKOFF_SECONDS)
+
+
+class AnsweredCreates:
+    """Creates Zoho has answered, written to the database together: two statements a group.
+
+    Written at the end of each group, before any wait, and before a stopped run marks what it
+    left. Should the process die before, each such customer still carries its create-sent mark
+    and its "sending" attempt: the next run takes it over, finds it in Zoho and adopts it.
+    """
+
+    def __init__(self, run: SyncRun) -> None:
+        self.run = run
+        self._answered: list[tuple[Customer, SyncAttempt, str]] = []
+
+    def add(self, customer: Customer, attempt: SyncAttempt, zoho_customer_id: str) -> None:
+        """Zoho created `customer` as `zoho_customer_id` in `attempt`."""
+        self._answered.append((customer, attempt, zoho_customer_id))
+
+    def write(self) -> int:
+        """Write the answered creates; return how many could not be linked (left failed)."""
+        if not self._answered:
+            return 0
+        answered, self._answered = self._answered, []
+        try:
+            with transaction.atomic():
+                self._write_all(answered, timezone.now())
+        except IntegrityError:  # a Zoho id already linked elsewhere: find which, one by one
+            return sum(not self._write_one(*entry) for entry in answered)
+        return 0
+
+    def _write_all(self, answered: list[tuple[Customer, SyncAttempt, str]], now: datetime) -> None:
+        zoho_ids = {customer.pk: zoho_id for customer, _, zoho_id in answered}
+        by_attempt = {attempt.pk: zoho_id for _, attempt, zoho_id in answered}
+        SyncAttempt.objects.filter(pk__in=by_attempt).update(
+            outcome=AttemptOutcome.CREATED,
+            finished_at=now,
+            zoho_customer_id=_value_by_pk(by_attempt),
+        )
+        Customer.objects.filter(pk__in=zoho_ids, zoho_claimed_by=self.run).update(
+            zoho_billing_customer_id=_value_by_pk(zoho_ids),
+            zoho_last_synced_at=now,
+            zoho_create_sent_at=None,
+            **_released(SyncStatus.SYNCED, ""),
+        )
+
+    def _write_one(self, customer: Customer, attempt: SyncAttempt, zoho_id: str) -> bool:
+        try:
+            with transaction.atomic():
+                self._write_all([(customer, attempt, zoho_id)], timezone.now())
+        except IntegrityError as exc:
+            _finish(attempt, AttemptOutcome.FAILED, exc, zoho_customer_id=zoho_id)
+            Customer.objects.filter(pk=customer.pk, zoho_claimed_by=self.run).update(
+                **_released(SyncStatus.FAILED, _describe(exc))
+            )
+            return False
+        return True
+
+
+def _value_by_pk(values: dict[int, str]) -> Case:
+    return Case(*(When(pk=pk, then=Value(value)) for pk, value in values.items()))
 
 
 def _savepoint_if_nested() -> AbstractContextManager[Any]:

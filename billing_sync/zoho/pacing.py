@@ -119,7 +119,7 @@ class RequestGate:
         self.block_waited = 0.0
         self.pace_waited = 0.0
         self.admitted = 0
-        # Called at least every HEARTBEAT_SECONDS of a long wait (the sync renews its claim).
+        # Called before every HEARTBEAT_SECONDS of a wait (the sync writes and renews its claims).
         self.heartbeat: Callable[[], None] | None = None
         self.lease_size = max(1, min(MAX_LEASE, budget.limit // LEASE_SHARE))
         # An unanswered request counts this long: it may have waited in its lease first.
@@ -237,11 +237,11 @@ class RequestGate:
 
     def _sleep_with_heartbeat(self, seconds: float) -> None:
         while seconds > 0:
+            if self.heartbeat:
+                self.heartbeat()
             step = min(seconds, HEARTBEAT_SECONDS)
             self.sleep(step)
             seconds -= step
-            if self.heartbeat:
-                self.heartbeat()
 
     def _budget_free(self, now: float) -> tuple[int, float]:
         """How many more requests fit in the budget now, and if none, the seconds to wait.
