@@ -1,7 +1,8 @@
 """Sync runs: the one idempotent, audited path every entry point uses.
 
-A run selects customers, hands each to a CustomerSyncer (services/syncer.py), and records
-itself as a SyncRun. A run that must stop (a Zoho block longer than it may wait, refused
+A run selects customers, reads them a chunk at a time in a fixed order, has a CustomerSyncer
+(services/syncer.py) claim them a group at a time and sync each, and records itself as a
+SyncRun with counts. A run that must stop (a Zoho block longer than it may wait, refused
 credentials, bad settings) leaves what it had not finished `failed` with the reason.
 """
 
@@ -298,22 +299,19 @@ def _sync_all(
                         result = syncer.sync(customer, claimed.get(customer.pk))
                     except RUN_STOPPERS as exc:
                         syncer.drop_prepared()
-                        _count_unlinked(report, syncer.created.write())
+                        syncer.created.write()
                         result = _stop(report, exc, customer, selected)
                         observer.customer_finished(index, total, result)
                         return
                     report.add(result)
                     observer.customer_finished(index, total, result)
-                _count_unlinked(report, syncer.created.write())
+                syncer.created.write()
     finally:
+        # Reported synced when Zoho answered, then found linked elsewhere when written.
+        report.synced_count -= syncer.created.unlinked
+        report.failed_count += syncer.created.unlinked
         report.run.request_count = client.request_count
         client.close()
-
-
-def _count_unlinked(report: RunReport, count: int) -> None:
-    """Created in Zoho but not linkable here (its id is linked elsewhere): failed, not synced."""
-    report.synced_count -= count
-    report.failed_count += count
 
 
 def _groups(customers: list[Customer], size: int) -> Iterator[list[Customer]]:

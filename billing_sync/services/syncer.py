@@ -109,11 +109,10 @@ class CustomerSyncer:
         self.finder = finder
         self.config = config
         self.sleep = sleep
-        self._current: Customer | None = None
         self._attempt: SyncAttempt | None = None
         self._prepared: dict[int, SyncAttempt] = {}  # creates on record, not sent yet
         self.created = AnsweredCreates(run)
-        # Whether Zoho has surely finished the last create this run sent for `_current`.
+        # Whether Zoho has surely finished the last create sent for the customer at hand.
         self._create_ended = False
         # While we wait for a Zoho block, keep our claims fresh so nobody takes them as abandoned.
         client.gate.heartbeat = self.heartbeat
@@ -188,7 +187,6 @@ class CustomerSyncer:
             message = "no longer needs syncing or another run is working on it"
             return customer_result(selected, AttemptOutcome.SKIPPED, error=message)
         customer = claimed
-        self._current = customer
         self._create_ended = False
         try:
             taking_over = selected.zoho_sync_status == SyncStatus.SYNCING
@@ -203,7 +201,6 @@ class CustomerSyncer:
                 return customer_result(customer, AttemptOutcome.INVALID, error=message)
             return self._attempt_until_done(customer, self._prepared.pop(customer.pk, None))
         finally:
-            self._current = None
             self._attempt = None
 
     def heartbeat(self) -> None:
@@ -371,22 +368,23 @@ class AnsweredCreates:
     def __init__(self, run: SyncRun) -> None:
         self.run = run
         self._answered: list[tuple[Customer, SyncAttempt, str]] = []
+        # Created in Zoho but left failed here: the Zoho id was linked to another customer.
+        self.unlinked = 0
 
     def add(self, customer: Customer, attempt: SyncAttempt, zoho_customer_id: str) -> None:
         """Zoho created `customer` as `zoho_customer_id` in `attempt`."""
         self._answered.append((customer, attempt, zoho_customer_id))
 
-    def write(self) -> int:
-        """Write the answered creates; return how many could not be linked (left failed)."""
+    def write(self) -> None:
+        """Write the answered creates."""
         if not self._answered:
-            return 0
+            return
         answered, self._answered = self._answered, []
         try:
             with transaction.atomic():
                 self._write_all(answered, timezone.now())
         except IntegrityError:  # a Zoho id already linked elsewhere: find which, one by one
-            return sum(not self._write_one(*entry) for entry in answered)
-        return 0
+            self.unlinked += sum(not self._write_one(*entry) for entry in answered)
 
     def _write_all(self, answered: list[tuple[Customer, SyncAttempt, str]], now: datetime) -> None:
         zoho_ids = {customer.pk: zoho_id for customer, _, zoho_id in answered}
