@@ -39,7 +39,8 @@ are not ours, and it does not share our GIL.
    each in a clean subprocess (`--rss-only N`: customers created in batches, the emulator in
    a process of its own, peak RSS printed), and the ratio last / first of their peak RSS
    (1.0 = memory does not grow).
---local-only skips phases 1 and 3.
+--local-only skips phases 1 and 3. At the end, every figure measured is printed against its
+target from issue 6 ("met" / "NOT MET"); the exit code is 1 when one is not met.
 """
 
 from __future__ import annotations
@@ -83,6 +84,7 @@ OLD_WAIT_SECONDS = 2.0  # per customer, against Zoho's 60 s window
 OLD_PROGRESS_EVERY = 100
 MEMORY_SIZES = (10_000, 100_000)
 TIMEOUT_SECONDS = 5.0
+VERDICTS: list[tuple[str, str, bool]] = []  # (target, figure, met), printed at the end
 EMULATOR_HOST = "127.0.0.1"
 EMULATOR_START_SECONDS = 15.0
 EMULATOR_STOP_SECONDS = 5.0
@@ -280,11 +282,25 @@ def synced_count() -> int:
     return Customer.objects.filter(zoho_sync_status=SyncStatus.SYNCED).count()
 
 
-def utilisation(times: list[float], budget: int, window: float) -> str:
+def utilisation(times: list[float], budget: int, window: float) -> float | None:
+    """None when the requests fit in one window (nothing to pace)."""
     span = max(times) - min(times) if times else 0.0
     if len(times) <= budget or span <= 0:
-        return "n/a"
-    return f"{(len(times) - 1) // budget * window / span:.1%}"
+        return None
+    return (len(times) - 1) // budget * window / span
+
+
+def judge(target: str, figure: str, met: bool) -> None:
+    """Note a figure against its target (issue 6), for the summary at the end."""
+    VERDICTS.append((target, figure, met))
+
+
+def print_verdicts() -> bool:
+    """Print every target with its figure; True when all are met."""
+    print("targets:")
+    for target, figure, met in VERDICTS:
+        print(f"  {'met' if met else 'NOT MET':8} {target}: {figure}")
+    return all(met for _, _, met in VERDICTS)
 
 
 def count_blocks(log: list[RequestRecord]) -> int:
@@ -303,15 +319,24 @@ def paced_run(count: int, budget: int, window: float) -> float:
         timed_backfill()
         again = len(emu.request_log) - len(log)
         new_tokens = emu.token_refresh_count - tokens
+    used = utilisation([r.time for r in log], budget, window)
+    blocks, synced, per_customer = count_blocks(log), synced_count(), len(log) / count
     print(f"paced run: {count} customers, budget {budget} per {window:g} s")
-    print(f"  synced: {synced_count()}/{count}")
+    print(f"  synced: {synced}/{count}")
     print(f"  requests: {len(log)}")
-    print(f"  requests per customer: {len(log) / count:.3f}")
-    print(f"  budget utilisation: {utilisation([r.time for r in log], budget, window)}")
+    print(f"  requests per customer: {per_customer:.3f}")
+    print(f"  budget utilisation: {'n/a' if used is None else f'{used:.1%}'}")
     print(f"  429s: {sum(r.status == 429 for r in log)}")
-    print(f"  blocks: {count_blocks(log)}")
+    print(f"  blocks: {blocks}")
     print(f"  wall time: {wall:.1f} s")
     print(f"  requests for a synced table: {again} (new tokens: {new_tokens})")
+    judge("every customer synced", f"{synced}/{count}", synced == count)
+    judge("requests per new customer <= 1.02", f"{per_customer:.3f}", per_customer <= 1.02)
+    if used is not None:
+        figure = f"{used:.1%}, {blocks} blocks"
+        judge("budget utilisation >= 95% with 0 blocks", figure, used >= 0.95 and not blocks)
+    figure = f"{again} (new tokens: {new_tokens})"
+    judge("requests for a synced table = 0", figure, again == 0 and new_tokens == 0)
     return wall
 
 
@@ -320,9 +345,11 @@ def local_cost(count: int) -> None:
     with emulator_process(UNLIMITED, 60.0) as url:
         wall = timed_backfill()
         requests_seen = emulator_request_count(url)
-    print(f"local cost: {count / wall:.0f} customers/s ({count} in {wall:.2f} s)")
+    synced, rate = synced_count(), count / wall
+    print(f"local cost: {rate:.0f} customers/s ({count} in {wall:.2f} s)")
     seen = "n/a" if requests_seen is None else requests_seen
-    print(f"  synced: {synced_count()}/{count}, requests: {seen}")
+    print(f"  synced: {synced}/{count}, requests: {seen}")
+    judge("local cost >= 300 customers/s", f"{rate:.0f}/s", rate >= 300 and synced == count)
 
 
 def peak_rss_kib() -> int:
@@ -387,7 +414,9 @@ def memory_runs(sizes: list[int], database_url: str | None) -> None:
         print("\n".join(f"  {line}" for line in output.splitlines()))
         found = re.search(r"peak RSS: (\d+) KiB", output)
         peaks.append(int(found.group(1)) if found else 0)
-    print(f"peak RSS ratio {sizes[-1]} / {sizes[0]}: {peaks[-1] / peaks[0]:.2f}")
+    ratio = peaks[-1] / peaks[0]
+    print(f"peak RSS ratio {sizes[-1]} / {sizes[0]}: {ratio:.2f}")
+    judge(f"peak RSS at {sizes[-1]} within 20% of {sizes[0]}", f"{ratio:.2f}", ratio <= 1.2)
 
 
 def main() -> int:
@@ -408,12 +437,12 @@ def main() -> int:
                 print(f"speed-up: {old_wall / paced_wall:.1f}x")
             if args.memory is not None:
                 memory_runs(args.memory or list(MEMORY_SIZES), args.database_url)
+            return 0 if print_verdicts() else 1
         finally:
             if "django.db" in sys.modules:  # close SQLite before its folder goes
                 from django.db import connections
 
                 connections.close_all()
-    return 0
 
 
 if __name__ == "__main__":
