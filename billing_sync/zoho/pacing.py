@@ -11,7 +11,9 @@ To keep the database work per request small, a gate admits requests a few at a t
 lease): their log rows are written together, stamped with the time of the lease, which is no
 later than any of them is sent; their answers are written together too, stamped no earlier
 than they came back. Both only widen the span a request counts for, so the budget still
-holds. A lease is a small share of the budget and lives under a second, and a block drops it.
+holds. A lease is at most a tenth of the budget and is given back unused after half a second.
+A block this process meets drops its lease at once; one that another process meets stops this
+one at its next lease, so it may send the rest of a lease (under half a second) first.
 
 A 429 from Zoho is recorded in the same shared row, so every process pauses until it ends.
 The time a run spends waiting for such a block is bounded by its `max_wait`. The daily cap is
