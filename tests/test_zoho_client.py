@@ -9,7 +9,7 @@ import pytest
 from django.utils import timezone
 
 from billing_sync.models import ZohoApiState
-from billing_sync.zoho.client import ZohoClient
+from billing_sync.zoho.client import ZohoClient, session_for
 from billing_sync.zoho.config import zoho_config
 from billing_sync.zoho.errors import (
     ZohoAuthError,
@@ -255,3 +255,30 @@ def test_data_center_picks_both_hosts(settings, data_center, accounts, api):
     config = zoho_config()
 
     assert (config.accounts_url, config.api_base_url) == (accounts, api)
+
+
+API_URL = "https://www.zohoapis.com/billing/v1"
+
+
+def test_session_takes_the_proxy_and_ca_bundle_from_the_environment(monkeypatch, tmp_path):
+    bundle = tmp_path / "company-ca.pem"
+    bundle.write_text("")
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.circletel.invalid:3128")
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(bundle))
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
+
+    session = session_for(API_URL)
+
+    assert session.proxies["https"] == "http://proxy.circletel.invalid:3128"
+    assert session.verify == str(bundle)
+    # Read once: a change to the environment later does not reach a session already made.
+    monkeypatch.setenv("HTTPS_PROXY", "http://elsewhere.invalid:8080")
+    assert session.proxies["https"] == "http://proxy.circletel.invalid:3128"
+
+
+def test_session_goes_direct_where_no_proxy_says_so(monkeypatch):
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.circletel.invalid:3128")
+    monkeypatch.setenv("NO_PROXY", ".zohoapis.com")
+
+    assert "https" not in session_for(API_URL).proxies
