@@ -218,8 +218,12 @@ class RunSelection:
         count = queryset.count()
         if limit is not None:
             count = min(count, limit)
-        ordered = queryset.order_by("created_at", "pk").values_list("created_at", "pk")
-        last = ordered[count - 1] if count else None
+        keys = queryset.values_list("created_at", "pk")
+        last = None
+        if count and count == limit:
+            last = keys.order_by("created_at", "pk")[limit - 1 : limit].first()
+        if count and last is None:  # no limit, or another process took some since the count
+            last = keys.order_by("-created_at", "-pk").first()
         return cls(queryset=queryset, count=count, last_key=last)
 
     def chunks(self) -> Iterator[list[Customer]]:
