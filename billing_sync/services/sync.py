@@ -34,6 +34,7 @@ from billing_sync.services.syncer import (
     CustomerSyncer,
     customer_result,
     new_attempt,
+    released_columns,
 )
 from billing_sync.zoho.client import ZohoClient
 from billing_sync.zoho.config import ZohoConfig, zoho_config
@@ -335,12 +336,7 @@ def _stop(
         Q(zoho_claimed_by=report.run, zoho_sync_status=SyncStatus.SYNCING)
         | Q(pk__in=selected.rest(current).values("pk"))
     )
-    changes = {
-        "zoho_sync_status": SyncStatus.FAILED,
-        "zoho_last_error": report.stop_reason,
-        "zoho_claimed_at": None,
-        "zoho_claimed_by": None,
-    }
+    changes = released_columns(SyncStatus.FAILED, report.stop_reason)
     unfinished.filter(pk=current.pk).update(**changes)
     report.unreached_count = unfinished.exclude(pk=current.pk).update(**changes)
     report.failed_count += report.unreached_count

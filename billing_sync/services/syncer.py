@@ -197,7 +197,7 @@ class CustomerSyncer:
             if errors:
                 message = "; ".join(errors)
                 record_attempt(self.run, customer, AttemptOutcome.INVALID, error=message)
-                self._update(customer, **_released(SyncStatus.NEEDS_ATTENTION, message))
+                self._update(customer, **released_columns(SyncStatus.NEEDS_ATTENTION, message))
                 return customer_result(customer, AttemptOutcome.INVALID, error=message)
             return self._attempt_until_done(customer, self._prepared.pop(customer.pk, None))
         finally:
@@ -336,7 +336,7 @@ class CustomerSyncer:
                 zoho_billing_customer_id=zoho_customer.customer_id,
                 zoho_last_synced_at=timezone.now(),
                 zoho_create_sent_at=None,
-                **_released(SyncStatus.SYNCED, ""),
+                **released_columns(SyncStatus.SYNCED, ""),
             )
 
     def _set_create_sent(self, customer: Customer, when: datetime | None) -> None:
@@ -350,7 +350,7 @@ class CustomerSyncer:
         self, customer: Customer, status: str, outcome: str, exc: Exception
     ) -> CustomerResult:
         message = _describe(exc)
-        self._update(customer, **_released(status, message))
+        self._update(customer, **released_columns(status, message))
         return customer_result(customer, outcome, error=message)
 
     def _backoff(self, failures: int) -> float:
@@ -398,7 +398,7 @@ class AnsweredCreates:
             zoho_billing_customer_id=_value_by_pk(zoho_ids),
             zoho_last_synced_at=now,
             zoho_create_sent_at=None,
-            **_released(SyncStatus.SYNCED, ""),
+            **released_columns(SyncStatus.SYNCED, ""),
         )
 
     def _write_one(self, customer: Customer, attempt: SyncAttempt, zoho_id: str) -> bool:
@@ -408,7 +408,7 @@ class AnsweredCreates:
         except IntegrityError as exc:
             _finish(attempt, AttemptOutcome.FAILED, exc, zoho_customer_id=zoho_id)
             Customer.objects.filter(pk=customer.pk, zoho_claimed_by=self.run).update(
-                **_released(SyncStatus.FAILED, _describe(exc))
+                **released_columns(SyncStatus.FAILED, _describe(exc))
             )
             return False
         return True
@@ -426,7 +426,7 @@ def _savepoint_if_nested() -> AbstractContextManager[Any]:
     return transaction.atomic() if transaction.get_connection().in_atomic_block else nullcontext()
 
 
-def _released(status: str, error: str) -> dict[str, Any]:
+def released_columns(status: str, error: str) -> dict[str, Any]:
     """The columns that end a claim with `status`."""
     return {
         "zoho_sync_status": status,
