@@ -10,7 +10,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from django.core.management import call_command
+import requests
+from django.core.management import CommandError, call_command
 
 from billing_sync.emulator import (
     EMULATOR_CLIENT_ID,
@@ -49,3 +50,64 @@ def test_emulator_command_serves_until_interrupted(settings):
         rest, _ = process.communicate(timeout=10)
     assert process.returncode == 0
     assert "Stopping the emulator." in rest
+
+
+def test_emulator_command_applies_and_announces_the_behaviour_options():
+    options = [
+        *("--organization-error", "6041", "--organization-error-status", "403"),
+        *("--scopes", "ZohoSubscriptions.customers.READ, ZohoSubscriptions.customers.CREATE"),
+        *("--custom-field-labels", "Account Number,Region", "--unknown-custom-field", "refuse"),
+        *("--number-custom-fields", "Customer Number", "--refuse-creates"),
+        *("--list-lag-seconds", "0.5", "--email-filter-ignored", "--sort-ignored"),
+        *("--token-delay-seconds", "0.25"),
+    ]
+    process = subprocess.Popen(
+        [sys.executable, str(PROJECT / "manage.py"), "zoho_emulator", "--port", "0", *options],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        lines = [process.stdout.readline()]
+        while "Press Ctrl-C" not in lines[-1] and lines[-1]:
+            lines.append(process.stdout.readline())
+        url = re.search(r"listening on (http://\S+)", lines[0]).group(1)
+        config = requests.get(f"{url}/__emulator__/state", timeout=5).json()["config"]
+    finally:
+        process.send_signal(signal.SIGINT)
+        process.communicate(timeout=10)
+    announcement = "".join(lines)
+    assert config["organization_error"] == "6041"
+    assert config["organization_error_status"] == 403
+    assert config["scopes"] == [
+        "ZohoSubscriptions.customers.READ",
+        "ZohoSubscriptions.customers.CREATE",
+    ]
+    assert config["custom_field_labels"] == ["Account Number", "Region"]
+    assert config["unknown_custom_field"] == "refuse"
+    assert config["number_custom_fields"] == ["Customer Number"]
+    assert config["refuse_creates"] is True
+    assert config["list_lag_seconds"] == 0.5
+    assert config["email_filter_ignored"] is True
+    assert config["sort_ignored"] is True
+    assert config["token_delay_seconds"] == 0.25
+    assert "organization_error=6041" in announcement
+    assert "custom_field_labels=Account Number,Region" in announcement
+    assert "refuse_creates=True" in announcement
+    assert "token_delay_seconds=0.25" in announcement
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        ["--organization-error", "57"],
+        ["--organization-error-status", "500"],
+        ["--unknown-custom-field", "ignore"],
+        ["--list-lag-seconds", "-1"],
+        ["--token-delay-seconds", "-1"],
+        ["--custom-field-labels", "A", "--list-lag-seconds", "x"],
+    ],
+)
+def test_emulator_command_rejects_bad_behaviour_options(options):
+    with pytest.raises(CommandError):
+        call_command("zoho_emulator", "--port", "0", *options)

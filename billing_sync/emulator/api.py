@@ -7,10 +7,19 @@ from typing import Any
 
 from billing_sync.emulator.config import EmulatorConfig
 from billing_sync.emulator.customers import CustomerStore
-from billing_sync.emulator.errors import invalid_url, malformed_json, method_not_allowed
+from billing_sync.emulator.errors import (
+    invalid_url,
+    malformed_json,
+    method_not_allowed,
+    plan_limit,
+)
 from billing_sync.emulator.messages import Request
 
 STATUS_ACTIONS = {"markasactive": "active", "markasinactive": "inactive"}
+SCOPE_PREFIX = "ZohoSubscriptions.customers."
+# The spec prints CREATE for markasactive/markasinactive too, so POST always needs CREATE.
+SCOPE_ACTIONS = {"POST": "CREATE", "GET": "READ", "PUT": "UPDATE", "DELETE": "DELETE"}
+ALL_CUSTOMER_SCOPES = ("ZohoSubscriptions.fullaccess.all", "ZohoSubscriptions.customers.ALL")
 
 Answer = tuple[int, dict[str, Any]]
 
@@ -33,6 +42,20 @@ def route_api(
     raise invalid_url()
 
 
+def required_scope(method: str, api_path: str) -> str | None:
+    """The OAuth scope a request needs, or None for routes outside customers (answered 404)."""
+    if api_path.strip("/").split("/")[0] != "customers":
+        return None
+    action = SCOPE_ACTIONS.get(method.upper())
+    return None if action is None else SCOPE_PREFIX + action
+
+
+def scope_granted(needed: str, granted: tuple[str, ...]) -> bool:
+    """True if `granted` holds `needed` or a scope covering every customers operation."""
+    held = {scope.casefold() for scope in granted}
+    return any(scope.casefold() in held for scope in (needed, *ALL_CUSTOMER_SCOPES))
+
+
 def json_object(body: bytes) -> dict[str, Any]:
     """Parse a request body that must be a JSON object; raise ApiError code 1038 otherwise."""
     try:
@@ -48,10 +71,12 @@ def _customers(
     store: CustomerStore, config: EmulatorConfig, request: Request, now: float
 ) -> Answer:
     if request.method == "POST":
+        if config.refuse_creates:
+            raise plan_limit()
         customer = store.create(json_object(request.body), config, now)
         return 201, {"code": 0, "message": "The customer has been created", "customer": customer}
     if request.method == "GET":
-        customers, page_context = store.page(request.query)
+        customers, page_context = store.page(request.query, config, now)
         return 200, {
             "code": 0,
             "message": "success",

@@ -7,15 +7,9 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from billing_sync.emulator.config import EmulatorConfig
+from billing_sync.emulator.custom_fields import CustomFieldRegistry, merged_custom_fields
 from billing_sync.emulator.errors import customer_not_found, duplicate_name, invalid_value
-from billing_sync.emulator.records import (
-    CustomFieldRegistry,
-    Record,
-    blank_record,
-    list_item,
-    merged_record,
-    timestamp,
-)
+from billing_sync.emulator.records import Record, blank_record, list_item, merged_record, timestamp
 
 FIRST_CUSTOMER_ID = 6179546000000100001
 MAX_PER_PAGE = 200
@@ -31,6 +25,10 @@ STATUS_FILTERS: dict[str, Callable[[Record], bool]] = {
     "Status.PortalEnabled": lambda record: record["is_portal_enabled"],
     "Status.PortalDisabled": lambda record: not record["is_portal_enabled"],
 }
+DEFAULT_SORT_COLUMN = "created_time"
+DEFAULT_SORT_ORDER = "A"
+SORT_COLUMNS = ("created_time", "customer_id", "email", "display_name")
+SORT_ORDERS = ("A", "D")
 
 
 class CustomerStore:
@@ -38,6 +36,9 @@ class CustomerStore:
 
     def __init__(self) -> None:
         self._records: dict[str, Record] = {}
+        # created_time has one-second resolution; lists sort and lag by the precise time.
+        self._created_at: dict[str, float] = {}
+        self._seeded: set[str] = set()
         self._issued_ids = 0
         self._fields = CustomFieldRegistry()
 
@@ -48,18 +49,23 @@ class CustomerStore:
     def create(self, body: dict[str, Any], config: EmulatorConfig, now: float) -> Record:
         """Validate and store a new customer; return a copy of its full record."""
         customer_id = str(FIRST_CUSTOMER_ID + self._issued_ids)
-        record = merged_record(blank_record(customer_id, now), body, self._fields, creating=True)
+        record = self._merged(blank_record(customer_id, now), body, config, creating=True)
         self._check_unique_name(record, config)
         self._issued_ids += 1
         self._records[customer_id] = record
+        self._created_at[customer_id] = now
         return copy.deepcopy(record)
 
     def seed(self, body: dict[str, Any], config: EmulatorConfig, now: float) -> Record:
-        """Store a customer as pre-existing data; like create, but `status` may also be given."""
+        """Store a customer as pre-existing data; like create, but `status` may also be given.
+
+        Seeded customers are listed at once, whatever `list_lag_seconds` says.
+        """
         status = body.get("status", "active")
         if status not in STATUSES:
             raise invalid_value("status")
         record = self.create(body, config, now)
+        self._seeded.add(record["customer_id"])
         self._records[record["customer_id"]]["status"] = status
         record["status"] = status
         return record
@@ -73,7 +79,7 @@ class CustomerStore:
     ) -> Record:
         """Apply a partial update; fields absent from the body keep their values."""
         current = self._existing(customer_id, config)
-        record = merged_record(current, body, self._fields, creating=False)
+        record = self._merged(current, body, config, creating=False)
         self._check_unique_name(record, config)
         record["updated_time"] = timestamp(now)
         self._records[customer_id] = record
@@ -89,20 +95,31 @@ class CustomerStore:
         """Forget a customer."""
         self._existing(customer_id, config)
         del self._records[customer_id]
+        del self._created_at[customer_id]
+        self._seeded.discard(customer_id)
 
-    def page(self, params: Mapping[str, str]) -> tuple[list[Record], dict[str, Any]]:
-        """Return one page of list items matching the filters, and its page_context."""
+    def page(
+        self, params: Mapping[str, str], config: EmulatorConfig, now: float
+    ) -> tuple[list[Record], dict[str, Any]]:
+        """Return one page of list items matching the filters, sorted, and its page_context.
+
+        Customers created less than `list_lag_seconds` ago are left out, as by a lagging index.
+        """
         page = _positive_int(params, "page", 1)
         per_page = min(_positive_int(params, "per_page", MAX_PER_PAGE), MAX_PER_PAGE)
         applied_filter = params.get("filter_by") or "Status.All"
         status_filter = STATUS_FILTERS.get(applied_filter)
         if status_filter is None:
             raise invalid_value("filter_by")
+        sort_column, sort_order = _sorting(params, config)
         matches = [
             record
             for record in self._records.values()
-            if status_filter(record) and _matches_search(record, params)
+            if self._listed(record["customer_id"], config, now)
+            and status_filter(record)
+            and _matches_search(record, params, email_filter=not config.email_filter_ignored)
         ]
+        matches.sort(key=self._sort_key(sort_column), reverse=sort_order == "D")
         start = (page - 1) * per_page
         context = {
             "page": page,
@@ -110,10 +127,36 @@ class CustomerStore:
             "has_more_page": len(matches) > start + per_page,
             "report_name": "Customers",
             "applied_filter": applied_filter,
-            "sort_column": "created_time",
-            "sort_order": "A",
+            "sort_column": sort_column,
+            "sort_order": sort_order,
         }
         return [list_item(record) for record in matches[start : start + per_page]], context
+
+    def _merged(
+        self, record: Record, body: dict[str, Any], config: EmulatorConfig, *, creating: bool
+    ) -> Record:
+        merged = merged_record(record, body, creating=creating)
+        if "custom_fields" in body:
+            merged["custom_fields"] = merged_custom_fields(
+                merged["custom_fields"], body["custom_fields"], self._fields, config
+            )
+        return merged
+
+    def _listed(self, customer_id: str, config: EmulatorConfig, now: float) -> bool:
+        if customer_id in self._seeded:
+            return True
+        return now - self._created_at[customer_id] >= config.list_lag_seconds
+
+    def _sort_key(self, column: str) -> Callable[[Record], tuple[Any, ...]]:
+        # Ties go by customer_id, which grows with every create.
+        if column == "created_time":
+            return lambda record: (
+                self._created_at[record["customer_id"]],
+                int(record["customer_id"]),
+            )
+        if column == "customer_id":
+            return lambda record: (int(record["customer_id"]),)
+        return lambda record: (record[column].casefold(), int(record["customer_id"]))
 
     def _existing(self, customer_id: str, config: EmulatorConfig) -> Record:
         record = self._records.get(customer_id)
@@ -146,8 +189,21 @@ def _positive_int(params: Mapping[str, str], name: str, default: int) -> int:
     return value
 
 
-def _matches_search(record: Record, params: Mapping[str, str]) -> bool:
-    email = params.get("email")
+def _sorting(params: Mapping[str, str], config: EmulatorConfig) -> tuple[str, str]:
+    """The (sort_column, sort_order) the list applies: the request's, or the default."""
+    if config.sort_ignored:
+        return DEFAULT_SORT_COLUMN, DEFAULT_SORT_ORDER
+    column = params.get("sort_column") or DEFAULT_SORT_COLUMN
+    if column not in SORT_COLUMNS:
+        raise invalid_value("sort_column")
+    order = params.get("sort_order") or DEFAULT_SORT_ORDER
+    if order not in SORT_ORDERS:
+        raise invalid_value("sort_order")
+    return column, order
+
+
+def _matches_search(record: Record, params: Mapping[str, str], *, email_filter: bool) -> bool:
+    email = params.get("email") if email_filter else None
     if email and record["email"].casefold() != email.strip().casefold():
         return False
     name = params.get("display_name")

@@ -9,11 +9,17 @@ from dataclasses import asdict, dataclass
 from typing import Any
 from urllib.parse import parse_qs
 
-from billing_sync.emulator.api import route_api
+from billing_sync.emulator.api import required_scope, route_api, scope_granted
 from billing_sync.emulator.config import EmulatorConfig
 from billing_sync.emulator.customers import CustomerStore
-from billing_sync.emulator.errors import ApiError, invalid_url, invalid_value, not_authorized
+from billing_sync.emulator.errors import (
+    ApiError,
+    invalid_url,
+    not_authorized,
+    organization_error,
+)
 from billing_sync.emulator.faults import (
+    AFTER_WORK_KINDS,
     EARLY_KINDS,
     LATE_KINDS,
     RANDOM_KINDS,
@@ -59,6 +65,7 @@ class ZohoEmulator:
         self._server: EmulatorHTTPServer | None = None
         self._thread: threading.Thread | None = None
         self._in_flight = 0
+        self._tokens_pending = 0
         self._forget_state()
 
     # Lifecycle
@@ -240,11 +247,14 @@ class ZohoEmulator:
             return self._in_flight > 0
 
     def wait_idle(self, timeout: float = 5.0) -> bool:
-        """Wait until no API request is being handled (slow faults finish late); True if idle."""
+        """Wait until no API request, nor a delayed token request, is being handled; True if idle.
+
+        Slow faults and `token_delay_seconds` make answers finish late.
+        """
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             with self._lock:
-                if self._in_flight == 0:
+                if self._in_flight == 0 and self._tokens_pending == 0:
                     return True
             time.sleep(0.01)
         return False
@@ -272,11 +282,20 @@ class ZohoEmulator:
             return json_response(405, {"error": "invalid_request"})
         params = {**request.query, **_form_params(request)}
         with self._lock:
-            fault = self._faults.take(TOKEN_KINDS, request.method, request.path, None)
-            if fault is not None:
-                self._count_fault(fault)
-                return access_denied()
-            return self._tokens.exchange(self._config, params, self.url, time.time())
+            delay = self._config.token_delay_seconds
+            self._tokens_pending += 1
+        try:
+            # Outside the lock, so other requests (token ones too) are served meanwhile.
+            time.sleep(delay)
+            with self._lock:
+                fault = self._faults.take(TOKEN_KINDS, request.method, request.path, None)
+                if fault is not None:
+                    self._count_fault(fault)
+                    return access_denied()
+                return self._tokens.exchange(self._config, params, self.url, time.time())
+        finally:
+            with self._lock:
+                self._tokens_pending -= 1
 
     def _handle_api(self, request: Request) -> Response:
         arrival = time.time()
@@ -309,27 +328,31 @@ class ZohoEmulator:
     def _answer_api(
         self, request: Request, api_path: str, email: str | None, drawn: Fault | None
     ) -> tuple[Response, bool]:
-        # Runs under the lock. Order: auth, organization, rate limits, late faults, the route.
-        # `drawn` is this request's random late fault, used when no injected one matches.
+        # Runs under the lock. Order: auth (token, organization, scope), rate limits, late
+        # faults, the route. `drawn` is this request's random late fault, used when no injected
+        # one matches.
         now = time.time()
         try:
-            self._authorize(request, now)
+            self._authorize(request, api_path, now)
             self._limiter.admit(self._config, now, self._in_flight)
         except ApiError as error:
             return error.to_response(), False
         fault = self._faults.take(LATE_KINDS, request.method, api_path, email) or drawn
         if fault is not None:
             self._count_fault(fault)
-        if fault is not None and fault.kind != "lose_response":
+        if fault is not None and fault.kind not in AFTER_WORK_KINDS:
             return fault_response(fault, self._config), True
+        response = self._route(request, api_path, now)
+        return (fault_response(fault, self._config) if fault is not None else response), True
+
+    def _route(self, request: Request, api_path: str, now: float) -> Response:
         try:
             status, payload = route_api(self._store, self._config, request, api_path, now)
-            response = json_response(status, payload)
         except ApiError as error:
-            response = error.to_response()
-        return (NO_RESPONSE if fault is not None else response), True
+            return error.to_response()
+        return json_response(status, payload)
 
-    def _authorize(self, request: Request, now: float) -> None:
+    def _authorize(self, request: Request, api_path: str, now: float) -> None:
         scheme, _, token = request.headers.get("authorization", "").strip().partition(" ")
         token = token.strip()
         if scheme.lower() not in AUTH_SCHEMES or not self._tokens.is_valid(token, now):
@@ -337,8 +360,15 @@ class ZohoEmulator:
         organization = request.headers.get(ORGANIZATION_HEADER) or request.query.get(
             "organization_id"
         )
-        if organization != self._config.organization_id:
-            raise invalid_value("organization_id")
+        config = self._config
+        if organization != config.organization_id:
+            raise organization_error(
+                config.organization_error, config.organization_error_status, organization
+            )
+        # Zoho answers a token without the needed scope exactly like a bad token.
+        needed = required_scope(request.method, api_path)
+        if needed is not None and not scope_granted(needed, config.scopes):
+            raise not_authorized()
 
     def _handle_control(self, request: Request) -> Response:
         action = request.path[len(CONTROL_PREFIX) :].strip("/")
@@ -416,6 +446,7 @@ class ZohoEmulator:
                 "blocked_until": self._limiter.blocked_until(time.time()),
                 "random_faults": self._random_faults.describe(),
                 "fault_counts": dict(self._fault_counts),
+                "config": asdict(self._config),
             }
 
     def _forget_state(self) -> None:

@@ -15,6 +15,12 @@ CONCURRENCY_MESSAGE = (
     "You have reached the maximum number of in process requests allowed. "
     "Kindly try again after some time."
 )
+PLAN_LIMIT_MESSAGE = (
+    "You have reached the maximum number of customers allowed in your current plan. "
+    "Upgrade your plan to add more customers."
+)
+# No verified Zoho code exists for a plan's customer limit: 100101 is invented for the emulator.
+PLAN_LIMIT_CODE = 100101
 
 
 class ApiError(Exception):
@@ -51,6 +57,30 @@ def not_authorized() -> ApiError:
 def invalid_value(name: str) -> ApiError:
     """400 code 2: a parameter or field has an unusable value."""
     return ApiError(400, 2, f"Invalid value passed for {name}")
+
+
+def organization_error(style: str, status: int, sent: str | None) -> ApiError:
+    """A missing or wrong organization, in the configured style (`sent` is the id received).
+
+    "2" is the Books-style invalid value; "6041" and "9017" are what Books, Inventory and
+    Invoice answer a user outside the organization or without any organization.
+    """
+    if style == "6041":
+        message = f"This user is not associated with the CompanyID/CompanyName:{sent or ''}."
+        return ApiError(status, 6041, message)
+    if style == "9017":
+        return ApiError(status, 9017, "The user is not associated with any organization.")
+    return ApiError(status, 2, "Invalid value passed for organization_id")
+
+
+def unknown_custom_field(label: str) -> ApiError:
+    """400 code 120129: a custom field label the organization has not defined."""
+    return ApiError(400, 120129, f"Custom field with label '{label}' does not exist.")
+
+
+def plan_limit() -> ApiError:
+    """400: the organization's plan allows no more customers (code invented, see above)."""
+    return ApiError(400, PLAN_LIMIT_CODE, PLAN_LIMIT_MESSAGE)
 
 
 def invalid_url() -> ApiError:

@@ -8,16 +8,27 @@ from dataclasses import dataclass
 
 from billing_sync.emulator.config import EmulatorConfig
 from billing_sync.emulator.errors import minute_limit, retry_after
-from billing_sync.emulator.messages import Response, html_response, json_response
+from billing_sync.emulator.messages import NO_RESPONSE, Response, html_response, json_response
 
 # Checked before auth: the request never reaches the emulated Zoho.
 EARLY_KINDS = ("drop", "slow")
-# Checked after auth and rate limits, instead of (or, for lose_response, around) the work.
-LATE_KINDS = ("error", "html_error", "lose_response", "rate_limit")
+# Checked after auth and rate limits, instead of the work or (AFTER_WORK_KINDS) after it.
+LATE_KINDS = (
+    "error",
+    "html_error",
+    "lose_response",
+    "rate_limit",
+    "error_after_commit",
+    "empty_success",
+)
+# error_after_commit: a JSON 500 after the work; empty_success: a 2xx with code 0 but without
+# the resource the work produced.
+AFTER_WORK_KINDS = ("lose_response", "error_after_commit", "empty_success")
 TOKEN_KINDS = ("token_throttle",)
 FAULT_KINDS = EARLY_KINDS + LATE_KINDS + TOKEN_KINDS
-DEFAULT_STATUS = {"error": 500, "html_error": 502}
-# Kinds a random fault may take (every API kind), in the order a seeded choice draws from.
+DEFAULT_STATUS = {"error": 500, "html_error": 502, "error_after_commit": 500, "empty_success": 201}
+# Kinds a random fault may take, in the order a seeded choice draws from. error_after_commit is
+# left out so that seeded draws stay what they were.
 RANDOM_KINDS = ("error", "html_error", "slow", "drop", "lose_response", "rate_limit")
 
 
@@ -130,11 +141,16 @@ class RandomFaults:
 
 
 def fault_response(fault: Fault, config: EmulatorConfig) -> Response:
-    """The answer of an error-like late fault (error, html_error, rate_limit)."""
+    """The answer of a late fault: instead of the work, or (AFTER_WORK_KINDS) after it."""
+    if fault.kind == "lose_response":
+        return NO_RESPONSE
     if fault.kind == "html_error":
         return html_response(fault.status or DEFAULT_STATUS["html_error"])
+    if fault.kind == "empty_success":
+        status = fault.status or DEFAULT_STATUS["empty_success"]
+        return json_response(status, {"code": 0, "message": "success"})
     if fault.kind == "rate_limit":
         # Same body as a breach, but no org block starts, so Retry-After says the truth: 1 s.
         return minute_limit(retry_after(config, 1)).to_response()
-    status = fault.status or DEFAULT_STATUS["error"]
+    status = fault.status or DEFAULT_STATUS.get(fault.kind, DEFAULT_STATUS["error"])
     return json_response(status, {"code": -1, "message": "Internal error"})

@@ -11,7 +11,6 @@ from billing_sync.emulator.errors import invalid_value
 MAX_DISPLAY_NAME = 200
 MAX_EMAIL = 100
 CURRENCY_ID = "6179546000000000097"
-FIRST_CUSTOM_FIELD_ID = 6179546000000090001
 
 REQUIRED_FIELDS = ("display_name", "email")
 TEXT_FIELDS = (
@@ -70,27 +69,6 @@ LIST_FIELDS = (
 )
 
 Record = dict[str, Any]
-
-
-class CustomFieldRegistry:
-    """Org-wide custom field definitions: a label keeps one `customfield_id` across customers."""
-
-    def __init__(self) -> None:
-        self._ids: dict[str, str] = {}
-        self._labels: dict[str, str] = {}
-
-    def id_for(self, label: str) -> str:
-        """Return the id of the field with this label (case-insensitive), defining it if new."""
-        key = label.casefold()
-        if key not in self._ids:
-            field_id = str(FIRST_CUSTOM_FIELD_ID + len(self._ids))
-            self._ids[key] = field_id
-            self._labels[field_id] = label
-        return self._ids[key]
-
-    def label_for(self, field_id: str) -> str | None:
-        """Return the label of a known field id, else None."""
-        return self._labels.get(field_id)
 
 
 def timestamp(now: float) -> str:
@@ -155,12 +133,11 @@ def list_item(record: Record) -> Record:
     return {name: copy.deepcopy(record[name]) for name in LIST_FIELDS}
 
 
-def merged_record(
-    record: Record, body: dict[str, Any], fields: CustomFieldRegistry, *, creating: bool
-) -> Record:
+def merged_record(record: Record, body: dict[str, Any], *, creating: bool) -> Record:
     """Return a copy of `record` with the body's known fields applied; raise ApiError (code 2).
 
-    Unknown and read-only fields are ignored. On create, display_name and email are required.
+    Unknown and read-only fields are ignored, and so is `custom_fields` (see custom_fields.py).
+    On create, display_name and email are required.
     """
     if creating:
         for name in REQUIRED_FIELDS:
@@ -177,10 +154,6 @@ def merged_record(
     for kind in ADDRESS_KINDS:
         if kind in body:
             updated[kind] = _merged_address(kind, updated[kind], body[kind])
-    if "custom_fields" in body:
-        updated["custom_fields"] = _merged_custom_fields(
-            updated["custom_fields"], body["custom_fields"], fields
-        )
     return updated
 
 
@@ -191,7 +164,7 @@ def _blank_address() -> dict[str, str]:
 def _apply_simple_fields(record: Record, body: dict[str, Any]) -> None:
     for name in TEXT_FIELDS:
         if name in body:
-            record[name] = _text(name, body[name])
+            record[name] = text_value(name, body[name])
     for name in FLAG_FIELDS:
         if name in body:
             if not isinstance(body[name], bool):
@@ -204,7 +177,8 @@ def _apply_simple_fields(record: Record, body: dict[str, Any]) -> None:
         record["payment_terms"] = terms
 
 
-def _text(name: str, value: object, max_length: int | None = None) -> str:
+def text_value(name: str, value: object, max_length: int | None = None) -> str:
+    """Return a body value as Zoho stores text: stripped, None as ""; raise ApiError (code 2)."""
     # Zoho's own examples send phone numbers and zips as bare numbers; store them as strings.
     if value is None:
         return ""
@@ -217,7 +191,7 @@ def _text(name: str, value: object, max_length: int | None = None) -> str:
 
 
 def _required_text(name: str, value: object, max_length: int) -> str:
-    text = _text(name, value, max_length)
+    text = text_value(name, value, max_length)
     if not text:
         raise invalid_value(name)
     return text
@@ -246,61 +220,5 @@ def _merged_address(kind: str, current: dict[str, str], value: object) -> dict[s
     merged = dict(current)
     for name in ADDRESS_FIELDS:
         if name in value:
-            merged[name] = _text(f"{kind}.{name}", value[name])
+            merged[name] = text_value(f"{kind}.{name}", value[name])
     return merged
-
-
-def _merged_custom_fields(
-    current: list[dict[str, Any]], entries: object, fields: CustomFieldRegistry
-) -> list[dict[str, Any]]:
-    if not isinstance(entries, list):
-        raise invalid_value("custom_fields")
-    merged = [dict(entry) for entry in current]
-    for entry in entries:
-        if not isinstance(entry, dict):
-            raise invalid_value("custom_fields")
-        value = _text("custom_fields.value", entry.get("value"))
-        existing = _find_custom_field(merged, entry)
-        if existing is not None:
-            existing["value"] = value
-            continue
-        label = _custom_field_label(entry, fields)
-        merged.append(
-            {
-                "index": len(merged) + 1,
-                "label": label,
-                "value": value,
-                "data_type": "text",
-                "customfield_id": fields.id_for(label),
-            }
-        )
-    return merged
-
-
-def _find_custom_field(
-    fields: list[dict[str, Any]], entry: dict[str, Any]
-) -> dict[str, Any] | None:
-    # Match the way callers identify a field, most specific first: id, then index, then label.
-    field_id, index, label = entry.get("customfield_id"), entry.get("index"), entry.get("label")
-    matchers = [
-        lambda field: field_id is not None and str(field_id) == field["customfield_id"],
-        lambda field: type(index) is int and index == field["index"],
-        lambda field: (
-            isinstance(label, str) and label.strip().casefold() == field["label"].casefold()
-        ),
-    ]
-    for matches in matchers:
-        found = next((field for field in fields if matches(field)), None)
-        if found is not None:
-            return found
-    return None
-
-
-def _custom_field_label(entry: dict[str, Any], fields: CustomFieldRegistry) -> str:
-    label = entry.get("label")
-    if isinstance(label, str) and label.strip():
-        return label.strip()
-    known = fields.label_for(str(entry.get("customfield_id", "")))
-    if known is None:
-        raise invalid_value("custom_fields.label")
-    return known

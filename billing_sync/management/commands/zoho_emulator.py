@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import fields
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
@@ -12,6 +13,21 @@ from billing_sync.emulator import (
     EMULATOR_REFRESH_TOKEN,
     EmulatorConfig,
     ZohoEmulator,
+)
+from billing_sync.emulator.config import (
+    ORGANIZATION_ERROR_STATUSES,
+    ORGANIZATION_ERRORS,
+    UNKNOWN_CUSTOM_FIELD_MODES,
+)
+
+DEFAULTS = EmulatorConfig()
+# Settings the "Limits:" line of the announcement already shows.
+LIMIT_SETTINGS = (
+    "rate_limit_requests",
+    "rate_limit_window_seconds",
+    "block_seconds",
+    "send_retry_after",
+    "daily_limit",
 )
 
 
@@ -58,6 +74,82 @@ class Command(BaseCommand):
             default=None,
             help="Requests allowed per day (default: no daily limit).",
         )
+        self._add_auth_arguments(parser)
+        self._add_behaviour_arguments(parser)
+
+    def _add_auth_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument(
+            "--organization-error",
+            choices=ORGANIZATION_ERRORS,
+            default=DEFAULTS.organization_error,
+            help=(
+                "Zoho code answering a missing or wrong organization: 2 (invalid value), "
+                "6041 (user not in this organization) or 9017 (user in no organization)."
+            ),
+        )
+        parser.add_argument(
+            "--organization-error-status",
+            type=int,
+            choices=ORGANIZATION_ERROR_STATUSES,
+            default=DEFAULTS.organization_error_status,
+            help="HTTP status of the organization error.",
+        )
+        parser.add_argument(
+            "--scopes",
+            default=",".join(DEFAULTS.scopes),
+            help=(
+                "Comma-separated OAuth scopes the issued tokens are granted (default: customers "
+                "CREATE, READ, UPDATE, DELETE); a missing one answers 401 code 57."
+            ),
+        )
+        parser.add_argument(
+            "--token-delay-seconds",
+            type=float,
+            default=DEFAULTS.token_delay_seconds,
+            help="How late the token endpoint answers, in seconds.",
+        )
+
+    def _add_behaviour_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument(
+            "--custom-field-labels",
+            default="",
+            help="Comma-separated custom field labels the organization has defined.",
+        )
+        parser.add_argument(
+            "--unknown-custom-field",
+            choices=UNKNOWN_CUSTOM_FIELD_MODES,
+            default=DEFAULTS.unknown_custom_field,
+            help=(
+                "What a custom field with an undefined label does: create it, drop it silently, "
+                "or refuse the request (400 code 120129)."
+            ),
+        )
+        parser.add_argument(
+            "--number-custom-fields",
+            default="",
+            help="Comma-separated labels of number custom fields (values keep only digits).",
+        )
+        parser.add_argument(
+            "--refuse-creates",
+            action="store_true",
+            help="Refuse every create, as an organization at its plan's customer limit.",
+        )
+        parser.add_argument(
+            "--list-lag-seconds",
+            type=float,
+            default=DEFAULTS.list_lag_seconds,
+            help="How long a new customer stays out of list and search answers, in seconds.",
+        )
+        parser.add_argument(
+            "--email-filter-ignored",
+            action="store_true",
+            help="List customers as if the email query parameter were absent.",
+        )
+        parser.add_argument(
+            "--sort-ignored",
+            action="store_true",
+            help="List customers in creation order whatever sort_column and sort_order say.",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         emulator = self._bind(self._config(options), options["host"], options["port"])
@@ -77,6 +169,17 @@ class Command(BaseCommand):
                 block_seconds=options["block_seconds"],
                 send_retry_after=not options["no_retry_after"],
                 daily_limit=options["daily_limit"],
+                organization_error=options["organization_error"],
+                organization_error_status=options["organization_error_status"],
+                scopes=_comma_separated(options["scopes"]),
+                token_delay_seconds=options["token_delay_seconds"],
+                custom_field_labels=_comma_separated(options["custom_field_labels"]),
+                unknown_custom_field=options["unknown_custom_field"],
+                number_custom_fields=_comma_separated(options["number_custom_fields"]),
+                refuse_creates=options["refuse_creates"],
+                list_lag_seconds=options["list_lag_seconds"],
+                email_filter_ignored=options["email_filter_ignored"],
+                sort_ignored=options["sort_ignored"],
             )
         except ValueError as error:
             raise CommandError(str(error)) from error
@@ -105,6 +208,27 @@ class Command(BaseCommand):
             f"Retry-After {'on' if config.send_retry_after else 'off'}."
         )
         self.stdout.write(limits)
-        self.stdout.write("Control: GET /__emulator__/state, POST /__emulator__/reset, /config.")
+        changed = _changed_settings(config)
+        if changed:
+            self.stdout.write("Changed from the defaults: " + "; ".join(changed) + ".")
+        self.stdout.write(
+            "Control: GET /__emulator__/state, POST /__emulator__/reset, /config, /faults."
+        )
         self.stdout.write("Press Ctrl-C to stop.")
         self.stdout.flush()
+
+
+def _comma_separated(text: str) -> tuple[str, ...]:
+    return tuple(part.strip() for part in text.split(",") if part.strip())
+
+
+def _changed_settings(config: EmulatorConfig) -> list[str]:
+    """`name=value` for each setting that differs from the default and is not a limit."""
+    changed = []
+    for field in fields(config):
+        value = getattr(config, field.name)
+        if field.name in LIMIT_SETTINGS or value == getattr(DEFAULTS, field.name):
+            continue
+        shown = (",".join(value) or "(none)") if isinstance(value, tuple) else value
+        changed.append(f"{field.name}={shown}")
+    return changed
