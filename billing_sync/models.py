@@ -200,7 +200,7 @@ class SyncAttempt(models.Model):
 
 
 class ZohoApiState(models.Model):
-    """The one row every process shares: cached access token and any block Zoho imposed.
+    """The one row every process shares: access token, any block Zoho imposed, the day's count.
 
     Kept in the database so that a schedule starting a process every few minutes reuses the
     token (Zoho allows ~10 refreshes per 10 minutes) and a block seen by one process pauses all.
@@ -210,12 +210,29 @@ class ZohoApiState(models.Model):
     access_token = models.TextField(blank=True)
     token_expires_at = models.DateTimeField(null=True, blank=True)
     api_domain = models.CharField(max_length=200, blank=True)
+    token_refresh_id = models.CharField(
+        max_length=32, blank=True, help_text="The token refresh in progress, or the last one."
+    )
+    token_refreshing_until = models.DateTimeField(
+        null=True,
+        blank=True,
+        help_text="A process is asking Zoho for a token until then; others wait for its answer.",
+    )
+    token_refresh_failure = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text="How that refresh failed (error kind and message, no secret); empty if not.",
+    )
     blocked_until = models.DateTimeField(null=True, blank=True)
     block_reason = models.TextField(blank=True)
-    day_started_at = models.DateTimeField(
-        null=True, blank=True, help_text="Start of the current 24-hour count of requests."
+    day_counts = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text=(
+            "Requests sent in each minute of the last 24 hours (key: minutes since 1970 UTC), "
+            "for the daily cap."
+        ),
     )
-    day_count = models.PositiveIntegerField(default=0, help_text="Requests sent in that day.")
 
     class Meta:
         verbose_name = "Zoho API state"

@@ -199,11 +199,17 @@ ZOHO_STALE_CLAIM_SECONDS = _number("ZOHO_STALE_CLAIM_SECONDS", 300.0, float)
 # A create that got no answer may still be running at Zoho: look for it only this long after
 # we gave up on it, and create again only if it is not there.
 ZOHO_CREATE_SETTLE_SECONDS = _number("ZOHO_CREATE_SETTLE_SECONDS", 120.0, float)
+# A run lists Zoho once; before a create relies on that list when it is older than this, the run
+# reads the customers Zoho got since (another integration may have created one of ours).
+ZOHO_INDEX_MAX_AGE_SECONDS = _number("ZOHO_INDEX_MAX_AGE_SECONDS", 600.0, float)
 
 # --- Scheduling (django-q2) ----------------------------------------------------------------------
-# Scheduled runs never wait for a Zoho block (a blocked run does nothing; the next one retries)
-# and take at most this many customers, so a run ends well inside Q_TASK_TIMEOUT_SECONDS even at
-# the default budget (500 customers at 30 requests a minute: about 17 minutes).
+# Scheduled and queued runs wait out Zoho blocks of up to this many seconds in all (a concurrency
+# block lasts 5 s); a run that finds a longer block does nothing and the next one retries.
+ZOHO_SCHEDULE_MAX_WAIT_SECONDS = _number("ZOHO_SCHEDULE_MAX_WAIT_SECONDS", 30.0, float)
+# Scheduled runs take at most this many customers, so a run ends well inside
+# Q_TASK_TIMEOUT_SECONDS even at the default budget (500 customers at 30 requests a minute: about
+# 17 minutes).
 ZOHO_SCHEDULE_BATCH_SIZE = _number("ZOHO_SCHEDULE_BATCH_SIZE", 500, int)
 ZOHO_RETRY_EVERY_MINUTES = _number("ZOHO_RETRY_EVERY_MINUTES", 10, int)
 ZOHO_BACKFILL_EVERY_MINUTES = _number("ZOHO_BACKFILL_EVERY_MINUTES", 60, int)

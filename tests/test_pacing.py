@@ -112,7 +112,7 @@ def test_closing_gives_back_unsent_requests_to_the_budget_and_the_day():
     logged = ZohoRequestLog.objects.order_by("pk")
     assert [(r.method, r.path, r.http_status) for r in logged] == [("GET", "/customers", 200)] * 3
     assert all(r.done_at is not None for r in logged)
-    assert ZohoApiState.objects.get().day_count == 3
+    assert ZohoApiState.objects.get().day_counts == {str(int(1_000_000 // 60)): 3}
 
 
 def test_a_lease_older_than_its_lifetime_is_given_back_before_sending():
@@ -233,27 +233,38 @@ def test_without_retry_after_the_documented_default_block_applies(emulator, sett
     assert time.monotonic() - started >= 1.0
 
 
-def test_daily_budget_stops_a_run_cleanly_and_says_when_it_resets(
+def test_daily_budget_stops_a_run_cleanly_and_says_when_the_next_request_may_go(
     emulator, make_customer, settings
 ):
     settings.ZOHO_DAILY_LIMIT = 5
     settings.ZOHO_DAILY_RESERVE = 2
     customers = [make_customer() for _ in range(4)]
+    started = datetime.now(tz=UTC)
 
     report = customers_backfill(trigger="command")
 
     # 3 requests are ours today: the list and two creates; two are kept for others.
     assert len(emulator.request_log) == 3
     assert report.run.status == SyncRunStatus.STOPPED
-    assert "the daily Zoho budget is used (3 of 5 requests, 2 kept for other integrations)" in (
-        report.stop_reason
+    assert (
+        "the daily Zoho budget is used (3 of 5 requests in the last 24 hours, "
+        "2 kept for other integrations)" in report.stop_reason
     )
-    assert "it resets at " in report.stop_reason
+    state = ZohoApiState.objects.get()
+    first_minute = datetime.fromtimestamp(60 * min(map(int, state.day_counts)), tz=UTC)
+    assert (
+        timedelta(0)
+        <= first_minute - started.replace(second=0, microsecond=0)
+        <= timedelta(minutes=1)
+    )
+    # A day after the end of the minute they went, plus the 5 s they may have taken to arrive.
+    next_at = first_minute + timedelta(days=1, minutes=2)
+    assert f"at {next_at:%Y-%m-%d %H:%M} UTC" in report.stop_reason
     statuses = [Customer.objects.get(pk=c.pk).zoho_sync_status for c in customers]
     assert statuses == [SyncStatus.SYNCED] * 2 + [SyncStatus.FAILED] * 2
 
-    state = ZohoApiState.objects.get()
-    state.day_started_at -= timedelta(days=1)  # a day later
+    a_day = 24 * 60 + 1  # in minutes: the counted requests have left the last 24 hours
+    state.day_counts = {str(int(minute) - a_day): n for minute, n in state.day_counts.items()}
     state.save()
     assert customers_retry_failed(trigger="command").ok
 

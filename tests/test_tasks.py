@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import io
 import threading
-from datetime import timedelta
+import time
+from datetime import UTC, timedelta
 
 import pytest
 from django.core.management import call_command
@@ -18,6 +19,7 @@ from django_q.tasks import async_task
 from billing_sync.models import Customer, SyncRun, SyncStatus, SyncTrigger, ZohoApiState
 from billing_sync.services.queueing import customers_requeue
 from billing_sync.services.sync import ResultCollector, customer_sync
+from billing_sync.tasks import retry_failed_task
 from tests.conftest import run_queued_tasks, zoho_posts
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -94,7 +96,8 @@ def test_failed_customer_is_synced_by_schedule_and_worker_after_the_block(emulat
 
 
 def test_scheduled_run_stops_at_a_block_and_leaves_customers_for_the_next(emulator, make_customer):
-    emulator.configure(rate_limit_requests=2, rate_limit_window_seconds=60, block_seconds=30)
+    # A block met mid-run that lasts longer than ZOHO_SCHEDULE_MAX_WAIT_SECONDS stops the run.
+    emulator.configure(rate_limit_requests=2, rate_limit_window_seconds=60, block_seconds=600)
     for _ in range(3):
         make_customer()
 
@@ -104,6 +107,45 @@ def test_scheduled_run_stops_at_a_block_and_leaves_customers_for_the_next(emulat
     statuses = sorted(Customer.objects.values_list("zoho_sync_status", flat=True))
     assert statuses == [SyncStatus.FAILED, SyncStatus.FAILED, SyncStatus.SYNCED]
     assert "rate limited by Zoho until" in Success.objects.get().result
+
+
+def test_a_task_waits_out_a_short_block_and_syncs(emulator, make_customer, settings):
+    settings.ZOHO_SCHEDULE_MAX_WAIT_SECONDS = 30
+    customer = make_customer(zoho_sync_status=SyncStatus.FAILED, zoho_last_error="rate limited")
+    emulator.block_for(2)  # e.g. a concurrency block (code 1070) another process met
+    block_zoho(2)
+    started = time.monotonic()
+
+    async_task("billing_sync.tasks.retry_failed_task")
+    run_queued_tasks()
+
+    customer.refresh_from_db()
+    assert customer.zoho_sync_status == SyncStatus.SYNCED
+    assert len(emulator.customers()) == 1
+    assert 429 not in {r.status for r in emulator.request_log}  # nothing went before the end
+    assert time.monotonic() - started >= 1.5
+    assert "1 synced, 0 failed" in Success.objects.get().result
+
+
+def test_a_task_does_not_wait_for_a_block_longer_than_its_wait(emulator, make_customer, settings):
+    settings.ZOHO_SCHEDULE_MAX_WAIT_SECONDS = 30
+    customer = make_customer(zoho_sync_status=SyncStatus.FAILED, zoho_last_error="rate limited")
+    emulator.block_for(600)
+    block_zoho(600)
+    until = ZohoApiState.objects.get().blocked_until
+    started = time.monotonic()
+
+    result = retry_failed_task()
+
+    assert time.monotonic() - started < 1.0
+    assert result == (
+        f"Zoho is blocking requests until {until.astimezone(UTC):%H:%M:%S} UTC, longer than "
+        "a scheduled run waits (30 s): nothing done"
+    )
+    customer.refresh_from_db()
+    assert customer.zoho_sync_status == SyncStatus.FAILED
+    assert emulator.request_log == []
+    assert not SyncRun.objects.exists()
 
 
 def test_requeue_enqueues_once_per_customer_and_twice_never_duplicates(emulator, make_customer):

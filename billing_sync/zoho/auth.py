@@ -1,16 +1,26 @@
 """OAuth access tokens for Zoho, cached in the database so every process shares one.
 
 Zoho allows about ten token refreshes per ten minutes: a token is refreshed only when it is
-missing, about to expire, or rejected, and only by one process at a time (row lock).
+missing, about to expire, or rejected, and only by one process at a time. That process marks
+the shared row in a short transaction (its refresh id, and until when it may take), asks Zoho's
+accounts server outside any transaction, and publishes the token in another short one: no
+database lock is held while the network answers. Processes that need a token meanwhile poll
+the row until the token appears; if the refresh fails, its error's kind and message (never a
+secret) are left in the row and they raise the same kind of error rather than each asking Zoho
+again at once; if the refresher died, its mark runs out and the next process takes over.
 """
 
 from __future__ import annotations
 
 import logging
+import time
+import uuid
+from collections.abc import Callable
 from datetime import datetime, timedelta
+from typing import Any
 
 import requests
-from django.db import IntegrityError, transaction
+from django.db import DatabaseError, IntegrityError, transaction
 from django.utils import timezone
 
 from billing_sync.models import ZohoApiState
@@ -18,6 +28,7 @@ from billing_sync.zoho.config import ZohoConfig
 from billing_sync.zoho.errors import (
     ZohoAuthError,
     ZohoConfigError,
+    ZohoError,
     ZohoTokenThrottled,
     ZohoTransient,
 )
@@ -27,6 +38,19 @@ logger = logging.getLogger(__name__)
 REFRESH_MARGIN = timedelta(minutes=5)
 # Some Zoho services answer expires_in in milliseconds; no token lives for more than a day.
 MILLISECONDS_THRESHOLD = 86_400
+# A refresher's mark outlasts its request's timeout by this much; past it, it is taken as dead.
+REFRESH_MARK_MARGIN = timedelta(seconds=5)
+# How often a process waiting for another's refresh looks at the row.
+REFRESH_POLL_SECONDS = 0.1
+# A failed refresh is recorded as its kind, so the processes waiting for it raise the same class
+# (subclasses first).
+FAILURE_KINDS: dict[str, type[ZohoError]] = {
+    "throttled": ZohoTokenThrottled,
+    "auth": ZohoAuthError,
+    "config": ZohoConfigError,
+    "transient": ZohoTransient,
+    "error": ZohoError,
+}
 
 TOKEN_ERRORS = {
     "invalid_client": (
@@ -57,10 +81,16 @@ def api_state_for_update() -> ZohoApiState:
 class TokenProvider:
     """Hands out a valid access token, refreshing it at most once per expiry across processes."""
 
-    def __init__(self, config: ZohoConfig, session: requests.Session) -> None:
+    def __init__(
+        self,
+        config: ZohoConfig,
+        session: requests.Session,
+        *,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
         self.config = config
         self.session = session
-        self.refresh_count = 0
+        self.sleep = sleep
         # This client's copy of the shared row, so a run does not read it before every request.
         self._held: ZohoApiState | None = None
 
@@ -80,20 +110,84 @@ class TokenProvider:
         return self._refresh(stale_token=rejected_token)
 
     def _refresh(self, *, stale_token: str | None) -> str:
+        """A usable token other than `stale_token`: another process's, or one we ask Zoho for."""
+        waited_for = ""
+        while True:
+            with transaction.atomic():
+                state = api_state_for_update()
+                now = timezone.now()
+                if _usable(state, now) and state.access_token != stale_token:
+                    self._held = state
+                    return state.access_token
+                failure = state.token_refresh_failure
+                if waited_for and state.token_refresh_id == waited_for and failure:
+                    raise _recorded_failure(failure)  # the refresh we waited for failed
+                if not _refreshing(state, now):
+                    refresh_id = self._claim_refresh(state, now)
+                    break
+                waited_for = state.token_refresh_id
+            self._wait_for_refresh(waited_for, stale_token)
+        return self._refresh_now(refresh_id)
+
+    def _claim_refresh(self, state: ZohoApiState, now: datetime) -> str:
+        """Mark the locked row: this process asks Zoho, the others wait for its answer."""
+        state.token_refresh_id = uuid.uuid4().hex
+        timeout = timedelta(seconds=self.config.timeout_seconds)
+        state.token_refreshing_until = now + timeout + REFRESH_MARK_MARGIN
+        state.token_refresh_failure = {}
+        state.save(
+            update_fields=["token_refresh_id", "token_refreshing_until", "token_refresh_failure"]
+        )
+        return state.token_refresh_id
+
+    def _wait_for_refresh(self, refresh_id: str, stale_token: str | None) -> None:
+        """Poll the row (no lock) until that refresh has ended, one way or another."""
+        while True:
+            self.sleep(REFRESH_POLL_SECONDS)
+            state = ZohoApiState.objects.filter(singleton=1).first()
+            now = timezone.now()
+            if (
+                state is None
+                or state.token_refresh_id != refresh_id
+                or not _refreshing(state, now)
+                or (_usable(state, now) and state.access_token != stale_token)
+            ):
+                return
+
+    def _refresh_now(self, refresh_id: str) -> str:
+        """Ask Zoho for a token (no transaction open) and publish it, or record the failure."""
+        asked_at = timezone.now()
+        try:
+            token, expires_in, api_domain = self._request_token()
+        except Exception as exc:
+            self._record_failure(refresh_id, exc)
+            raise
         with transaction.atomic():
             state = api_state_for_update()
-            fresh_elsewhere = state.access_token and state.access_token != stale_token
-            if fresh_elsewhere and _usable(state, timezone.now()):
-                self._held = state
-                return state.access_token
-            token, expires_in, api_domain = self._request_token()
             state.access_token = token
-            state.token_expires_at = timezone.now() + timedelta(seconds=expires_in)
+            state.token_expires_at = asked_at + timedelta(seconds=expires_in)
             state.api_domain = api_domain
-            state.save(update_fields=["access_token", "token_expires_at", "api_domain"])
-            self._held = state
-            self.refresh_count += 1
-            return token
+            fields = ["access_token", "token_expires_at", "api_domain"]
+            if state.token_refresh_id == refresh_id:
+                state.token_refreshing_until = None
+                fields.append("token_refreshing_until")
+            state.save(update_fields=fields)
+        self._held = state
+        return token
+
+    def _record_failure(self, refresh_id: str, exc: Exception) -> None:
+        """End our mark and leave the failure for the processes waiting on this refresh."""
+        try:
+            with transaction.atomic():
+                state = api_state_for_update()
+                if state.token_refresh_id != refresh_id:
+                    return  # our mark ran out and another process took over: its answer counts
+                state.token_refreshing_until = None
+                state.token_refresh_failure = _failure_record(exc)
+                state.save(update_fields=["token_refreshing_until", "token_refresh_failure"])
+        except DatabaseError:
+            # The refresh's own error matters more; the mark runs out by itself.
+            logger.warning("could not record the failed token refresh", exc_info=True)
 
     def _request_token(self) -> tuple[str, float, str]:
         url = f"{self.config.accounts_url}/oauth/v2/token"
@@ -114,6 +208,27 @@ class TokenProvider:
             ) from exc
         logger.info("token refresh -> HTTP %s", response.status_code)
         return _parse_token_response(response, self.config.accounts_url)
+
+
+def _refreshing(state: ZohoApiState, now: datetime) -> bool:
+    """Whether a process is asking Zoho for a token now (its mark has not run out)."""
+    return state.token_refreshing_until is not None and state.token_refreshing_until > now
+
+
+def _failure_record(exc: Exception) -> dict[str, Any]:
+    """What the waiters need to raise the same error: its kind, message and HTTP status."""
+    if not isinstance(exc, ZohoError):
+        # Not one of ours: its text might quote the request, so only its class is kept.
+        return {"kind": "error", "message": f"token refresh failed: {type(exc).__name__}"}
+    kind = next(name for name, cls in FAILURE_KINDS.items() if isinstance(exc, cls))
+    return {"kind": kind, "message": exc.message, "status": exc.status}
+
+
+def _recorded_failure(record: dict[str, Any]) -> ZohoError:
+    """The error another process's refresh ended with, to raise in this one."""
+    error_class = FAILURE_KINDS.get(record.get("kind", ""), ZohoError)
+    message = str(record.get("message") or "token refresh failed")
+    return error_class(message, status=record.get("status"))
 
 
 def _usable(state: ZohoApiState, now: datetime) -> bool:

@@ -15,9 +15,20 @@ holds. A lease is at most a tenth of the budget and is given back unused after h
 A block this process meets drops its lease at once; one that another process meets stops this
 one at its next lease, so it may send the rest of a lease (under half a second) first.
 
-A 429 from Zoho is recorded in the same shared row, so every process pauses until it ends.
-The time a run spends waiting for such a block is bounded by its `max_wait`. The daily cap is
-counted in that row too.
+A 429 from Zoho is recorded in the shared state row, so every process pauses until it ends.
+The time a run spends waiting for such a block is bounded by its `max_wait`.
+
+The daily cap is counted in that row too, as a rolling count: never more than the day's share
+(`limit - reserve`) in any 24 hours, which is safe whether Zoho's day is a calendar day in the
+organization's time zone or a rolling one. The row holds the number of requests leased in each
+minute (a JSON object, one key per minute that had any); a minute counts while any part of it
+lies within the last 24 hours plus the longest a request can take to arrive (its timeout and
+its time in a lease), so a request counts at least as long as Zoho can count it: the buckets
+can only over-count. A lease reads, prunes and saves these (at most one number per minute of
+the span, about 1,440) in the transaction that already locks the row, so its cost stays flat;
+unsent requests given back leave their lease's minute. When the share is used, DailyBudgetUsed
+names the minute by which enough counted requests have left the span for the next one to go.
+With the daily limit 0 none of this runs.
 
 Why not a rate-limiting library such as pyrate-limiter: its buckets count a request when it is
 acquired and forget it a window later, while Zoho counts on arrival and our answer can come back
@@ -29,6 +40,7 @@ PostgreSQL and Redis buckets do not give.
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections import defaultdict
 from collections.abc import Callable
@@ -56,6 +68,8 @@ LEASE_SECONDS = 0.5
 # Well below ZOHO_STALE_CLAIM_SECONDS, so a waiting run never looks dead.
 HEARTBEAT_SECONDS = 30.0
 DAY_SECONDS = 86_400
+# The daily count keeps one number per minute.
+MINUTE_SECONDS = 60
 
 WaitObserver = Callable[[datetime, str], None]
 
@@ -95,6 +109,11 @@ def current_block() -> datetime | None:
 
 def _to_datetime(timestamp: float) -> datetime:
     return datetime.fromtimestamp(timestamp, tz=UTC)
+
+
+def _minute(timestamp: float) -> int:
+    """The minute (since 1970, UTC) that `timestamp` falls in: the daily count's key."""
+    return math.floor(timestamp / MINUTE_SECONDS)
 
 
 class RequestGate:
@@ -167,6 +186,18 @@ class RequestGate:
                 self.pace_waited += wait
                 self._sleep_with_heartbeat(wait)
 
+    def may_wait_until(self, until: datetime) -> bool:
+        """Whether waiting until `until` fits in what this gate may still wait (`max_wait`,
+        shared with the waits for Zoho's blocks)."""
+        return self.block_waited + until.timestamp() - self.clock() <= self.max_wait
+
+    def wait_until(self, until: datetime) -> None:
+        """Wait until `until`, counted against `max_wait`, keeping the heartbeat going."""
+        remaining = until.timestamp() - self.clock()
+        if remaining > 0:
+            self._sleep_with_heartbeat(remaining)
+            self.block_waited += remaining
+
     def wait_while_blocked(self) -> None:
         """Return once Zoho's block (if any) has ended; raise if that exceeds `max_wait`."""
         while True:
@@ -212,21 +243,36 @@ class RequestGate:
         return until
 
     def _daily_free(self, state: ZohoApiState, now: float) -> int:
-        """Requests left today; raise when the day's share is used.
+        """Requests that may go now under the day's share; raise when none may.
 
-        Our day starts with its first request and lasts 24 hours: where Zoho's day turns over
-        earlier, we only under-use it.
+        Prunes the row's minutes that no longer count (saved with the lease that follows).
         """
         if not self.daily.limit:
             return MAX_LEASE
-        if state.day_started_at is None or now >= state.day_started_at.timestamp() + DAY_SECONDS:
-            state.day_started_at = _to_datetime(now)
-            state.day_count = 0
-        free = self.daily.limit - self.daily.reserve - state.day_count
-        if free <= 0:
-            resets_at = state.day_started_at + timedelta(seconds=DAY_SECONDS)
-            raise DailyBudgetUsed(used=state.day_count, daily=self.daily, resets_at=resets_at)
-        return free
+        counts = self._counting_minutes(state.day_counts, now)
+        state.day_counts = counts
+        used = sum(counts.values())
+        share = self.daily.limit - self.daily.reserve
+        if used < share:
+            return share - used
+        raise DailyBudgetUsed(
+            used=used, daily=self.daily, resets_at=self._daily_slot_frees_at(counts, used - share)
+        )
+
+    def _counting_minutes(self, counts: dict[str, int], now: float) -> dict[str, int]:
+        """The minutes of `counts` any part of which still lies within the counted span."""
+        first = _minute(now - DAY_SECONDS - self._unanswered_seconds)
+        return {key: n for key, n in counts.items() if int(key) >= first and n > 0}
+
+    def _daily_slot_frees_at(self, counts: dict[str, int], over: int) -> datetime:
+        """When more than `over` of the counted requests have left the span (to the minute)."""
+        left = 0
+        for key in sorted(counts, key=int):
+            left += counts[key]
+            if left > over:
+                leaves_at = (int(key) + 1) * MINUTE_SECONDS + DAY_SECONDS + self._unanswered_seconds
+                return _to_datetime(math.ceil(leaves_at / MINUTE_SECONDS) * MINUTE_SECONDS)
+        raise ValueError("the daily reserve must be less than the daily limit")
 
     def _wait_for_block(self, until: datetime, now: float, reason: str) -> None:
         remaining = until.timestamp() - now
@@ -281,8 +327,9 @@ class RequestGate:
         """Log up to `wanted` requests as sent now (within the day's share): the new lease."""
         count = min(wanted, self._daily_free(state, now))
         if self.daily.limit:
-            state.day_count += count
-            state.save(update_fields=["day_started_at", "day_count"])
+            key = str(_minute(now))
+            state.day_counts[key] = state.day_counts.get(key, 0) + count
+            state.save(update_fields=["day_counts"])
         self.admitted += count
         if self.admitted // PURGE_EVERY != (self.admitted - count) // PURGE_EVERY:
             cutoff = _to_datetime(now - 2 * (self.budget.window + self._unanswered_seconds))
@@ -300,6 +347,9 @@ class RequestGate:
             return
         unsent, self._leased = self._leased, []
         ZohoRequestLog.objects.filter(pk__in=unsent).delete()
-        if self.daily.limit and state.day_count:
-            state.day_count = max(state.day_count - len(unsent), 0)
-            state.save(update_fields=["day_count"])
+        key = str(_minute(self._leased_at))
+        if self.daily.limit and key in state.day_counts:
+            left = state.day_counts.pop(key) - len(unsent)
+            if left > 0:
+                state.day_counts[key] = left
+            state.save(update_fields=["day_counts"])
