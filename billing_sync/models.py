@@ -69,6 +69,12 @@ class Customer(TimestampedModel):
         help_text="Set before a create is sent, cleared once its outcome is known. "
         "While set, Zoho may hold this customer already: look before creating again.",
     )
+    zoho_account_number_missing = models.BooleanField(
+        default=False,
+        db_index=True,
+        help_text="Zoho holds this customer without our account number (its custom field was "
+        "missing or changed the value): no run creates more customers until it is written.",
+    )
 
     class Meta:
         db_table = "customers"
@@ -168,6 +174,7 @@ class AttemptOutcome(models.TextChoices):
     INTERRUPTED = "interrupted", "Interrupted (its run died)"
     CREATED = "created", "Created in Zoho"
     ADOPTED = "adopted", "Adopted existing Zoho customer"
+    UPDATED = "updated", "Updated in Zoho"
     FAILED = "failed", "Failed"
     INVALID = "invalid", "Invalid data"
     RATE_LIMITED = "rate_limited", "Rate limited"

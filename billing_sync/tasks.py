@@ -70,6 +70,8 @@ def _summary(report: RunReport) -> str:
         f"run #{report.run.pk}: {report.selected_count} selected, {report.synced_count} synced, "
         f"{report.failed_count} failed, {report.skipped_count} skipped"
     )
+    if report.waiting_count:
+        text += f", {report.waiting_count} waiting for an earlier create to settle in Zoho"
     if report.stop_reason:
         text += f"; stopped: {report.stop_reason}"
     return text

@@ -11,23 +11,9 @@ from django.core.management.base import CommandError
 
 from billing_sync.models import Customer, SyncRun, SyncStatus
 from billing_sync.services.demo_data import DEMO_CUSTOMERS
+from tests.commands import run
 
 pytestmark = pytest.mark.django_db
-
-
-def run(name: str, *args: str, stdout: io.TextIOBase | None = None) -> tuple[str, int]:
-    """Run a command; return its output and exit code."""
-    out = stdout or io.StringIO()
-    try:
-        call_command(name, *args, stdout=out)
-    except CommandError as exc:
-        code = exc.returncode
-    else:
-        code = 0
-    if isinstance(out, io.TextIOWrapper):
-        out.flush()
-        return out.buffer.getvalue().decode(out.encoding), code
-    return out.getvalue(), code
 
 
 def failed_customer(make_customer, email: str, account: str, first: str, last: str) -> Customer:

@@ -19,7 +19,7 @@ from billing_sync.models import (
     SyncStatus,
 )
 from billing_sync.services.sync import customer_sync, customers_backfill, customers_retry_failed
-from tests.conftest import zoho_posts
+from tests.conftest import zoho_account_counts, zoho_posts
 
 pytestmark = pytest.mark.django_db
 
@@ -278,22 +278,28 @@ def test_create_without_an_answer_is_looked_for_later_not_repeated(
     customer = make_customer()
     emulator.inject(fault, method="POST", path="/customers", times=1, **options)
 
-    first = customers_backfill(trigger="command")
+    first = customers_backfill(trigger="command", max_wait=0)
 
     customer.refresh_from_db()
     assert not first.ok
+    assert first.waiting_count == 1
     assert customer.zoho_sync_status == SyncStatus.FAILED
     assert customer.zoho_create_sent_at is not None
     assert "Zoho may still be creating this customer" in customer.zoho_last_error
     assert zoho_posts(emulator) == 1  # it did not create again in the same run
     outcomes = list(SyncAttempt.objects.order_by("id").values_list("outcome", "error_message"))
-    assert [o for o, _ in outcomes] == [AttemptOutcome.FAILED, AttemptOutcome.FAILED]
+    assert [o for o, _ in outcomes] == [AttemptOutcome.FAILED]
     assert reason in outcomes[0][1]
 
-    too_soon = customers_retry_failed(trigger="command")
+    requests_before = len(emulator.request_log)
+    too_soon = customers_retry_failed(trigger="command", max_wait=0)
+    # Too soon to look, and no time to wait: left as it was, no attempt, no request.
     assert not too_soon.ok
-    let_zoho_settle(settings)
-    later = customers_retry_failed(trigger="command")
+    assert too_soon.waiting_count == 1
+    assert SyncAttempt.objects.count() == 1
+    assert len(emulator.request_log) == requests_before
+
+    later = customers_retry_failed(trigger="command")  # may wait: it waits, then looks
 
     assert later.ok
     customer.refresh_from_db()
@@ -303,6 +309,26 @@ def test_create_without_an_answer_is_looked_for_later_not_repeated(
         (record,) = emulator.customers()
         assert customer.zoho_billing_customer_id == record["customer_id"]
         assert SyncAttempt.objects.get(run=later.run).outcome == AttemptOutcome.ADOPTED
+
+
+def test_a_run_that_may_wait_looks_for_its_unanswered_create_at_its_end(
+    emulator, make_customer, settings
+):
+    lost, other = make_customer(), make_customer()
+    emulator.inject("lose_response", method="POST", path="/customers", email=lost.email)
+
+    report = customers_backfill(trigger="command")
+
+    assert report.ok
+    assert (report.synced_count, report.waiting_count) == (2, 0)
+    assert sorted(zoho_account_counts(emulator).values()) == [1, 1]
+    lost.refresh_from_db()
+    assert lost.zoho_sync_status == SyncStatus.SYNCED
+    outcomes = SyncAttempt.objects.filter(customer=lost).order_by("id").values_list("outcome")
+    assert [o for (o,) in outcomes] == [AttemptOutcome.FAILED, AttemptOutcome.ADOPTED]
+    # The customer it could go on with was not held up by the one settling.
+    other_done = SyncAttempt.objects.get(customer=other).finished_at
+    assert other_done < SyncAttempt.objects.get(customer=lost, outcome="adopted").started_at
 
 
 def test_server_error_on_create_is_retried_in_the_run_without_duplicate(emulator, make_customer):
@@ -326,9 +352,9 @@ def test_create_zoho_finishes_after_we_gave_up_is_adopted_not_duplicated(
     # Zoho finishes the create 0.5 s after it arrived, long after the client gave up at 0.2 s.
     emulator.inject("slow", method="POST", path="/customers", delay=0.5, times=1)
 
-    first = customers_backfill(trigger="command")
+    first = customers_backfill(trigger="command", max_wait=0)
     let_zoho_settle(settings)
-    later = customers_retry_failed(trigger="command")
+    later = customers_retry_failed(trigger="command", max_wait=0)
 
     assert not first.ok
     assert later.ok
@@ -350,8 +376,12 @@ def test_persistent_server_errors_leave_customer_failed_then_a_later_run_complet
     customer.refresh_from_db()
     assert not report.ok
     assert customer.zoho_sync_status == SyncStatus.FAILED
-    assert "Internal error (HTTP 503" in customer.zoho_last_error
-    assert SyncAttempt.objects.filter(customer=customer).count() == 2
+    assert "Zoho may still be creating this customer" in customer.zoho_last_error
+    # Each 503 may have followed a commit: it looked in Zoho before the second create.
+    attempts = SyncAttempt.objects.filter(customer=customer).order_by("id")
+    assert ["Internal error (HTTP 503" in a.error_message for a in attempts] == [True, True]
+    assert [r.method for r in emulator.request_log].count("POST") == 2
+    assert len(emulator.customers()) == 0
 
     emulator.clear_faults()
     let_zoho_settle(settings)

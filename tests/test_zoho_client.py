@@ -17,6 +17,7 @@ from billing_sync.zoho.errors import (
     ZohoError,
     ZohoInvalidData,
     ZohoNotFound,
+    ZohoOrganizationError,
     ZohoRateLimited,
     ZohoTokenThrottled,
     ZohoTransient,
@@ -24,6 +25,7 @@ from billing_sync.zoho.errors import (
 )
 
 pytestmark = pytest.mark.django_db
+ORG = ZohoOrganizationError
 
 
 def new_client() -> ZohoClient:
@@ -186,18 +188,36 @@ def test_find_by_email_ignores_case(emulator):
 
 
 @pytest.mark.parametrize(
-    ("status", "body", "error_class"),
+    ("method", "status", "body", "error_class"),
     [
-        (429, {"code": 45, "message": "daily"}, ZohoRateLimited),
-        (429, {"code": 1070, "message": "concurrency"}, ZohoRateLimited),
-        (200, {"code": 9, "message": "odd"}, ZohoError),
-        (401, {"code": 57, "message": "no"}, ZohoAuthError),
-        (400, {"code": 3004, "message": "ref"}, ZohoNotFound),
-        (418, {"code": 7, "message": "teapot"}, ZohoError),
+        ("GET", 429, {"code": 45, "message": "daily"}, ZohoRateLimited),
+        ("POST", 429, {"code": 1070, "message": "concurrency"}, ZohoRateLimited),
+        ("GET", 401, {"code": 57, "message": "no"}, ZohoAuthError),
+        ("GET", 400, {"code": 3004, "message": "ref"}, ZohoNotFound),
+        # The organization, in each of its known forms, whatever the request carried.
+        ("GET", 400, {"code": 2, "message": "Invalid value passed for organization_id"}, ORG),
+        ("POST", 400, {"code": 6041, "message": "not associated with the CompanyID"}, ORG),
+        ("GET", 401, {"code": 9017, "message": "not associated with any organization"}, ORG),
+        ("PUT", 403, {"code": 7, "message": "not a user of this organization"}, ORG),
+        # A request without customer data is never refused for a customer's fault.
+        ("GET", 200, {"code": 9, "message": "odd"}, ZohoConfigError),
+        ("GET", 418, {"code": 7, "message": "teapot"}, ZohoConfigError),
+        ("GET", 400, {"code": 2, "message": "Invalid value passed for email"}, ZohoConfigError),
+        # A create's refusal is for the caller to place; "success" with an error is unknown.
+        ("POST", 400, {"code": 2, "message": "Invalid value passed for email"}, ZohoInvalidData),
+        ("POST", 200, {"code": 9, "message": "odd"}, ZohoTransient),
+        ("POST", 418, {"code": 7, "message": "teapot"}, ZohoError),
+        # Bodies that are not Zoho's JSON.
+        ("POST", 400, None, ZohoTransient),
+        ("POST", 201, None, ZohoTransient),
+        ("GET", 502, None, ZohoTransient),
+        ("GET", 403, None, ZohoConfigError),
     ],
 )
-def test_classification_by_code_and_status(status, body, error_class):
-    error = error_from_response(status, body, path="/customers", retry_after="12")
+def test_classification_by_what_the_request_carried_code_and_status(
+    method, status, body, error_class
+):
+    error = error_from_response(status, body, method=method, path="/customers", retry_after="12")
 
     assert type(error) is error_class
     if isinstance(error, ZohoRateLimited):
@@ -206,7 +226,10 @@ def test_classification_by_code_and_status(status, body, error_class):
 
 
 def test_success_is_code_zero_with_2xx():
-    assert error_from_response(201, {"code": 0, "message": "x"}, path="/customers") is None
+    assert (
+        error_from_response(201, {"code": 0, "message": "x"}, method="POST", path="/customers")
+        is None
+    )
 
 
 def test_secrets_never_reach_logs_or_errors(emulator, settings, caplog):

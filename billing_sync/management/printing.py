@@ -124,6 +124,8 @@ class RunPrinter(RunObserver):
             )
         elif result.outcome == "skipped":
             self.p.line(f"  Skipped: {result.error}")
+        elif result.waiting:
+            self.p.line(f"  {self.p.marks['wait']} Left for a later run: {result.error}")
         else:
             self.p.line(f"  {self.p.marks['fail']} Failed: {result.error}")
         self.p.line()
@@ -135,6 +137,19 @@ class RunPrinter(RunObserver):
             f"{until.astimezone(UTC):%H:%M:%S} UTC; waiting {seconds:.0f} s..."
         )
 
+    def customer_waiting(self, index: int, total: int, customer: Customer, until: datetime) -> None:
+        self.p.line(
+            f"  {self.p.marks['wait']} An earlier create may still be settling in Zoho until "
+            f"{until.astimezone(UTC):%H:%M:%S} UTC: looking again at the end of the run"
+        )
+        self.p.line()
+
+    def settle_wait(self, until: datetime) -> None:
+        self.p.line(
+            f"  {self.p.marks['wait']} Waiting until {until.astimezone(UTC):%H:%M:%S} UTC for "
+            "its earlier create to settle in Zoho, then looking for it..."
+        )
+
     def results(self, report: RunReport, *, heading: str) -> None:
         self.p.rule()
         self.p.mark("stats", heading)
@@ -144,12 +159,15 @@ class RunPrinter(RunObserver):
         self.p.mark("fail", f"Failed: {report.failed_count}")
         if report.skipped_count:
             self.p.line(f"Skipped: {report.skipped_count}")
+        if report.waiting_count:
+            self.p.mark("wait", f"Waiting for an earlier create to settle: {report.waiting_count}")
         self.p.line(f"{self.p.marks['time']} Duration: {report.duration_seconds:.2f} seconds")
         self.p.line()
         if report.stop_reason:
             left = report.attempted_count - report.synced_count
             self.p.mark("fail", f"Run stopped: {report.stop_reason}.")
+            then = "once that is fixed, " if report.stop_needs_setup else ""
             self.p.line(
                 f"   {left} customer(s) left failed with that reason; "
-                "`manage.py zoho_retry_failed` will take them."
+                f"{then}`manage.py zoho_retry_failed` will take them."
             )

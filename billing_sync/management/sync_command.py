@@ -81,9 +81,16 @@ class SyncCommand(BaseCommand):
         if options["dry_run"] or not report.selected_count:
             return
         printer.results(report, heading=self.results_heading)
+        if report.stop_needs_setup:
+            raise CommandError(
+                f"Zoho refuses this set-up; nothing more is sent until it is fixed "
+                f"(run #{report.run.pk}).",
+                returncode=EXIT_BAD_CONFIG,
+            )
         if not report.ok:
             raise CommandError(
-                f"{report.failed_count} customer(s) not synced (run #{report.run.pk}).",
+                f"{report.failed_count + report.waiting_count} customer(s) not synced "
+                f"(run #{report.run.pk}).",
                 returncode=EXIT_FAILED_CUSTOMERS,
             )
         printer.p.mark("ok", self.success_message)

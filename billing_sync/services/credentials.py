@@ -7,18 +7,25 @@ from urllib.parse import urlsplit
 
 from django.conf import settings
 
+from billing_sync.selectors import customers_syncable
+from billing_sync.services.refusals import account_field_fix
 from billing_sync.zoho.client import ZohoClient
 from billing_sync.zoho.config import DATA_CENTERS, REQUIRED_SETTINGS, config_problems, zoho_config
-from billing_sync.zoho.errors import ZohoAuthError, ZohoConfigError, ZohoError
+from billing_sync.zoho.errors import ZohoAuthError, ZohoError
 from billing_sync.zoho.pacing import current_api_state
+from billing_sync.zoho.records import CustomerPage, ZohoCustomer
 
 
 @dataclass(frozen=True)
 class CheckLine:
-    """One finding: ok or not, and what it says."""
+    """One finding: ok, wrong, or (ok None) something the check cannot tell."""
 
-    ok: bool
+    ok: bool | None
     text: str
+
+    @property
+    def failed(self) -> bool:
+        return self.ok is False
 
 
 def zoho_credentials_check() -> list[CheckLine]:
@@ -36,7 +43,11 @@ def zoho_credentials_check() -> list[CheckLine]:
     try:
         lines += _token_lines(client)
         if lines[-1].ok:
-            lines.append(_read_line(client))
+            line, page = _read_line(client)
+            lines.append(line)
+            if page is not None:
+                lines.append(_account_field_line(client, page))
+                lines.append(CheckLine(None, NOT_CHECKED))
     finally:
         client.close()
     return lines
@@ -78,20 +89,83 @@ def _data_center_mismatch(client: ZohoClient) -> str:
     return ""
 
 
-def _read_line(client: ZohoClient) -> CheckLine:
+def _read_line(client: ZohoClient) -> tuple[CheckLine, CustomerPage | None]:
     try:
         page = client.list_customers(per_page=1)
-    except ZohoConfigError as exc:
-        return CheckLine(False, f"Read customers: {exc}")
     except ZohoAuthError as exc:
         return CheckLine(
             False,
             f"Read customers: Zoho refused a fresh token ({exc}); the token may lack the "
             "ZohoSubscriptions.customers.READ scope or belong to another data center",
-        )
+        ), None
     except ZohoError as exc:
-        return CheckLine(False, f"Read customers: {exc}")
+        return CheckLine(False, f"Read customers: {exc}"), None
     more = " (and more)" if page.has_more_page else ""
     return CheckLine(
         True, f"Read customers: organization answered ({len(page.customers)} on page 1{more})"
+    ), page
+
+
+NOT_CHECKED = (
+    "Not checked: the CREATE and UPDATE scopes (that needs a write); the first create tells, "
+    "and a run stops at once (exit 2) if Zoho refuses it or its answer lacks the account number"
+)
+
+
+def _account_field_line(client: ZohoClient, page: CustomerPage) -> CheckLine:
+    """Does the organization keep our account number in the custom field? As far as reads tell.
+
+    Zoho Billing has no API that lists custom fields: read a customer we linked (it must carry
+    our account number as we sent it), else any customer (the field shows on its record).
+    """
+    label = client.config.account_number_field
+    linked = (
+        customers_syncable()
+        .filter(zoho_billing_customer_id__isnull=False)
+        .order_by("-zoho_last_synced_at")
+        .first()
+    )
+    try:
+        if linked is not None:
+            record = client.get_customer(linked.zoho_billing_customer_id)
+            return _linked_field_line(label, record, linked.account_number)
+        if not page.customers:
+            return CheckLine(
+                None,
+                f"Custom field {label!r}: cannot tell, the organization has no customer to read "
+                "it from (Zoho Billing has no API that lists custom fields)",
+            )
+        record = client.get_customer(page.customers[0].customer_id)
+    except ZohoError as exc:
+        return CheckLine(
+            None, f"Custom field {label!r}: cannot tell, reading a customer failed: {exc}"
+        )
+    seen = [known.casefold() for known in record.custom_field_labels]
+    if label.casefold() in seen:
+        return CheckLine(
+            True,
+            f"Custom field {label!r} exists (on Zoho customer {record.customer_id}); whether it "
+            "keeps our account numbers exactly is checked by the first create",
+        )
+    others = ", ".join(repr(known) for known in record.custom_field_labels) or "none"
+    return CheckLine(
+        None,
+        f"Custom field {label!r}: cannot tell, Zoho customer {record.customer_id} does not carry "
+        f"it (its custom fields: {others}); it may hold no value there, or the field is missing or "
+        f"named otherwise. {account_field_fix(label)}",
+    )
+
+
+def _linked_field_line(label: str, record: ZohoCustomer, account_number: str) -> CheckLine:
+    if record.account_number == account_number.strip():
+        return CheckLine(
+            True,
+            f"Custom field {label!r} keeps our account numbers (Zoho customer "
+            f"{record.customer_id} carries {account_number})",
+        )
+    found = f"carries {record.account_number!r}" if record.account_number else "carries none"
+    return CheckLine(
+        False,
+        f"Custom field {label!r}: Zoho customer {record.customer_id}, linked to our "
+        f"{account_number}, {found}. {account_field_fix(label)}; then `zoho_verify --deep`",
     )

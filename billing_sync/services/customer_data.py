@@ -68,3 +68,17 @@ def customer_zoho_payload(customer: Customer, *, account_field: str) -> dict[str
 def account_number_field(customer: Customer, *, account_field: str) -> dict[str, str]:
     """The custom field that carries our account number in Zoho."""
     return {"label": account_field, "value": customer.account_number}
+
+
+def account_number_update(
+    customer: Customer, *, display_name: str, email: str, account_field: str
+) -> dict[str, Any]:
+    """An update that writes our account number into a Zoho customer, changing nothing else.
+
+    Zoho's document requires display_name and email on every update: send the ones it holds.
+    """
+    return {
+        "display_name": display_name,
+        "email": email,
+        "custom_fields": [account_number_field(customer, account_field=account_field)],
+    }

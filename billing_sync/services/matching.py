@@ -4,15 +4,35 @@ A run over many customers lists Zoho once into an index by email; a run over a f
 by email per customer. Zoho's list leaves custom fields out, so a candidate is read in full
 only when its account number decides the match. A candidate already linked to another local
 customer is never a match: two local customers may share an email.
+
+Another integration (a hosted payment page, a person in Zoho's web app) may create one of our
+customers while a run goes on. Before a create relies on an index older than `max_age`, the
+index is brought up to date: the newest customers first, page by page, until the pages reach
+customers older than the last listing (less an overlap for clocks that differ); when Zoho does
+not honour that order, the whole list again. What remains: a customer created in Zoho within
+`max_age` before one of ours is created, or one Zoho's list has not caught up with yet, may be
+missed; `zoho_verify` names such duplicates (same email, or `--deep` same account number).
 """
 
 from __future__ import annotations
 
+import time
 from collections import defaultdict
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 
 from billing_sync.models import Customer
-from billing_sync.zoho.client import PAGE_SIZE, ZohoClient
+from billing_sync.zoho.client import MAX_PAGES, PAGE_SIZE, ZohoClient
 from billing_sync.zoho.records import ZohoCustomer
+
+# Customers Zoho stamped up to this long before our last listing began are read again: its
+# clock and ours may differ, and its list may lag behind a create.
+INDEX_OVERLAP_SECONDS = 300.0
+NEWEST_FIRST = {"sort_column": "created_time", "sort_order": "D"}
+
+
+class OrderNotHonoured(Exception):
+    """Zoho did not list its customers newest first as asked."""
 
 
 def lookup_prefers_index(customer_count: int) -> bool:
@@ -25,10 +45,20 @@ def lookup_prefers_index(customer_count: int) -> bool:
 class ZohoCustomerFinder:
     """Answers "does Zoho already hold this customer?" for one run."""
 
-    def __init__(self, client: ZohoClient, *, use_index: bool) -> None:
+    def __init__(
+        self,
+        client: ZohoClient,
+        *,
+        use_index: bool,
+        max_age: float,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self.client = client
         self.use_index = use_index
+        self.max_age = max_age
+        self.clock = clock
         self._index: dict[str, list[ZohoCustomer]] | None = None
+        self._listed_at = 0.0  # when the listing behind the index began
 
     def find(self, customer: Customer, *, outcome_unknown: bool) -> ZohoCustomer | None:
         """The Zoho customer to adopt for `customer`, or None when a create is due.
@@ -39,7 +69,7 @@ class ZohoCustomerFinder:
         if outcome_unknown or not self.use_index:
             candidates = self.client.find_customers_by_email(customer.email.strip())
         else:
-            candidates = list(self._by_email().get(_key(customer.email), []))
+            candidates = list(self._current_index().get(_key(customer.email), []))
         candidates = _unlinked(candidates, customer)
         if not candidates:
             return None
@@ -54,18 +84,66 @@ class ZohoCustomerFinder:
     def plainly_absent(self, customer: Customer) -> bool:
         """Surely not in Zoho by the run's index: a create is due, no request needed to know.
 
-        False until a lookup has listed Zoho: that listing belongs to a customer's attempt,
-        whose retries and audit cover its failures.
+        False until a lookup has listed Zoho, and while the index is too old to rely on: that
+        listing belongs to a customer's attempt, whose retries and audit cover its failures.
         """
-        return self._index is not None and _key(customer.email) not in self._index
+        return (
+            self._index is not None
+            and not self._stale()
+            and _key(customer.email) not in self._index
+        )
 
-    def _by_email(self) -> dict[str, list[ZohoCustomer]]:
+    def _current_index(self) -> dict[str, list[ZohoCustomer]]:
         if self._index is None:
-            index: dict[str, list[ZohoCustomer]] = defaultdict(list)
-            for zoho_customer in self.client.iter_customers():
-                index[_key(zoho_customer.email)].append(zoho_customer)
-            self._index = index
+            self._listed_at = self.clock()
+            self._index = defaultdict(list)
+            self._add(self.client.iter_customers())
+        elif self._stale():
+            self._catch_up()
         return self._index
+
+    def _stale(self) -> bool:
+        return self.clock() - self._listed_at > self.max_age
+
+    def _catch_up(self) -> None:
+        """Add the customers Zoho got since the last listing; list everything again if the
+        newest-first order cannot be trusted."""
+        began = self.clock()
+        since = datetime.fromtimestamp(self._listed_at - INDEX_OVERLAP_SECONDS, tz=UTC)
+        try:
+            newest = list(self._newest_since(since))
+        except OrderNotHonoured:
+            self._index = defaultdict(list)
+            newest = list(self.client.iter_customers())
+        self._listed_at = began
+        self._add(newest)
+
+    def _newest_since(self, since: datetime) -> Iterator[ZohoCustomer]:
+        """Zoho's customers created after `since`, newest first, checking the order as we go."""
+        previous: datetime | None = None
+        for page_number in range(1, MAX_PAGES + 1):
+            page = self.client.list_customers(page=page_number, **NEWEST_FIRST)
+            if page.sort_order not in (None, "D"):
+                raise OrderNotHonoured
+            for zoho_customer in page.customers:
+                created = zoho_customer.created_at
+                if created is None or (previous is not None and created > previous):
+                    raise OrderNotHonoured
+                if created < since:
+                    return
+                previous = created
+                yield zoho_customer
+            if not page.has_more_page:
+                return
+        raise OrderNotHonoured
+
+    def _add(self, zoho_customers: Iterator[ZohoCustomer] | list[ZohoCustomer]) -> None:
+        index = self._index
+        assert index is not None
+        for zoho_customer in zoho_customers:
+            entries = index[_key(zoho_customer.email)]
+            if all(known.customer_id != zoho_customer.customer_id for known in entries):
+                entries.append(zoho_customer)
 
 
 def _key(email: str) -> str:

@@ -2,14 +2,16 @@
 
 A run selects customers, reads them a chunk at a time in a fixed order, has a CustomerSyncer
 (services/syncer.py) claim them a group at a time and sync each, and records itself as a
-SyncRun with counts. A run that must stop (a Zoho block longer than it may wait, refused
-credentials, bad settings) leaves what it had not finished `failed` with the reason.
+SyncRun with counts. Customers whose earlier create has not settled in Zoho yet wait until the
+end of the run, and are looked for then if the run may wait that long (`max_wait`). A run that
+must stop (a Zoho block longer than it may wait, refused credentials, an organization that
+refuses us, bad settings) leaves what it had not finished `failed` with the reason.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -30,6 +32,7 @@ from billing_sync.services.customer_data import customer_validation_errors
 from billing_sync.services.matching import ZohoCustomerFinder, lookup_prefers_index
 from billing_sync.services.syncer import (
     RUN_STOPPERS,
+    AccountNumberNotKept,
     CustomerResult,
     CustomerSyncer,
     customer_result,
@@ -38,6 +41,7 @@ from billing_sync.services.syncer import (
 )
 from billing_sync.zoho.client import ZohoClient
 from billing_sync.zoho.config import ZohoConfig, zoho_config
+from billing_sync.zoho.errors import ZohoConfigError
 
 # Customers read from the database at a time.
 CHUNK_SIZE = 200
@@ -57,6 +61,13 @@ class RunObserver:
 
     def block_wait(self, until: datetime, reason: str) -> None:
         """Zoho is blocking us; the run waits until `until`."""
+
+    def customer_waiting(self, index: int, total: int, customer: Customer, until: datetime) -> None:
+        """An earlier create of this customer may still be settling in Zoho until `until`:
+        the run comes back to it at its end."""
+
+    def settle_wait(self, until: datetime) -> None:
+        """The run waits until `until` for the customer's earlier create to settle."""
 
 
 class ResultCollector(RunObserver):
@@ -81,7 +92,11 @@ class RunReport:
     # Customers that ended failed, counting those a stopped run never reached.
     failed_count: int = 0
     unreached_count: int = 0
+    # Left for a later run: an earlier create may still be settling in Zoho.
+    waiting_count: int = 0
     stop_reason: str = ""
+    # Whether the stop needs a person to change a setting or the organization (exit 2).
+    stop_needs_setup: bool = False
     duration_seconds: float = 0.0
 
     def add(self, result: CustomerResult) -> None:
@@ -89,17 +104,19 @@ class RunReport:
         self.finished_count += 1
         self.synced_count += result.synced
         self.failed_count += result.failed
+        self.waiting_count += result.waiting
         self.skipped_count += result.outcome == AttemptOutcome.SKIPPED
 
     @property
     def attempted_count(self) -> int:
-        """Customers the run worked on or left failed unreached, less those it skipped."""
-        return self.finished_count + self.unreached_count - self.skipped_count
+        """Customers the run worked on or left failed unreached, less those it skipped or left
+        waiting."""
+        return self.finished_count + self.unreached_count - self.skipped_count - self.waiting_count
 
     @property
     def ok(self) -> bool:
         """True when every customer worked on ended synced or was skipped on purpose."""
-        return not self.stop_reason and self.failed_count == 0
+        return not self.stop_reason and self.failed_count == 0 and self.waiting_count == 0
 
 
 def customers_backfill(
@@ -289,34 +306,75 @@ def _sync_all(
     observer: RunObserver,
 ) -> None:
     client = ZohoClient(config, max_wait=max_wait, on_block_wait=observer.block_wait)
-    finder = ZohoCustomerFinder(client, use_index=lookup_prefers_index(selected.count))
+    finder = ZohoCustomerFinder(
+        client,
+        use_index=lookup_prefers_index(selected.count),
+        max_age=config.index_max_age_seconds,
+    )
     syncer = CustomerSyncer(run=report.run, client=client, finder=finder, config=config)
+    waiting: list[tuple[int, Customer]] = []
     total, index = selected.count, 0
+    current: Customer | None = None
+    unreached = selected.rest  # who a stop leaves failed besides the run's claims
     try:
+        syncer.recheck_account_field()
         for chunk in selected.chunks():
             for group in _groups(chunk, client.gate.lease_size):
                 claimed = syncer.claim(group, selection)
                 syncer.prepare_creates(group, claimed)
-                for customer in group:
+                for current in group:
                     index += 1
-                    observer.customer_started(index, total, customer)
-                    try:
-                        result = syncer.sync(customer, claimed.get(customer.pk))
-                    except RUN_STOPPERS as exc:
-                        syncer.drop_prepared()
-                        syncer.created.write()
-                        result = _stop(report, exc, customer, selected)
-                        observer.customer_finished(index, total, result)
-                        return
+                    observer.customer_started(index, total, current)
+                    result = syncer.sync(current, claimed.get(current.pk))
+                    if result.waiting:
+                        waiting.append((index, claimed[current.pk]))
+                        until = syncer.settles_at(claimed[current.pk])
+                        observer.customer_waiting(index, total, current, until)
+                        continue
                     report.add(result)
                     observer.customer_finished(index, total, result)
                 syncer.created.write()
+        unreached = _nobody
+        for index, current in waiting:
+            observer.customer_started(index, total, current)
+            result = _sync_once_settled(syncer, current, client, observer)
+            report.add(result)
+            observer.customer_finished(index, total, result)
+    except RUN_STOPPERS as exc:
+        syncer.drop_prepared()
+        syncer.created.write()
+        finished = None
+        if isinstance(exc, AccountNumberNotKept):
+            syncer.flag_account_number_missing(exc)
+            if current is not None and exc.result.customer_id == current.pk:
+                finished = exc.result
+        result = _stop(report, exc, current, unreached, finished=finished)
+        if result is not None:
+            observer.customer_finished(index, total, result)
     finally:
+        syncer.finish()
         # Reported synced when Zoho answered, then found linked elsewhere when written.
         report.synced_count -= syncer.created.unlinked
         report.failed_count += syncer.created.unlinked
         report.run.request_count = client.request_count
         client.close()
+
+
+def _sync_once_settled(
+    syncer: CustomerSyncer, customer: Customer, client: ZohoClient, observer: RunObserver
+) -> CustomerResult:
+    """Wait (within the run's max_wait) until the customer's earlier create has settled, then
+    sync it; leave it for a later run when the run may not wait that long."""
+    settles_at = syncer.settles_at(customer)
+    if settles_at is not None and settles_at > timezone.now():
+        if not client.gate.may_wait_until(settles_at):
+            return syncer.leave_waiting(customer, settles_at)
+        observer.settle_wait(settles_at)
+        client.gate.wait_until(settles_at)
+    result = syncer.sync_settled(customer)
+    if result.waiting:  # its create went out again without a clear answer: no second wait
+        return syncer.leave_waiting(customer, syncer.settles_at(customer))
+    return result
 
 
 def _groups(customers: list[Customer], size: int) -> Iterator[list[Customer]]:
@@ -325,20 +383,39 @@ def _groups(customers: list[Customer], size: int) -> Iterator[list[Customer]]:
         yield customers[start : start + size]
 
 
+def _nobody(after: Customer) -> QuerySet[Customer]:
+    return Customer.objects.none()
+
+
 def _stop(
-    report: RunReport, exc: Exception, current: Customer, selected: RunSelection
-) -> CustomerResult:
-    """A stopped run leaves what it had not finished failed, with the reason, for a retry."""
+    report: RunReport,
+    exc: Exception,
+    current: Customer | None,
+    unreached: Callable[[Customer], QuerySet[Customer]],
+    *,
+    finished: CustomerResult | None = None,
+) -> CustomerResult | None:
+    """A stopped run leaves what it had not finished failed, with the reason, for a retry.
+
+    `current` is the customer at hand when the run stopped; `finished` its result when it
+    ended before the stop (Zoho holds it), else it is left failed too. Besides the customers
+    the run still holds, `unreached(current)` are those it never came to.
+    """
     report.stop_reason = str(exc)
-    result = customer_result(current, AttemptOutcome.FAILED, error=report.stop_reason)
-    report.add(result)
-    unfinished = Customer.objects.filter(
-        Q(zoho_claimed_by=report.run, zoho_sync_status=SyncStatus.SYNCING)
-        | Q(pk__in=selected.rest(current).values("pk"))
-    )
+    report.stop_needs_setup = isinstance(exc, ZohoConfigError)
     changes = released_columns(SyncStatus.FAILED, report.stop_reason)
-    unfinished.filter(pk=current.pk).update(**changes)
-    report.unreached_count = unfinished.exclude(pk=current.pk).update(**changes)
+    unfinished = Q(zoho_claimed_by=report.run, zoho_sync_status=SyncStatus.SYNCING)
+    result = finished
+    if current is not None:
+        unfinished |= Q(pk__in=unreached(current).values("pk"))
+        if finished is None:
+            result = customer_result(current, AttemptOutcome.FAILED, error=report.stop_reason)
+            Customer.objects.filter(unfinished, pk=current.pk).update(**changes)
+        report.add(result)
+    left = Customer.objects.filter(unfinished)
+    if current is not None:
+        left = left.exclude(pk=current.pk)
+    report.unreached_count = left.update(**changes)
     report.failed_count += report.unreached_count
     return result
 

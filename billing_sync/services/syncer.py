@@ -1,9 +1,13 @@
 """Syncing one customer: claim it, check it, adopt or create it in Zoho, audit every attempt.
 
-A create is recorded as sent before it goes out; while its outcome is unknown, the next attempt
-searches Zoho before creating again, so a lost answer never becomes a duplicate billing
-customer. Every change to the customer row is conditional on this run still holding its claim:
-a run that lost its claim to another never overwrites that run's work.
+A create is recorded as sent before it goes out. Any answer but "created, here it is" or a
+refusal leaves its outcome unknown: the customer then WAITS until the create has settled
+(ZOHO_CREATE_SETTLE_SECONDS), and Zoho is searched before creating again, so a lost answer
+never becomes a duplicate billing customer. Zoho's answer must carry our account number back;
+when it does not, the customer is linked and the run stops (AccountNumberNotKept). Whose fault
+a refusal is, the customer's or the organization's, is decided in services/refusals.py. Every
+change to the customer row is conditional on this run still holding its claim: a run that
+lost its claim to another never overwrites that run's work.
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from django.db import IntegrityError, transaction
-from django.db.models import Case, Q, Value, When
+from django.db.models import Case, Q, QuerySet, Value, When
 from django.utils import timezone
 
 from billing_sync.models import (
@@ -28,27 +32,37 @@ from billing_sync.models import (
     SyncStatus,
 )
 from billing_sync.services.customer_data import (
-    account_number_field,
+    account_number_update,
     customer_validation_errors,
     customer_zoho_payload,
 )
 from billing_sync.services.matching import ZohoCustomerFinder
+from billing_sync.services.refusals import (
+    AccountFieldRefused,
+    RefusalStreak,
+    SystemicRefusal,
+    account_field_fix,
+    names_account_field,
+    names_customer,
+    refused_before_a_create,
+)
 from billing_sync.zoho.client import ZohoClient
 from billing_sync.zoho.config import ZohoConfig
 from billing_sync.zoho.errors import (
     DailyBudgetUsed,
     RateLimitWaitExceeded,
-    ZohoAuthError,
     ZohoConfigError,
     ZohoError,
     ZohoInvalidData,
+    ZohoNotFound,
     ZohoRateLimited,
+    ZohoTokenThrottled,
     ZohoTransient,
 )
 from billing_sync.zoho.records import ZohoCustomer
 
-# Failures that no other customer in the run would escape: stop the run, leave the rest failed.
-RUN_STOPPERS = (RateLimitWaitExceeded, DailyBudgetUsed, ZohoAuthError, ZohoConfigError)
+# The result of a customer left waiting for an earlier create to settle: not an attempt.
+WAITING = "waiting"
 MAX_BACKOFF_SECONDS = 60.0
 FINISHED_FIELDS = [
     "outcome",
@@ -58,7 +72,7 @@ FINISHED_FIELDS = [
     "http_status",
     "zoho_code",
 ]
-SYNCED_OUTCOMES = {AttemptOutcome.CREATED, AttemptOutcome.ADOPTED}
+SYNCED_OUTCOMES = {AttemptOutcome.CREATED, AttemptOutcome.ADOPTED, AttemptOutcome.UPDATED}
 FAILED_OUTCOMES = {AttemptOutcome.FAILED, AttemptOutcome.INVALID, AttemptOutcome.RATE_LIMITED}
 
 
@@ -78,18 +92,69 @@ class CustomerResult:
         return self.outcome in SYNCED_OUTCOMES
 
     @property
+    def waiting(self) -> bool:
+        return self.outcome == WAITING
+
+    @property
     def failed(self) -> bool:
         return self.outcome in FAILED_OUTCOMES
 
 
-class CreateMayStillRun(Exception):
-    """A create of ours got no answer and Zoho may still be working on it: do not look yet."""
+class CreateNotSettled(Exception):
+    """An earlier create got no clear answer and it is too soon to look for it in Zoho."""
 
     def __init__(self, settles_at: datetime) -> None:
+        super().__init__(settles_at)
+        self.settles_at = settles_at
+
+
+def not_settled_message(settles_at: datetime) -> str:
+    """What a customer waiting for its earlier create to settle says."""
+    return (
+        "Zoho may still be creating this customer (a create got no clear answer); looking in "
+        f"Zoho after {settles_at.astimezone(UTC):%H:%M:%S} UTC, before creating again"
+    )
+
+
+class AccountFieldUnchecked(ZohoError):
+    """Whether Zoho now keeps our account number could not be checked: no creates this run."""
+
+    def __init__(self, exc: ZohoError) -> None:
         super().__init__(
-            "Zoho may still be creating this customer (a create got no answer); looking in "
-            f"Zoho after {settles_at.astimezone(UTC):%H:%M:%S} UTC, before creating again"
+            "could not check whether Zoho now keeps our account number in its custom field "
+            f"({exc}); no customer is created until it does, the next run checks again"
         )
+
+
+class AccountNumberNotKept(ZohoConfigError):
+    """Zoho holds the customer, but its answer does not carry our account number as sent.
+
+    The customer is linked (never created twice); the run stops, since every later create
+    would lose its account number the same way, and matching relies on it.
+    """
+
+    def __init__(self, result: CustomerResult, *, label: str, found: str | None) -> None:
+        carried = f"carries {found!r}" if found else "carries none"
+        super().__init__(
+            f"Zoho keeps customer {result.account_number} as {result.zoho_customer_id}, but "
+            f"its answer {carried} in the custom field {label!r} where we sent "
+            f"{result.account_number!r}: the organization lacks that field, or it is named or "
+            f"typed differently. {account_field_fix(label)}. The customer is linked; "
+            "`zoho_verify --deep` lists it until its account number is written"
+        )
+        self.result = result
+
+
+# Failures that no other customer in the run would escape: stop the run, leave the rest failed.
+# A ZohoConfigError (settings, organization, scopes, the account-number field) needs a person
+# to change something; the others pass with time.
+RUN_STOPPERS = (
+    RateLimitWaitExceeded,
+    DailyBudgetUsed,
+    ZohoTokenThrottled,
+    ZohoConfigError,
+    AccountFieldUnchecked,
+)
 
 
 class CustomerSyncer:
@@ -112,8 +177,7 @@ class CustomerSyncer:
         self._attempt: SyncAttempt | None = None
         self._prepared: dict[int, SyncAttempt] = {}  # creates on record, not sent yet
         self.created = AnsweredCreates(run)
-        # Whether Zoho has surely finished the last create sent for the customer at hand.
-        self._create_ended = False
+        self.refusals = RefusalStreak()
         # While we wait for a Zoho block, keep our claims fresh so nobody takes them as abandoned.
         client.gate.heartbeat = self.heartbeat
         client.before_send = self._save_attempt
@@ -181,13 +245,14 @@ class CustomerSyncer:
         """Check and sync a customer this run claimed; raise only what should stop the whole run.
 
         `selected` is the row as the run selected it, `claimed` as it is now that the run
-        holds it (None: another run took it first).
+        holds it (None: another run took it first). A customer whose earlier create has not
+        settled yet comes back as WAITING, still claimed: the run syncs it again later
+        (`sync_settled`) or leaves it (`leave_waiting`).
         """
         if claimed is None:
             message = "no longer needs syncing or another run is working on it"
             return customer_result(selected, AttemptOutcome.SKIPPED, error=message)
         customer = claimed
-        self._create_ended = False
         try:
             taking_over = selected.zoho_sync_status == SyncStatus.SYNCING
             prepared = customer.pk in self._prepared
@@ -203,6 +268,33 @@ class CustomerSyncer:
         finally:
             self._attempt = None
 
+    def sync_settled(self, customer: Customer) -> CustomerResult:
+        """Sync a customer that was WAITING, now that its earlier create has settled."""
+        try:
+            return self._attempt_until_done(customer)
+        finally:
+            self._attempt = None
+
+    def leave_waiting(self, customer: Customer, settles_at: datetime) -> CustomerResult:
+        """The run cannot wait for this customer's create to settle: leave it for a later run.
+
+        No attempt is recorded: nothing was tried.
+        """
+        message = not_settled_message(settles_at)
+        self._update(customer, **released_columns(SyncStatus.FAILED, message))
+        return customer_result(customer, WAITING, error=message)
+
+    def settles_at(self, customer: Customer) -> datetime | None:
+        """When an earlier create of this customer that got no clear answer may be looked for."""
+        if customer.zoho_create_sent_at is None:
+            return None
+        return customer.zoho_create_sent_at + timedelta(seconds=self.config.create_settle_seconds)
+
+    def finish(self) -> None:
+        """The run ends: write what Zoho answered; refusals still held stay `failed`."""
+        self.created.write()
+        self.refusals.take_held()
+
     def heartbeat(self) -> None:
         """Before a wait: write the creates answered so far, renew this run's claims."""
         self.created.write()
@@ -213,7 +305,8 @@ class CustomerSyncer:
     def _attempt_until_done(
         self, customer: Customer, prepared: SyncAttempt | None = None
     ) -> CustomerResult:
-        """Attempt until synced or failed; `prepared`: the first attempt is a create on record."""
+        """Attempt until synced, failed or waiting; `prepared`: the first attempt is a create
+        on record."""
         transient_failures = 0
         while True:
             if transient_failures:  # the claim is fresh on the first attempt
@@ -227,13 +320,7 @@ class CustomerSyncer:
                     zoho_customer, outcome = self._create(customer), AttemptOutcome.CREATED
                 else:
                     zoho_customer, outcome = self._adopt_or_create(customer)
-                if outcome == AttemptOutcome.CREATED:
-                    self.created.add(customer, attempt, zoho_customer.customer_id)
-                else:
-                    # The audit first: should we die before the customer row is written, the
-                    # next run finds the adoption on record and the customer in Zoho again.
-                    _finish(attempt, outcome, zoho_customer_id=zoho_customer.customer_id)
-                    self._mark_synced(customer, zoho_customer)
+                self._link(customer, attempt, zoho_customer, outcome)
             except RUN_STOPPERS as exc:
                 limited = isinstance(exc, ZohoRateLimited)
                 _finish(
@@ -244,28 +331,145 @@ class CustomerSyncer:
                 # Zoho refused the request, so nothing was created: wait out the block, go on.
                 _finish(attempt, AttemptOutcome.RATE_LIMITED, exc)
                 self.client.gate.wait_while_blocked()
-            except CreateMayStillRun as exc:
-                # Leave it for a later run: by then Zoho has finished or dropped the create.
-                _finish(attempt, AttemptOutcome.FAILED, exc)
-                return self._fail(customer, SyncStatus.FAILED, AttemptOutcome.FAILED, exc)
+            except CreateNotSettled as exc:
+                # Nothing was sent for this attempt: it is not one. The run comes back later.
+                return customer_result(customer, WAITING, error=not_settled_message(exc.settles_at))
             except ZohoTransient as exc:
                 _finish(attempt, AttemptOutcome.FAILED, exc)
                 transient_failures += 1
                 if transient_failures >= self.config.max_attempts:
                     return self._fail(customer, SyncStatus.FAILED, AttemptOutcome.FAILED, exc)
-                if not self._create_may_still_run(customer):
+                if customer.zoho_create_sent_at is None:
                     self.created.write()
                     self.sleep(self._backoff(transient_failures))
             except ZohoInvalidData as exc:
-                _finish(attempt, AttemptOutcome.INVALID, exc)
-                return self._fail(customer, SyncStatus.NEEDS_ATTENTION, AttemptOutcome.INVALID, exc)
+                return self._refused(customer, attempt, exc)
             except (ZohoError, IntegrityError) as exc:
                 _finish(attempt, AttemptOutcome.FAILED, exc)
                 return self._fail(customer, SyncStatus.FAILED, AttemptOutcome.FAILED, exc)
             else:
-                return customer_result(
+                result = customer_result(
                     customer, outcome, zoho_customer_id=zoho_customer.customer_id
                 )
+                self._check_account_number(result, zoho_customer)
+                return result
+
+    def _link(
+        self, customer: Customer, attempt: SyncAttempt, zoho_customer: ZohoCustomer, outcome: str
+    ) -> None:
+        """Zoho holds the customer: link it to ours (creates are written per group)."""
+        if outcome == AttemptOutcome.CREATED:
+            self.created.add(customer, attempt, zoho_customer.customer_id)
+            self._refusals_were_their_own()
+        else:
+            # The audit first: should we die before the customer row is written, the
+            # next run finds the adoption on record and the customer in Zoho again.
+            _finish(attempt, outcome, zoho_customer_id=zoho_customer.customer_id)
+            self._mark_synced(customer, zoho_customer)
+
+    def _check_account_number(self, result: CustomerResult, zoho_customer: ZohoCustomer) -> None:
+        """Zoho's answer must carry our account number as sent: matching relies on it."""
+        if zoho_customer.account_number != result.account_number.strip():
+            raise AccountNumberNotKept(
+                result, label=self.config.account_number_field, found=zoho_customer.account_number
+            )
+
+    def flag_account_number_missing(self, exc: AccountNumberNotKept) -> None:
+        """Mark the customer whose Zoho record lacks our account number (written already)."""
+        self.created.write()
+        Customer.objects.filter(pk=exc.result.customer_id).update(
+            zoho_account_number_missing=True, zoho_last_error=str(exc)
+        )
+
+    def recheck_account_field(self) -> None:
+        """Before creating more: write our account number into the customers Zoho holds without
+        it. Once Zoho keeps it, they are repaired; while it does not, the run stops before
+        creating another customer that would lack it too."""
+        missing = Customer.objects.filter(
+            zoho_account_number_missing=True, zoho_billing_customer_id__isnull=False
+        ).order_by("zoho_last_synced_at", "pk")
+        for customer in missing:
+            self._write_account_number(customer)
+
+    def _write_account_number(self, customer: Customer) -> None:
+        attempt = new_attempt(self.run, customer, AttemptOutcome.SENDING)
+        self._attempt = attempt
+        payload = account_number_update(
+            customer,
+            display_name=customer.display_name,
+            email=customer.email.strip(),
+            account_field=self.config.account_number_field,
+        )
+        try:
+            answer = self.client.update_customer(customer.zoho_billing_customer_id, payload)
+        except RUN_STOPPERS as exc:
+            _finish(attempt, AttemptOutcome.FAILED, exc)
+            raise
+        except ZohoNotFound as exc:  # deleted in Zoho: `zoho_verify` names it; try the next one
+            _finish(attempt, AttemptOutcome.FAILED, exc)
+            return
+        except ZohoInvalidData as exc:
+            _finish(attempt, AttemptOutcome.FAILED, exc)
+            raise AccountFieldRefused(exc, label=self.config.account_number_field) from exc
+        except ZohoError as exc:
+            _finish(attempt, AttemptOutcome.FAILED, exc)
+            raise AccountFieldUnchecked(exc) from exc
+        finally:
+            self._attempt = None
+        result = customer_result(
+            customer, AttemptOutcome.UPDATED, zoho_customer_id=answer.customer_id
+        )
+        if answer.account_number != customer.account_number.strip():
+            exc = AccountNumberNotKept(
+                result, label=self.config.account_number_field, found=answer.account_number
+            )
+            _finish(attempt, AttemptOutcome.FAILED, exc, zoho_customer_id=answer.customer_id)
+            raise exc
+        _finish(attempt, AttemptOutcome.UPDATED, zoho_customer_id=answer.customer_id)
+        Customer.objects.filter(pk=customer.pk).update(
+            zoho_account_number_missing=False, zoho_last_error=""
+        )
+
+    def _refused(
+        self, customer: Customer, attempt: SyncAttempt, exc: ZohoInvalidData
+    ) -> CustomerResult:
+        """Zoho refused a create or update that carried this customer's data: whose fault?"""
+        label = self.config.account_number_field
+        if names_account_field(exc, label=label):
+            _finish(attempt, AttemptOutcome.FAILED, exc)
+            raise AccountFieldRefused(exc, label=label) from exc
+        if names_customer(exc, customer) or refused_before_a_create(
+            customer, exc, run_id=self.run.pk
+        ):
+            self.refusals.interrupt()
+            _finish(attempt, AttemptOutcome.INVALID, exc)
+            return self._fail(customer, SyncStatus.NEEDS_ATTENTION, AttemptOutcome.INVALID, exc)
+        _finish(attempt, AttemptOutcome.FAILED, exc)
+        message = (
+            f"{_describe(exc)}; Zoho named none of this customer's fields, so it is retried: "
+            "if Zoho refuses other customers the same way, the organization is refusing creates"
+        )
+        self._update(customer, **released_columns(SyncStatus.FAILED, message))
+        try:
+            self.refusals.hold(customer, attempt, exc)
+        except SystemicRefusal as stop:
+            held = [customer_id for customer_id, _ in self.refusals.take_held()]
+            _unclaimed(held, SyncStatus.FAILED).update(zoho_last_error=str(stop))
+            raise
+        return customer_result(customer, AttemptOutcome.FAILED, error=message)
+
+    def _refusals_were_their_own(self) -> None:
+        """Zoho created a customer after refusing others: those refusals were about their data."""
+        self.refusals.interrupt()
+        held = self.refusals.take_held()
+        if not held:
+            return
+        SyncAttempt.objects.filter(pk__in=[attempt_id for _, attempt_id in held]).update(
+            outcome=AttemptOutcome.INVALID
+        )
+        _unclaimed([customer_id for customer_id, _ in held], SyncStatus.FAILED).update(
+            zoho_sync_status=SyncStatus.NEEDS_ATTENTION
+        )
 
     def _save_attempt(self) -> None:
         """A request is about to go out: the attempt it belongs to must be on record first."""
@@ -273,52 +477,45 @@ class CustomerSyncer:
             self._attempt.save()
 
     def _adopt_or_create(self, customer: Customer) -> tuple[ZohoCustomer, str]:
-        outcome_unknown = customer.zoho_create_sent_at is not None
-        if self._create_may_still_run(customer):
-            raise CreateMayStillRun(self._settles_at(customer))
-        existing = self.finder.find(customer, outcome_unknown=outcome_unknown)
+        settles_at = self.settles_at(customer)
+        if settles_at is not None and timezone.now() < settles_at:
+            # Searching before Zoho finishes (or its search catches up) could miss the
+            # customer and lead to a duplicate.
+            raise CreateNotSettled(settles_at)
+        existing = self.finder.find(customer, outcome_unknown=settles_at is not None)
         if existing is not None:
             if existing.account_number is None:
-                field = account_number_field(
-                    customer, account_field=self.config.account_number_field
+                payload = account_number_update(
+                    customer,
+                    display_name=existing.display_name,
+                    email=existing.email,
+                    account_field=self.config.account_number_field,
                 )
-                existing = self.client.update_customer(
-                    existing.customer_id, {"custom_fields": [field]}
-                )
+                existing = self.client.update_customer(existing.customer_id, payload)
             return existing, AttemptOutcome.ADOPTED
         self._set_create_sent(customer, timezone.now())
         return self._create(customer), AttemptOutcome.CREATED
 
     def _create(self, customer: Customer) -> ZohoCustomer:
-        """Send the create (its attempt and create-sent mark are on record); settle the mark."""
+        """Send the create (its attempt and create-sent mark are on record); settle the mark.
+
+        Any answer but "created, here it is" or "refused" leaves the outcome unknown: Zoho may
+        have committed the record before failing, and its search may lag behind. The mark is
+        then restamped, so the look in Zoho waits ZOHO_CREATE_SETTLE_SECONDS from now.
+        """
         payload = customer_zoho_payload(customer, account_field=self.config.account_number_field)
         try:
-            created = self.client.create_customer(payload)
+            return self.client.create_customer(payload)
         except ZohoTransient as exc:
-            self._create_ended = not exc.may_still_run
-            if not exc.request_sent:
-                self._set_create_sent(customer, None)
-            elif exc.may_still_run:
-                # Count the settling time from when we gave up, not from when we meant to send.
-                self._set_create_sent(customer, timezone.now())
+            self._set_create_sent(customer, timezone.now() if exc.request_sent else None)
+            raise
+        except ZohoRateLimited:
+            self._set_create_sent(customer, None)  # refused for the organization: not created
             raise
         except ZohoError:
             # A definite answer: Zoho did not create it (and we found no earlier create).
             self._set_create_sent(customer, None)
             raise
-        return created
-
-    def _create_may_still_run(self, customer: Customer) -> bool:
-        """An earlier create got no answer, Zoho may still be on it, and it is too soon to look.
-
-        Searching before Zoho finishes would miss the customer and lead to a duplicate.
-        """
-        if customer.zoho_create_sent_at is None or self._create_ended:
-            return False
-        return timezone.now() < self._settles_at(customer)
-
-    def _settles_at(self, customer: Customer) -> datetime:
-        return customer.zoho_create_sent_at + timedelta(seconds=self.config.create_settle_seconds)
 
     def _update(self, customer: Customer, **fields: Any) -> bool:
         """Change sync columns only, and only while this run holds the claim.
@@ -355,6 +552,13 @@ class CustomerSyncer:
 
     def _backoff(self, failures: int) -> float:
         return min(self.config.retry_backoff_seconds * 2 ** (failures - 1), MAX_BACKOFF_SECONDS)
+
+
+def _unclaimed(customer_ids: list[int], status: str) -> QuerySet[Customer]:
+    """These customers, as long as no run has claimed them since and their status holds."""
+    return Customer.objects.filter(
+        pk__in=customer_ids, zoho_claimed_by=None, zoho_sync_status=status
+    )
 
 
 class AnsweredCreates:

@@ -17,6 +17,7 @@ from billing_sync.zoho.errors import (
     ZohoRateLimited,
     ZohoTransient,
     error_from_response,
+    scope_for,
 )
 from billing_sync.zoho.pacing import Budget, DailyBudget, RequestGate, WaitObserver
 from billing_sync.zoho.records import CustomerPage, ZohoCustomer
@@ -75,8 +76,8 @@ class ZohoClient:
         context = body.get("page_context") or {}
         return CustomerPage(
             customers=[self._parse(item) for item in body.get("customers") or []],
-            page=page,
             has_more_page=bool(context.get("has_more_page")),
+            sort_order=context.get("sort_order"),
         )
 
     def iter_customers(self, **filters: str) -> Iterator[ZohoCustomer]:
@@ -95,18 +96,30 @@ class ZohoClient:
 
     def get_customer(self, customer_id: str) -> ZohoCustomer:
         """The full record, custom fields included."""
-        body = self._request("GET", f"/customers/{customer_id}")
-        return self._parse(body["customer"])
+        path = f"/customers/{customer_id}"
+        return self._customer_in(self._request("GET", path), "GET", path)
 
     def create_customer(self, payload: dict[str, Any]) -> ZohoCustomer:
-        """Create a customer. Not idempotent: never retry blindly after an unknown outcome."""
+        """Create a customer. Not idempotent: never retry blindly after an unknown outcome.
+
+        Only a 2xx that holds the new customer says it was created; any answer without one
+        is an unknown outcome (ZohoTransient), since Zoho may have written it all the same.
+        """
         body = self._request("POST", "/customers", json=payload)
-        return self._parse(body["customer"])
+        return self._customer_in(body, "POST", "/customers")
 
     def update_customer(self, customer_id: str, payload: dict[str, Any]) -> ZohoCustomer:
         """Update the given fields of a customer."""
-        body = self._request("PUT", f"/customers/{customer_id}", json=payload)
-        return self._parse(body["customer"])
+        path = f"/customers/{customer_id}"
+        return self._customer_in(self._request("PUT", path, json=payload), "PUT", path)
+
+    def _customer_in(self, body: dict[str, Any], method: str, path: str) -> ZohoCustomer:
+        node = body.get("customer")
+        if not isinstance(node, dict) or not node.get("customer_id"):
+            raise ZohoTransient(
+                f"Zoho answered {method} {path} without the customer in it", path=path
+            )
+        return self._parse(node)
 
     def _parse(self, data: dict[str, Any]) -> ZohoCustomer:
         return ZohoCustomer.from_api(data, account_field=self.config.account_number_field)
@@ -132,8 +145,22 @@ class ZohoClient:
             if exc.status != 401:
                 raise
             logger.info("Zoho rejected the access token; refreshing once")
-            token = self.tokens.replace_rejected(token)
+        token = self.tokens.replace_rejected(token)
+        try:
             return self._send(method, path, token, params=params, json=json)
+        except ZohoAuthError as exc:
+            if exc.status != 401:
+                raise
+            raise ZohoAuthError(
+                f"Zoho refused a fresh access token for {method} {path}: {exc.message}. The "
+                f"token most likely lacks the scope {scope_for(method)}, or ZOHO_ORGANIZATION_ID "
+                "or ZOHO_DATA_CENTER is not the token's: generate a refresh token with "
+                "ZohoSubscriptions.customers.CREATE,ZohoSubscriptions.customers.READ,"
+                "ZohoSubscriptions.customers.UPDATE",
+                status=exc.status,
+                code=exc.code,
+                path=path,
+            ) from exc
 
     def _send(
         self,
@@ -171,9 +198,9 @@ class ZohoClient:
             self.gate.release(ticket, status)
             elapsed_ms = (time.monotonic() - started) * 1000
             logger.info("%s %s -> %s in %.0f ms", method, path, status, elapsed_ms)
-        return self._handle(response, path)
+        return self._handle(response, method, path)
 
-    def _handle(self, response: requests.Response, path: str) -> dict[str, Any]:
+    def _handle(self, response: requests.Response, method: str, path: str) -> dict[str, Any]:
         try:
             body = response.json()
         except ValueError:
@@ -181,7 +208,11 @@ class ZohoClient:
         if body is not None and not isinstance(body, dict):
             body = None
         error = error_from_response(
-            response.status_code, body, path=path, retry_after=response.headers.get("Retry-After")
+            response.status_code,
+            body,
+            method=method,
+            path=path,
+            retry_after=response.headers.get("Retry-After"),
         )
         if error is None:
             return body
@@ -219,15 +250,11 @@ def _network_error(exc: requests.RequestException, method: str, path: str) -> Zo
     if isinstance(exc, requests.ConnectTimeout):
         return ZohoTransient(f"timed out connecting to Zoho ({method} {path})", request_sent=False)
     if isinstance(exc, requests.Timeout):
-        return ZohoTransient(
-            f"Zoho did not answer in time ({method} {path})", path=path, may_still_run=True
-        )
+        return ZohoTransient(f"Zoho did not answer in time ({method} {path})", path=path)
     if isinstance(exc, requests.ConnectionError) and _connection_refused(exc):
         return ZohoTransient(f"could not connect to Zoho ({method} {path})", request_sent=False)
     return ZohoTransient(
-        f"connection to Zoho failed: {type(exc).__name__} ({method} {path})",
-        path=path,
-        may_still_run=True,
+        f"connection to Zoho failed: {type(exc).__name__} ({method} {path})", path=path
     )
 
 

@@ -83,6 +83,7 @@ class ZohoConfig:
     retry_backoff_seconds: float
     stale_claim_seconds: float
     create_settle_seconds: float
+    index_max_age_seconds: float
 
     def __repr__(self) -> str:
         # Keep secrets out of tracebacks and debug output.
@@ -113,6 +114,10 @@ def config_problems() -> list[str]:
         problems.append("ZOHO_MAX_WAIT_SECONDS must be 0 or more.")
     if settings.ZOHO_CREATE_SETTLE_SECONDS < 0:
         problems.append("ZOHO_CREATE_SETTLE_SECONDS must be 0 or more.")
+    if settings.ZOHO_INDEX_MAX_AGE_SECONDS < 0:
+        problems.append("ZOHO_INDEX_MAX_AGE_SECONDS must be 0 or more.")
+    if settings.ZOHO_SCHEDULE_MAX_WAIT_SECONDS < 0:
+        problems.append("ZOHO_SCHEDULE_MAX_WAIT_SECONDS must be 0 or more.")
     if settings.ZOHO_MAX_ATTEMPTS < 1:
         problems.append("ZOHO_MAX_ATTEMPTS must be at least 1.")
     if not settings.ZOHO_ACCOUNT_NUMBER_FIELD.strip():
@@ -146,6 +151,7 @@ def zoho_config() -> ZohoConfig:
         retry_backoff_seconds=settings.ZOHO_RETRY_BACKOFF_SECONDS,
         stale_claim_seconds=settings.ZOHO_STALE_CLAIM_SECONDS,
         create_settle_seconds=settings.ZOHO_CREATE_SETTLE_SECONDS,
+        index_max_age_seconds=settings.ZOHO_INDEX_MAX_AGE_SECONDS,
     )
 
 

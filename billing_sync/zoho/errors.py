@@ -14,7 +14,25 @@ RATE_LIMIT_CODES = {44: "minute", 45: "daily", 1070: "concurrency"}
 AUTH_CODES = {14, 57}
 NOT_FOUND_CODES = {1002, 3004}
 INVALID_URL_CODE = 5
+# Zoho's finance apps answer a user outside the organization (6041), several organizations and
+# none named (6024), or a user with no organization at all (9017) with these codes.
+ORGANIZATION_CODES = {6024, 6041, 9017}
+# An unknown custom-field label refused outright (seen in Zoho Books).
+CUSTOM_FIELD_CODES = {120129}
 MESSAGE_LIMIT = 500
+# Requests that carry a customer's data; any other refusal is never that customer's fault.
+DATA_METHODS = frozenset({"POST", "PUT"})
+SCOPE_BY_METHOD = {
+    "GET": "ZohoSubscriptions.customers.READ",
+    "POST": "ZohoSubscriptions.customers.CREATE",
+    "PUT": "ZohoSubscriptions.customers.UPDATE",
+    "DELETE": "ZohoSubscriptions.customers.DELETE",
+}
+WHAT_TO_CHECK = (
+    "check ZOHO_ORGANIZATION_ID (the organization must be one the token's user belongs to), "
+    "the token's scopes (ZohoSubscriptions.customers.CREATE, .READ, .UPDATE) and "
+    "ZOHO_DATA_CENTER"
+)
 
 
 class ZohoError(Exception):
@@ -40,19 +58,30 @@ class ZohoError(Exception):
 
 
 class ZohoConfigError(ZohoError):
-    """Our settings are wrong (missing value, wrong URL or organization): fix them, then rerun."""
+    """Our settings or the organization refuse every request alike: fix them, then rerun.
+
+    Never a customer's fault: a run that meets one stops, and its customers stay retryable.
+    """
 
 
-class ZohoAuthError(ZohoError):
-    """Zoho refused our credentials or token; a fresh token did not help."""
+class ZohoAuthError(ZohoConfigError):
+    """Zoho refused our credentials, token or scopes; a fresh token did not help."""
 
 
-class ZohoTokenThrottled(ZohoAuthError):
+class ZohoOrganizationError(ZohoConfigError):
+    """Zoho refused the organization as a whole: wrong id, a user outside it, no permission."""
+
+
+class ZohoTokenThrottled(ZohoError):
     """Zoho's accounts server refused to issue more access tokens for now ("Access Denied")."""
 
 
 class ZohoInvalidData(ZohoError):
-    """Zoho refused the record's data (HTTP 400): permanent until a person fixes the data."""
+    """Zoho refused the data of a create or update (HTTP 400): nothing was written.
+
+    Whose fault it is (this customer's, or the organization's when it refuses everyone alike)
+    is for the caller to decide: it knows what the request carried.
+    """
 
 
 class ZohoNotFound(ZohoError):
@@ -62,17 +91,13 @@ class ZohoNotFound(ZohoError):
 class ZohoTransient(ZohoError):
     """A passing failure (5xx, timeout, dropped connection, unreadable answer): retry later.
 
-    `request_sent` is True when Zoho may have received and acted on the request;
-    `may_still_run` is True when nothing tells us Zoho has finished it: we stopped waiting,
-    the connection dropped, or a proxy answered instead of Zoho's application.
+    `request_sent` is False only when the request surely never reached Zoho (the connection
+    could not be made); otherwise Zoho may have acted on it, whatever it answered.
     """
 
-    def __init__(
-        self, message: str, *, request_sent: bool = True, may_still_run: bool = False, **kwargs: Any
-    ) -> None:
+    def __init__(self, message: str, *, request_sent: bool = True, **kwargs: Any) -> None:
         super().__init__(message, **kwargs)
         self.request_sent = request_sent
-        self.may_still_run = may_still_run
 
 
 class ZohoRateLimited(ZohoError):
@@ -96,12 +121,13 @@ class RateLimitWaitExceeded(ZohoRateLimited):
 
 
 class DailyBudgetUsed(ZohoError):
-    """Today's share of Zoho's daily request cap is used: stop until the day resets."""
+    """Our share of Zoho's daily request cap is used within the last 24 hours: stop until
+    enough of those requests are 24 hours old."""
 
     def __init__(self, *, used: int, daily: Any, resets_at: datetime) -> None:
         super().__init__(
-            f"the daily Zoho budget is used ({used} of {daily.limit} requests, "
-            f"{daily.reserve} kept for other integrations); it resets at "
+            f"the daily Zoho budget is used ({used} of {daily.limit} requests in the last 24 "
+            f"hours, {daily.reserve} kept for other integrations); the next request may go at "
             f"{resets_at.astimezone(UTC):%Y-%m-%d %H:%M} UTC"
         )
         self.resets_at = resets_at
@@ -119,14 +145,20 @@ def parse_retry_after(value: str | None) -> float | None:
 
 
 def error_from_response(
-    status: int, body: dict[str, Any] | None, *, path: str, retry_after: str | None = None
+    status: int,
+    body: dict[str, Any] | None,
+    *,
+    method: str,
+    path: str,
+    retry_after: str | None = None,
 ) -> ZohoError | None:
-    """Classify one Zoho answer; None means success (2xx with code 0).
+    """Classify one Zoho answer to `method path`; None means success (2xx with code 0).
 
-    `body` is the parsed JSON object, or None when the answer was not JSON.
+    `body` is the parsed JSON object, or None when the answer was not JSON. What the request
+    carried decides whose fault a refusal is: only a create or update carries a customer's data.
     """
     if body is None:
-        return _error_without_json(status, path, retry_after)
+        return _error_without_json(status, method, path, retry_after)
     code = body.get("code")
     message = str(body.get("message") or f"HTTP {status} from Zoho")[:MESSAGE_LIMIT]
     if 200 <= status < 300 and code == 0:
@@ -137,24 +169,44 @@ def error_from_response(
         return ZohoRateLimited(
             message, retry_after=parse_retry_after(retry_after), kind=kind, **kwargs
         )
-    if status in (401, 403) or code in AUTH_CODES:
+    if _about_the_organization(status, code, message):
+        return ZohoOrganizationError(f"{message}: {WHAT_TO_CHECK}", **kwargs)
+    if status == 401 or code in AUTH_CODES:
         return ZohoAuthError(message, **kwargs)
     if code == INVALID_URL_CODE:
         return ZohoConfigError(f"{message}: check ZOHO_API_BASE_URL", **kwargs)
-    # Zoho answers a wrong organization with the generic code 2 ("Invalid value passed for
-    # organization_id"); only the message tells it apart from a bad field in our record.
-    if "organization_id" in message:
-        return ZohoConfigError(f"{message}: check ZOHO_ORGANIZATION_ID", **kwargs)
     if status == 404 or code in NOT_FOUND_CODES:
         return ZohoNotFound(message, **kwargs)
     if status >= 500:
         return ZohoTransient(message, **kwargs)
+    if method not in DATA_METHODS:
+        return ZohoConfigError(_refused_without_data(method, path, message), **kwargs)
+    if 200 <= status < 300:
+        # "Success" with an error code: nothing says whether Zoho wrote the record.
+        return ZohoTransient(f"Zoho answered HTTP {status} with an error: {message}", **kwargs)
     if status == 400:
         return ZohoInvalidData(message, **kwargs)
     return ZohoError(message, **kwargs)
 
 
-def _error_without_json(status: int, path: str, retry_after: str | None) -> ZohoError:
+def _about_the_organization(status: int, code: object, message: str) -> bool:
+    # Code 2 is Zoho's generic "Invalid value passed for <parameter>": only its message tells
+    # a wrong organization apart from a bad field of ours.
+    return (
+        status == 403
+        or code in ORGANIZATION_CODES
+        or (code == 2 and "organization" in message.lower())
+    )
+
+
+def _refused_without_data(method: str, path: str, message: str) -> str:
+    return (
+        f"Zoho refused {method} {path}, a request that carries no customer data: {message}; "
+        f"{WHAT_TO_CHECK}"
+    )
+
+
+def _error_without_json(status: int, method: str, path: str, retry_after: str | None) -> ZohoError:
     if status == 429:
         return ZohoRateLimited(
             "Zoho answered 429 without a JSON body",
@@ -163,10 +215,20 @@ def _error_without_json(status: int, path: str, retry_after: str | None) -> Zoho
             path=path,
         )
     message = f"Zoho answered HTTP {status} with a body that is not JSON"
-    if status >= 500 or 200 <= status < 300:
-        # A page that is not Zoho's JSON comes from a proxy in front of it; behind the proxy
-        # the request may still be running.
-        return ZohoTransient(message, status=status, path=path, may_still_run=True)
     if status == 404:
         return ZohoConfigError(f"{message}: check ZOHO_API_BASE_URL", status=status, path=path)
-    return ZohoError(message, status=status, path=path)
+    if status >= 500 or 200 <= status < 300 or status == 408 or method in DATA_METHODS:
+        # A page that is not Zoho's JSON comes from something in front of Zoho; behind it the
+        # request may have reached Zoho and may still be running.
+        return ZohoTransient(message, status=status, path=path)
+    return ZohoConfigError(
+        f"{message} to {method} {path}: something between us and Zoho refused it; check "
+        "ZOHO_API_BASE_URL and any proxy settings",
+        status=status,
+        path=path,
+    )
+
+
+def scope_for(method: str) -> str:
+    """The OAuth scope Zoho requires for a customers request with this HTTP method."""
+    return SCOPE_BY_METHOD.get(method.upper(), SCOPE_BY_METHOD["GET"])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 
@@ -19,6 +20,8 @@ class ZohoCustomer:
     email: str
     account_number: str | None
     is_full: bool
+    created_time: str = ""  # as Zoho wrote it; read with `created_at`
+    custom_field_labels: tuple[str, ...] = ()
 
     @classmethod
     def from_api(cls, data: dict[str, Any], *, account_field: str) -> ZohoCustomer:
@@ -30,7 +33,27 @@ class ZohoCustomer:
             email=str(data.get("email") or ""),
             account_number=_custom_field(custom_fields, account_field),
             is_full=custom_fields is not None,
+            created_time=str(data.get("created_time") or ""),
+            custom_field_labels=tuple(
+                str(field.get("label", "")) for field in custom_fields or () if field.get("label")
+            ),
         )
+
+    @property
+    def created_at(self) -> datetime | None:
+        """When Zoho created the customer, or None when it did not say (parsed on demand)."""
+        return parse_zoho_time(self.created_time)
+
+
+def parse_zoho_time(value: object) -> datetime | None:
+    """A Zoho timestamp ("2016-06-05T02:30:08-0700", in the organization's time zone) as an
+    aware datetime, or None when absent or unreadable."""
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        return datetime.strptime(value, "%Y-%m-%dT%H:%M:%S%z")
+    except ValueError:
+        return None
 
 
 def _custom_field(fields: list[dict[str, Any]] | None, label: str) -> str | None:
@@ -46,5 +69,6 @@ class CustomerPage:
     """One page of Zoho's customer list."""
 
     customers: list[ZohoCustomer]
-    page: int
     has_more_page: bool
+    # The order Zoho says it applied ("A" or "D"), when it says.
+    sort_order: str | None = None

@@ -23,9 +23,9 @@ class Command(BaseCommand):
         printer.banner("dry", "ZOHO Billing Credentials Check")
         lines = zoho_credentials_check()
         for line in lines:
-            printer.mark("ok" if line.ok else "fail", line.text)
+            printer.mark({True: "ok", False: "fail", None: "warn"}[line.ok], line.text)
         printer.rule()
-        failures = sum(not line.ok for line in lines)
+        failures = sum(line.failed for line in lines)
         if failures:
             raise CommandError(
                 f"{failures} problem(s) with the Zoho settings.", returncode=EXIT_BAD_CONFIG
