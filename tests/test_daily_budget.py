@@ -20,6 +20,7 @@ from billing_sync.zoho.pacing import (
     DailyBudget,
     RequestGate,
 )
+from tests.test_pacing import most_in_any_window
 
 pytestmark = pytest.mark.django_db
 
@@ -71,13 +72,7 @@ def next_request_at(sent_at: float) -> float:
 
 
 def most_in_any_day(times: list[float]) -> int:
-    times = sorted(times)
-    most, start = 0, 0
-    for end, t in enumerate(times):
-        while t - times[start] >= DAY_SECONDS:
-            start += 1
-        most = max(most, end - start + 1)
-    return most
+    return most_in_any_window(times, DAY_SECONDS)
 
 
 def test_requests_late_in_one_day_still_count_early_in_the_next():

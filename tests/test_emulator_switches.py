@@ -10,23 +10,9 @@ from typing import Any
 import pytest
 import requests
 
-from billing_sync.emulator import (
-    EMULATOR_CLIENT_ID,
-    EMULATOR_CLIENT_SECRET,
-    EMULATOR_ORGANIZATION_ID,
-    EMULATOR_REFRESH_TOKEN,
-    EmulatorConfig,
-    ZohoEmulator,
-)
+from billing_sync.emulator import EMULATOR_ORGANIZATION_ID, EmulatorConfig, ZohoEmulator
+from tests.test_emulator import ACME, NOT_AUTHORIZED, ORG_HEADER, TOKEN_PARAMS, call, create
 
-ORG_HEADER = "X-com-zoho-subscriptions-organizationid"
-TOKEN_PARAMS = {
-    "grant_type": "refresh_token",
-    "client_id": EMULATOR_CLIENT_ID,
-    "client_secret": EMULATOR_CLIENT_SECRET,
-    "refresh_token": EMULATOR_REFRESH_TOKEN,
-}
-NOT_AUTHORIZED = {"code": 57, "message": "You are not authorized to perform this operation"}
 INTERNAL_ERROR = {"code": -1, "message": "Internal error"}
 PLAN_LIMIT = {
     "code": 100101,
@@ -37,7 +23,6 @@ PLAN_LIMIT = {
 }
 SCOPE = "ZohoSubscriptions.customers."
 ALL_SCOPES = tuple(SCOPE + action for action in ("CREATE", "READ", "UPDATE", "DELETE"))
-ACME = {"display_name": "Acme Ltd", "email": "billing@acme.test"}
 
 
 @pytest.fixture
@@ -58,17 +43,6 @@ def api(emulator: ZohoEmulator, http: requests.Session) -> requests.Session:
 
 def request_token(emulator: ZohoEmulator) -> requests.Response:
     return requests.post(f"{emulator.accounts_url}/oauth/v2/token", data=TOKEN_PARAMS, timeout=5)
-
-
-def call(
-    api: requests.Session, emulator: ZohoEmulator, method: str, path: str, **kwargs: Any
-) -> requests.Response:
-    kwargs.setdefault("timeout", 5)
-    return api.request(method, emulator.api_base_url + path, **kwargs)
-
-
-def create(api: requests.Session, emulator: ZohoEmulator, **fields: Any) -> requests.Response:
-    return call(api, emulator, "POST", "/customers", json={**ACME, **fields})
 
 
 def listed(api: requests.Session, emulator: ZohoEmulator, **params: Any) -> dict[str, Any]:

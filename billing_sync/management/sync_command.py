@@ -83,7 +83,7 @@ class SyncCommand(BaseCommand):
         printer.results(report, heading=self.results_heading)
         if report.stop_needs_setup:
             raise CommandError(
-                f"Zoho refuses this set-up; nothing more is sent until it is fixed "
+                f"Zoho refused this set-up: fix what the run says above, then rerun "
                 f"(run #{report.run.pk}).",
                 returncode=EXIT_BAD_CONFIG,
             )

@@ -389,7 +389,8 @@ class CustomerSyncer:
             zoho_account_number_missing=True, zoho_billing_customer_id__isnull=False
         ).order_by("zoho_last_synced_at", "pk")
         for customer in missing:
-            self._write_account_number(customer)
+            if not customer_validation_errors(customer):  # Zoho would refuse the update
+                self._write_account_number(customer)
 
     def _write_account_number(self, customer: Customer) -> None:
         attempt = new_attempt(self.run, customer, AttemptOutcome.SENDING)
@@ -410,7 +411,10 @@ class CustomerSyncer:
             return
         except ZohoInvalidData as exc:
             _finish(attempt, AttemptOutcome.FAILED, exc)
-            raise AccountFieldRefused(exc, label=self.config.account_number_field) from exc
+            label = self.config.account_number_field
+            if names_account_field(exc, label=label):
+                raise AccountFieldRefused(exc, label=label) from exc
+            raise AccountFieldUnchecked(exc) from exc
         except ZohoError as exc:
             _finish(attempt, AttemptOutcome.FAILED, exc)
             raise AccountFieldUnchecked(exc) from exc
