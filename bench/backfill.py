@@ -66,7 +66,7 @@ import requests
 PROJECT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(PROJECT))
 
-from billing_sync.emulator import (  # noqa: E402 - needs the project on sys.path
+from zoho_emulator import (  # noqa: E402 - needs the project on sys.path
     EMULATOR_CLIENT_ID,
     EMULATOR_CLIENT_SECRET,
     EMULATOR_ORGANIZATION_ID,
@@ -75,7 +75,7 @@ from billing_sync.emulator import (  # noqa: E402 - needs the project on sys.pat
     RequestRecord,
     ZohoEmulator,
 )
-from billing_sync.emulator.emulator import API_PREFIX  # noqa: E402
+from zoho_emulator.emulator import API_PREFIX  # noqa: E402
 
 BLOCK_SECONDS = 30.0
 UNLIMITED = 10**9

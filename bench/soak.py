@@ -42,7 +42,7 @@ from pathlib import Path
 PROJECT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(PROJECT))
 
-from billing_sync.emulator import (  # noqa: E402 - needs the project on sys.path
+from zoho_emulator import (  # noqa: E402 - needs the project on sys.path
     EMULATOR_CLIENT_ID,
     EMULATOR_CLIENT_SECRET,
     EMULATOR_ORGANIZATION_ID,
@@ -50,7 +50,7 @@ from billing_sync.emulator import (  # noqa: E402 - needs the project on sys.pat
     EmulatorConfig,
     ZohoEmulator,
 )
-from billing_sync.emulator.faults import RANDOM_KINDS  # noqa: E402
+from zoho_emulator.faults import RANDOM_KINDS  # noqa: E402
 
 ACCOUNT_FIELD = "Account Number"
 MAX_RETRY_ROUNDS = 10

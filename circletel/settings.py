@@ -70,6 +70,7 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "django_q",
     "billing_sync",
+    "zoho_emulator",
 ]
 
 MIDDLEWARE = [

@@ -3,19 +3,23 @@
 from __future__ import annotations
 
 import itertools
+import os
 from collections import Counter
 from collections.abc import Callable, Iterator
 from multiprocessing import Event, Value
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
+import redis
 from django_q.brokers import get_broker
 from django_q.monitor import monitor
 from django_q.pusher import pusher
 from django_q.queues import Queue
 from django_q.worker import worker
 
-from billing_sync.emulator import (
+from billing_sync.models import Customer
+from zoho_emulator import (
     EMULATOR_CLIENT_ID,
     EMULATOR_CLIENT_SECRET,
     EMULATOR_ORGANIZATION_ID,
@@ -23,7 +27,6 @@ from billing_sync.emulator import (
     EmulatorConfig,
     ZohoEmulator,
 )
-from billing_sync.models import Customer
 
 
 @pytest.fixture(scope="session")
@@ -53,6 +56,28 @@ def emulator(emulator_server: ZohoEmulator, settings: Any) -> Iterator[ZohoEmula
     yield emulator_server
     # A slow request may still be in the server: let it finish before the next test's reset.
     assert emulator_server.wait_idle(), "the emulator is still busy after the test"
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> str:
+    """The Redis the broker tests use, without a database number (add `/<db>`).
+
+    TEST_REDIS_URL, default redis://127.0.0.1:6379. When it does not answer, the tests that need
+    it skip and say why, so `make test` needs no Redis; in CI (CI is set) they fail instead.
+    """
+    url = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379").rstrip("/")
+    client = redis.Redis.from_url(url, socket_connect_timeout=1, socket_timeout=1)
+    try:
+        client.ping()
+    except redis.RedisError as error:
+        parts = urlsplit(url)
+        where = f"{parts.hostname}:{parts.port or 6379}"
+        if os.environ.get("CI"):
+            pytest.fail(f"Redis is not reachable at {where} ({error}); CI must run these tests")
+        pytest.skip(f"Redis is not reachable at {where} (start redis-server); CI runs these tests")
+    finally:
+        client.close()
+    return url
 
 
 _sequence = itertools.count(1)

@@ -1,15 +1,19 @@
-"""Helpers for tests that run manage.py in processes of their own, on the test database."""
+"""The one way tests start processes: manage.py commands (on the test database, or not),
+the `zoho_emulator` command, and a Python interpreter; and the way they stop them."""
 
 from __future__ import annotations
 
 import contextlib
 import os
+import re
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from django.db import connection
 
@@ -41,15 +45,45 @@ def process_env(settings: Any, **extra: str) -> dict[str, str]:
     return env
 
 
-def start_manage(*args: str, env: dict[str, str], **popen: Any) -> subprocess.Popen:
-    """Start `manage.py ARGS` in its own process group."""
+def start_manage(
+    *args: str,
+    env: Mapping[str, str] | None = None,
+    stdout: int | IO[Any] | None = subprocess.DEVNULL,
+    stderr: int | IO[Any] | None = subprocess.DEVNULL,
+    text: bool = False,
+) -> subprocess.Popen:
+    """Start `manage.py ARGS` in a process group of its own (`env` None: this environment).
+
+    Output goes nowhere unless `stdout`/`stderr` say otherwise (e.g. subprocess.PIPE).
+    """
     return subprocess.Popen(
         [sys.executable, str(PROJECT / "manage.py"), *args],
-        env=env,
-        stdout=popen.pop("stdout", subprocess.DEVNULL),
-        stderr=popen.pop("stderr", subprocess.DEVNULL),
+        env=None if env is None else dict(env),
+        stdout=stdout,
+        stderr=stderr,
+        text=text,
         start_new_session=True,
-        **popen,
+    )
+
+
+def run_manage(
+    *args: str, env: Mapping[str, str] | None = None, cwd: Path | None = None, timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
+    """Run `manage.py ARGS` to its end; its output and exit code, as text."""
+    return run_python(str(PROJECT / "manage.py"), *args, env=env, cwd=cwd, timeout=timeout)
+
+
+def run_python(
+    *args: str, env: Mapping[str, str] | None = None, cwd: Path | None = None, timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
+    """Run `python ARGS` (this interpreter) to its end; its output and exit code, as text."""
+    return subprocess.run(
+        [sys.executable, *args],
+        env=None if env is None else dict(env),
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
     )
 
 
@@ -61,9 +95,56 @@ def stop_process_group(process: subprocess.Popen, grace: float = 5) -> None:
     os.killpg(process.pid, signal.SIGTERM)
     with contextlib.suppress(subprocess.TimeoutExpired):
         process.wait(timeout=grace)
+    kill_process_group(process)
+
+
+def kill_process_group(process: subprocess.Popen) -> None:
+    """kill -9 the process and its children, as a crash would, and reap it."""
     with contextlib.suppress(ProcessLookupError):
         os.killpg(process.pid, signal.SIGKILL)
     process.wait()
+
+
+def interrupt(process: subprocess.Popen, timeout: float = 10) -> str:
+    """Ctrl-C for a process: SIGINT, wait for it to end, return the rest of its output."""
+    process.send_signal(signal.SIGINT)
+    rest, _ = process.communicate(timeout=timeout)
+    return rest or ""
+
+
+@dataclass(frozen=True)
+class EmulatorCommand:
+    """A running `manage.py zoho_emulator`, its base URL and what it announced on start."""
+
+    process: subprocess.Popen
+    url: str
+    announcement: str
+
+
+def start_emulator_command(*options: str) -> EmulatorCommand:
+    """Start `manage.py zoho_emulator --port 0 OPTIONS` and read its announcement.
+
+    Returns once it has said where it listens ("Press Ctrl-C" ends the announcement), so it
+    answers at once; stop it with `interrupt(command.process)`.
+    """
+    process = start_manage(
+        "zoho_emulator",
+        "--port",
+        "0",
+        *options,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    lines: list[str] = []
+    while not lines or (lines[-1] and "Press Ctrl-C" not in lines[-1]):
+        lines.append(process.stdout.readline())
+    announcement = "".join(lines)
+    found = re.search(r"listening on (http://\S+)", announcement)
+    if found is None:
+        kill_process_group(process)
+        raise AssertionError(f"zoho_emulator did not start: {announcement}{process.stderr.read()}")
+    return EmulatorCommand(process, found.group(1), announcement)
 
 
 def wait_until_synced(customers: Any = None, timeout: float = 60) -> None:

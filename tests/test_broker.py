@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 from pathlib import Path
 
-PROJECT = Path(__file__).resolve().parent.parent
+from tests.processes import run_manage
+
 ROUND_TRIP = """
 from multiprocessing import Event, Value
 from django_q.brokers import get_broker
@@ -42,15 +41,8 @@ def run_round_trip(tmp_path: Path, **env: str) -> str:
         "ZOHO_ORGANIZATION_ID": "1",
         **env,
     }
-    manage = [sys.executable, str(PROJECT / "manage.py")]
-    subprocess.run([*manage, "migrate", "-v", "0"], env=environment, check=True, timeout=120)
-    done = subprocess.run(
-        [*manage, "shell", "-v", "0", "-c", ROUND_TRIP],
-        env=environment,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    run_manage("migrate", "-v", "0", env=environment).check_returncode()
+    done = run_manage("shell", "-v", "0", "-c", ROUND_TRIP, env=environment)
     assert done.returncode == 0, done.stderr
     return done.stdout
 
@@ -62,8 +54,8 @@ def test_database_is_the_broker_by_default(tmp_path):
     assert "result run #1: 0 selected, 0 synced, 0 failed, 0 skipped" in output
 
 
-def test_redis_is_the_broker_when_redis_url_is_set(tmp_path):
-    output = run_round_trip(tmp_path, REDIS_URL="redis://127.0.0.1:6379/15")
+def test_redis_is_the_broker_when_redis_url_is_set(tmp_path, redis_url):
+    output = run_round_trip(tmp_path, REDIS_URL=f"{redis_url}/15")
 
     assert "broker Redis" in output
     assert "result run #1: 0 selected, 0 synced, 0 failed, 0 skipped" in output

@@ -3,10 +3,7 @@ in Zoho exactly once and the interrupted attempt visible in the audit."""
 
 from __future__ import annotations
 
-import os
 import random
-import signal
-import subprocess
 import time
 from collections import Counter
 
@@ -14,7 +11,7 @@ import pytest
 
 from billing_sync.models import AttemptOutcome, Customer, SyncAttempt, SyncRunStatus, SyncStatus
 from tests.conftest import zoho_account_counts
-from tests.processes import process_env, start_manage
+from tests.processes import kill_process_group, process_env, run_manage, start_manage
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -39,8 +36,7 @@ def kill_backfill(env, moment) -> None:
     try:
         moment()
     finally:
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait()
+        kill_process_group(process)
 
 
 def test_killed_backfills_leave_nothing_a_normal_run_cannot_finish(
@@ -66,8 +62,8 @@ def test_killed_backfills_leave_nothing_a_normal_run_cannot_finish(
 
     time.sleep(max(STALE_SECONDS, SETTLE_SECONDS))  # the next run comes later
     emulator.clear_faults()
-    done = start_manage("zoho_backfill_customers", env=env, stdout=subprocess.PIPE, text=True)
-    output, _ = done.communicate(timeout=120)
+    done = run_manage("zoho_backfill_customers", env=env)
+    output = done.stdout
 
     assert done.returncode == 0, output
     assert zoho_account_counts(emulator) == Counter(c.account_number for c in customers)

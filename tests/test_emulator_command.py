@@ -3,37 +3,25 @@
 from __future__ import annotations
 
 import io
-import re
-import signal
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 import requests
 from django.core.management import CommandError, call_command
 
-from billing_sync.emulator import (
+from tests.processes import interrupt, start_emulator_command
+from zoho_emulator import (
     EMULATOR_CLIENT_ID,
     EMULATOR_CLIENT_SECRET,
     EMULATOR_ORGANIZATION_ID,
     EMULATOR_REFRESH_TOKEN,
 )
 
-PROJECT = Path(__file__).resolve().parent.parent
-
 
 @pytest.mark.django_db
 def test_emulator_command_serves_until_interrupted(settings):
-    process = subprocess.Popen(
-        [sys.executable, str(PROJECT / "manage.py"), "zoho_emulator", "--port", "0"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    emulator = start_emulator_command()
+    process, url = emulator.process, emulator.url
     try:
-        first_line = process.stdout.readline()
-        url = re.search(r"listening on (http://\S+)", first_line).group(1)
         settings.ZOHO_CLIENT_ID = EMULATOR_CLIENT_ID
         settings.ZOHO_CLIENT_SECRET = EMULATOR_CLIENT_SECRET
         settings.ZOHO_REFRESH_TOKEN = EMULATOR_REFRESH_TOKEN
@@ -46,8 +34,7 @@ def test_emulator_command_serves_until_interrupted(settings):
 
         assert "Read customers: organization answered" in out.getvalue()
     finally:
-        process.send_signal(signal.SIGINT)
-        rest, _ = process.communicate(timeout=10)
+        rest = interrupt(process)
     assert process.returncode == 0
     assert "Stopping the emulator." in rest
 
@@ -61,22 +48,12 @@ def test_emulator_command_applies_and_announces_the_behaviour_options():
         *("--list-lag-seconds", "0.5", "--email-filter-ignored", "--sort-ignored"),
         *("--token-delay-seconds", "0.25"),
     ]
-    process = subprocess.Popen(
-        [sys.executable, str(PROJECT / "manage.py"), "zoho_emulator", "--port", "0", *options],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    emulator = start_emulator_command(*options)
     try:
-        lines = [process.stdout.readline()]
-        while "Press Ctrl-C" not in lines[-1] and lines[-1]:
-            lines.append(process.stdout.readline())
-        url = re.search(r"listening on (http://\S+)", lines[0]).group(1)
-        config = requests.get(f"{url}/__emulator__/state", timeout=5).json()["config"]
+        config = requests.get(f"{emulator.url}/__emulator__/state", timeout=5).json()["config"]
     finally:
-        process.send_signal(signal.SIGINT)
-        process.communicate(timeout=10)
-    announcement = "".join(lines)
+        interrupt(emulator.process)
+    announcement = emulator.announcement
     assert config["organization_error"] == "6041"
     assert config["organization_error_status"] == 403
     assert config["scopes"] == [

@@ -1,5 +1,9 @@
 """The fault matrix: whatever Zoho does, a run finishes or stops cleanly, with 0 duplicates,
-every failure recorded with a clear reason, and a later run completes."""
+every failure recorded with a clear reason, and a later run completes.
+
+Each set-up returns how to tell that Zoho really misbehaved during the run: an injected fault
+counted by the emulator, or the answers the emulator gave (a 401 then a new token, a 429 with
+the code of the limit)."""
 
 from __future__ import annotations
 
@@ -16,48 +20,86 @@ from billing_sync.services.sync import customers_backfill, customers_retry_faile
 from billing_sync.zoho.client import ZohoClient
 from billing_sync.zoho.config import zoho_config
 from tests.conftest import zoho_account_counts
+from zoho_emulator import ZohoEmulator
 
 pytestmark = pytest.mark.django_db
 
 CUSTOMERS = 4
 
+# Asserts, after the first run, that the set-up's fault really happened.
+Fired = Callable[[ZohoEmulator], None]
 
-def server_errors(emulator, settings) -> None:
+
+def injected(kind: str) -> Fired:
+    """The injected fault of this kind fired at least once."""
+
+    def fired(emulator: ZohoEmulator) -> None:
+        assert emulator.fault_counts.get(kind, 0) >= 1, emulator.fault_counts
+
+    return fired
+
+
+def answered(status: int, code: int) -> Fired:
+    """The emulator answered at least one request with this HTTP status and Zoho code."""
+
+    def fired(emulator: ZohoEmulator) -> None:
+        answers = [(r.status, r.code) for r in emulator.request_log]
+        assert (status, code) in answers, answers
+
+    return fired
+
+
+def server_errors(emulator, settings) -> Fired:
     emulator.inject("error", method="POST", path="/customers", status=500, times=None)
+    return injected("error")
 
 
-def slow_answers(emulator, settings) -> None:
+def slow_answers(emulator, settings) -> Fired:
     settings.ZOHO_TIMEOUT_SECONDS = 0.2
     emulator.inject("slow", method="POST", path="/customers", delay=0.35, times=None)
+    return injected("slow")
 
 
-def dropped_connections(emulator, settings) -> None:
+def dropped_connections(emulator, settings) -> Fired:
     emulator.inject("drop", times=None)
+    return injected("drop")
 
 
-def lost_create_answers(emulator, settings) -> None:
+def lost_create_answers(emulator, settings) -> Fired:
     emulator.inject("lose_response", method="POST", path="/customers", times=None)
+    return injected("lose_response")
 
 
-def token_revoked_mid_run(emulator, settings) -> None:
+def token_revoked_mid_run(emulator, settings) -> Fired:
     ZohoClient(zoho_config()).list_customers()  # a token is cached ...
     emulator.revoke_access_tokens()  # ... and Zoho no longer accepts it
+    since, tokens = len(emulator.request_log), emulator.token_refresh_count
+
+    def fired(emulator: ZohoEmulator) -> None:
+        answers = [(r.status, r.code) for r in emulator.request_log[since:]]
+        assert answers[:2] == [(401, 57), (200, 0)], answers  # refused, then a new token worked
+        assert emulator.token_refresh_count == tokens + 1
+
+    return fired
 
 
-def token_endpoint_throttled(emulator, settings) -> None:
+def token_endpoint_throttled(emulator, settings) -> Fired:
     emulator.inject("token_throttle", times=None)
+    return injected("token_throttle")
 
 
-def org_blocked(emulator, settings) -> None:
+def org_blocked(emulator, settings) -> Fired:
     emulator.configure(block_seconds=60)
     emulator.block_for(60)
+    return answered(429, 44)
 
 
-def daily_limit(emulator, settings) -> None:
+def daily_limit(emulator, settings) -> Fired:
     emulator.configure(daily_limit=2, daily_window_seconds=120)
+    return answered(429, 45)
 
 
-def concurrency_limit(emulator, settings) -> None:
+def concurrency_limit(emulator, settings) -> Fired:
     """Another integration keeps a slow request in flight; Zoho allows one at a time."""
     emulator.configure(concurrency_limit=1)
     emulator.inject("slow", method="GET", delay=1.0, times=1)
@@ -88,9 +130,17 @@ def concurrency_limit(emulator, settings) -> None:
         time.sleep(0.01)
     _background.append(other)
 
+    def fired(emulator: ZohoEmulator) -> None:
+        answers = [(r.status, r.code) for r in emulator.request_log]
+        assert emulator.fault_counts == {"slow": 1}  # the other request was in flight ...
+        assert (429, 1070) in answers, answers  # ... when Zoho refused one of ours
 
-def html_error_pages(emulator, settings) -> None:
+    return fired
+
+
+def html_error_pages(emulator, settings) -> Fired:
     emulator.inject("html_error", status=502, times=None)
+    return injected("html_error")
 
 
 _background: list[threading.Thread] = []
@@ -107,7 +157,7 @@ def heal(emulator, settings) -> None:
     time.sleep(settings.ZOHO_CREATE_SETTLE_SECONDS)
 
 
-FAULTS: list[Callable] = [
+FAULTS: list[Callable[..., Fired]] = [
     server_errors,
     slow_answers,
     dropped_connections,
@@ -125,10 +175,11 @@ FAULTS: list[Callable] = [
 def test_run_survives_the_fault_and_a_later_run_completes(emulator, make_customer, settings, fault):
     settings.ZOHO_MAX_ATTEMPTS = 2
     customers = [make_customer() for _ in range(CUSTOMERS)]
-    fault(emulator, settings)
+    fired = fault(emulator, settings)
 
     first = customers_backfill(trigger="command", max_wait=0)
 
+    fired(emulator)
     assert max(zoho_account_counts(emulator).values(), default=0) <= 1
     assert first.run.finished_at is not None
     for customer in Customer.objects.all():

@@ -14,7 +14,6 @@ from typing import Any
 
 import pytest
 
-from billing_sync.emulator import EMULATOR_ORGANIZATION_ID
 from billing_sync.models import AttemptOutcome, Customer, SyncAttempt, SyncStatus
 from billing_sync.services.sync import (
     RunObserver,
@@ -24,6 +23,7 @@ from billing_sync.services.sync import (
 )
 from tests.commands import run
 from tests.conftest import zoho_account_counts, zoho_posts
+from zoho_emulator import EMULATOR_ORGANIZATION_ID
 
 pytestmark = pytest.mark.django_db
 

@@ -4,17 +4,15 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 from pathlib import Path
 
-from billing_sync.emulator import (
+from tests.processes import run_manage
+from zoho_emulator import (
     EMULATOR_CLIENT_ID,
     EMULATOR_CLIENT_SECRET,
     EMULATOR_ORGANIZATION_ID,
     EMULATOR_REFRESH_TOKEN,
 )
-
-PROJECT = Path(__file__).resolve().parent.parent
 
 
 def manage(tmp_path: Path, emulator, *args: str) -> subprocess.CompletedProcess[str]:
@@ -28,14 +26,7 @@ def manage(tmp_path: Path, emulator, *args: str) -> subprocess.CompletedProcess[
         "ZOHO_ACCOUNTS_URL": emulator.accounts_url,
         "ZOHO_API_BASE_URL": emulator.api_base_url,
     }
-    return subprocess.run(
-        [sys.executable, str(PROJECT / "manage.py"), *args],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    return run_manage(*args, env=env, cwd=tmp_path)
 
 
 def test_commands_in_separate_processes_refresh_the_token_once(emulator, tmp_path):

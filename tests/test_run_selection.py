@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 
-from billing_sync.emulator.customers import FIRST_CUSTOMER_ID
 from billing_sync.models import AttemptOutcome, Customer, SyncAttempt, SyncStatus
 from billing_sync.services import sync
 from billing_sync.services.sync import (
@@ -14,6 +13,7 @@ from billing_sync.services.sync import (
     customers_retry_failed,
 )
 from tests.conftest import zoho_account_counts, zoho_posts
+from zoho_emulator.customers import FIRST_CUSTOMER_ID
 
 pytestmark = pytest.mark.django_db
 

@@ -13,17 +13,19 @@ from tests.test_pacing import most_in_any_window
 pytestmark = pytest.mark.django_db(transaction=True)
 
 BUDGET, WINDOW = 10, 1.0
-REDIS_URL = "redis://127.0.0.1:6379/14"
+REDIS_DB = 14
 
 
-def test_workers_and_a_command_share_one_budget_and_use_it(emulator, make_customer, settings):
+def test_workers_and_a_command_share_one_budget_and_use_it(
+    emulator, make_customer, settings, redis_url
+):
     emulator.configure(
         rate_limit_requests=BUDGET, rate_limit_window_seconds=WINDOW, block_seconds=30
     )
     customers = [make_customer() for _ in range(40)]
     env = process_env(
         settings,
-        REDIS_URL=REDIS_URL,
+        REDIS_URL=f"{redis_url}/{REDIS_DB}",
         Q_WORKERS="3",
         ZOHO_RATE_LIMIT_REQUESTS=str(BUDGET),
         ZOHO_RATE_LIMIT_WINDOW_SECONDS=str(WINDOW),

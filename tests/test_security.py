@@ -6,27 +6,20 @@ import io
 import logging
 import os
 import subprocess
-import sys
 
 import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
 
 from billing_sync.models import Customer, SyncAttempt, SyncRun, ZohoApiState
-from tests.processes import PROJECT
+from tests.processes import run_manage
 
 STRONG_KEY = "k3y-" + "".join(chr(65 + (i * 7) % 26) for i in range(60))
 
 
 def manage(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
     base = {k: v for k, v in os.environ.items() if not k.startswith(("ZOHO_", "DJANGO_"))}
-    return subprocess.run(
-        [sys.executable, str(PROJECT / "manage.py"), *args],
-        env={**base, **env},
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    return run_manage(*args, env={**base, **env})
 
 
 @pytest.mark.parametrize(

@@ -6,12 +6,12 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-PROJECT = Path(__file__).resolve().parent.parent
+from tests.processes import PROJECT, run_python
+
 PROBE = (
     "import json; from circletel import settings as s; "
     "print(json.dumps({'db': s.DATABASES['default'], 'debug': s.DEBUG, "
@@ -29,13 +29,8 @@ def project_copy(tmp_path: Path) -> Path:
 def load_settings(folder: Path, **env: str) -> subprocess.CompletedProcess[str]:
     clean = {k: v for k, v in os.environ.items() if not k.startswith(("ZOHO_", "DJANGO_"))}
     clean.pop("DATABASE_URL", None)
-    return subprocess.run(
-        [sys.executable, "-c", PROBE],
-        cwd=folder,
-        env={**clean, "PYTHONPATH": str(folder), **env},
-        capture_output=True,
-        text=True,
-        timeout=60,
+    return run_python(
+        "-c", PROBE, env={**clean, "PYTHONPATH": str(folder), **env}, cwd=folder, timeout=60
     )
 
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from collections import deque
 
-from billing_sync.emulator.config import EmulatorConfig
-from billing_sync.emulator.errors import daily_limit, minute_limit, retry_after, too_many_in_flight
+from zoho_emulator.config import EmulatorConfig
+from zoho_emulator.errors import daily_limit, minute_limit, retry_after, too_many_in_flight
 
 
 class RateLimiter:

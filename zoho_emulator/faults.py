@@ -6,9 +6,9 @@ import random
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from billing_sync.emulator.config import EmulatorConfig
-from billing_sync.emulator.errors import minute_limit, retry_after
-from billing_sync.emulator.messages import NO_RESPONSE, Response, html_response, json_response
+from zoho_emulator.config import EmulatorConfig
+from zoho_emulator.errors import minute_limit, retry_after
+from zoho_emulator.messages import NO_RESPONSE, Response, html_response, json_response
 
 # Checked before auth: the request never reaches the emulated Zoho.
 EARLY_KINDS = ("drop", "slow")

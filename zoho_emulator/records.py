@@ -6,7 +6,7 @@ import copy
 from datetime import UTC, datetime
 from typing import Any
 
-from billing_sync.emulator.errors import invalid_value
+from zoho_emulator.errors import invalid_value
 
 MAX_DISPLAY_NAME = 200
 MAX_EMAIL = 100

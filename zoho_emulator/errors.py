@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import math
 
-from billing_sync.emulator.config import EmulatorConfig
-from billing_sync.emulator.messages import Response, json_response
+from zoho_emulator.config import EmulatorConfig
+from zoho_emulator.messages import Response, json_response
 
 MINUTE_LIMIT_MESSAGE = (
     "For security reasons your organization has been blocked as it have exceeded the maximum "

@@ -23,13 +23,17 @@ class Request:
 
 @dataclass(frozen=True)
 class Response:
-    """What to send back; `close_without_response` means close the connection and send nothing."""
+    """What to send back; `close_without_response` means close the connection and send nothing.
+
+    `code` is Zoho's `code` in a JSON body, kept for the request log (None when there is none).
+    """
 
     status: int
     body: bytes = b""
     content_type: str = JSON_CONTENT_TYPE
     headers: dict[str, str] = field(default_factory=dict)
     close_without_response: bool = False
+    code: int | None = None
 
 
 # Status 0 marks "nothing was sent" in the request log.
@@ -39,7 +43,13 @@ NO_RESPONSE = Response(status=0, close_without_response=True)
 def json_response(status: int, payload: Any, headers: dict[str, str] | None = None) -> Response:
     """Build a JSON response with Zoho's content type."""
     body = json.dumps(payload).encode("utf-8")
-    return Response(status=status, body=body, headers=dict(headers or {}))
+    code = payload.get("code") if isinstance(payload, dict) else None
+    return Response(
+        status=status,
+        body=body,
+        headers=dict(headers or {}),
+        code=code if isinstance(code, int) and not isinstance(code, bool) else None,
+    )
 
 
 def html_response(status: int) -> Response:

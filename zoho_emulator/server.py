@@ -10,7 +10,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from billing_sync.emulator.messages import Request, Response, json_response
+from zoho_emulator.messages import Request, Response, json_response
 
 logger = logging.getLogger(__name__)
 
@@ -83,7 +83,7 @@ class EmulatorRequestHandler(BaseHTTPRequestHandler):
         self._serve()
 
     def do_DELETE(self) -> None:
-        """Serve DELETE."""
+        """Serve DELETE (the API answers 405)."""
         self._serve()
 
     def do_PATCH(self) -> None:

@@ -1,11 +1,12 @@
 """A local Zoho Billing emulator: a real HTTP server (stdlib only) for the demo and the tests.
 
-It serves the Zoho Accounts token endpoint (`POST /oauth/v2/token`), the customers API under
-`/billing/v1`, with Zoho's auth, scopes, organization header, error bodies and org-wide rate
-limits. Faults can be injected to rehearse errors, timeouts, lost responses and errors after the
-work was done; EmulatorConfig switches play the ways real Zoho may answer differently (organization
-errors, missing scopes, custom-field rules, a plan limit on creates, list lag, ignored list
-parameters, a slow token endpoint).
+It serves the Zoho Accounts token endpoint (`POST /oauth/v2/token`) and the customers API under
+`/billing/v1` the project's client uses (list and filter, read, create, update), with Zoho's auth,
+scopes, organization header, error bodies and org-wide rate limits. Faults can be injected to
+rehearse errors, timeouts, lost responses and errors after the work was done; EmulatorConfig
+switches play the ways real Zoho may answer differently (organization errors, missing scopes,
+custom-field rules, a plan limit on creates, list lag, ignored list parameters, a slow token
+endpoint).
 
 Control endpoints under `/__emulator__/`, for a separately running copy:
 - `GET state`: customers, request and token counts, block, faults and the current config;
@@ -17,15 +18,15 @@ Control endpoints under `/__emulator__/`, for a separately running copy:
 
 from __future__ import annotations
 
-from billing_sync.emulator.config import (
+from zoho_emulator.config import (
     EMULATOR_CLIENT_ID,
     EMULATOR_CLIENT_SECRET,
     EMULATOR_ORGANIZATION_ID,
     EMULATOR_REFRESH_TOKEN,
     EmulatorConfig,
 )
-from billing_sync.emulator.emulator import RequestRecord, ZohoEmulator
-from billing_sync.emulator.faults import FAULT_KINDS
+from zoho_emulator.emulator import RequestRecord, ZohoEmulator
+from zoho_emulator.faults import FAULT_KINDS
 
 __all__ = [
     "EMULATOR_CLIENT_ID",

@@ -17,7 +17,6 @@ CUSTOMER_SCOPES = (
     "ZohoSubscriptions.customers.CREATE",
     "ZohoSubscriptions.customers.READ",
     "ZohoSubscriptions.customers.UPDATE",
-    "ZohoSubscriptions.customers.DELETE",
 )
 
 

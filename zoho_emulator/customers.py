@@ -1,4 +1,4 @@
-"""The organization's customers: create, read, list with filters and pages, update, delete."""
+"""The organization's customers: create, read, list with filters and pages, update."""
 
 from __future__ import annotations
 
@@ -6,10 +6,10 @@ import copy
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from billing_sync.emulator.config import EmulatorConfig
-from billing_sync.emulator.custom_fields import CustomFieldRegistry, merged_custom_fields
-from billing_sync.emulator.errors import customer_not_found, duplicate_name, invalid_value
-from billing_sync.emulator.records import Record, blank_record, list_item, merged_record, timestamp
+from zoho_emulator.config import EmulatorConfig
+from zoho_emulator.custom_fields import CustomFieldRegistry, merged_custom_fields
+from zoho_emulator.errors import customer_not_found, duplicate_name, invalid_value
+from zoho_emulator.records import Record, blank_record, list_item, merged_record, timestamp
 
 FIRST_CUSTOMER_ID = 6179546000000100001
 MAX_PER_PAGE = 200
@@ -84,19 +84,6 @@ class CustomerStore:
         record["updated_time"] = timestamp(now)
         self._records[customer_id] = record
         return copy.deepcopy(record)
-
-    def set_status(self, customer_id: str, status: str, config: EmulatorConfig, now: float) -> None:
-        """Mark a customer active or inactive."""
-        record = self._existing(customer_id, config)
-        record["status"] = status
-        record["updated_time"] = timestamp(now)
-
-    def delete(self, customer_id: str, config: EmulatorConfig) -> None:
-        """Forget a customer."""
-        self._existing(customer_id, config)
-        del self._records[customer_id]
-        del self._created_at[customer_id]
-        self._seeded.discard(customer_id)
 
     def page(
         self, params: Mapping[str, str], config: EmulatorConfig, now: float

@@ -7,14 +7,14 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from billing_sync.emulator import (
+from zoho_emulator import (
     EMULATOR_CLIENT_ID,
     EMULATOR_CLIENT_SECRET,
     EMULATOR_REFRESH_TOKEN,
     EmulatorConfig,
     ZohoEmulator,
 )
-from billing_sync.emulator.config import (
+from zoho_emulator.config import (
     ORGANIZATION_ERROR_STATUSES,
     ORGANIZATION_ERRORS,
     UNKNOWN_CUSTOM_FIELD_MODES,
@@ -99,7 +99,7 @@ class Command(BaseCommand):
             default=",".join(DEFAULTS.scopes),
             help=(
                 "Comma-separated OAuth scopes the issued tokens are granted (default: customers "
-                "CREATE, READ, UPDATE, DELETE); a missing one answers 401 code 57."
+                "CREATE, READ, UPDATE); a missing one answers 401 code 57."
             ),
         )
         parser.add_argument(

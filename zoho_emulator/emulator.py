@@ -9,16 +9,16 @@ from dataclasses import asdict, dataclass
 from typing import Any
 from urllib.parse import parse_qs
 
-from billing_sync.emulator.api import required_scope, route_api, scope_granted
-from billing_sync.emulator.config import EmulatorConfig
-from billing_sync.emulator.customers import CustomerStore
-from billing_sync.emulator.errors import (
+from zoho_emulator.api import required_scope, route_api, scope_granted
+from zoho_emulator.config import EmulatorConfig
+from zoho_emulator.customers import CustomerStore
+from zoho_emulator.errors import (
     ApiError,
     invalid_url,
     not_authorized,
     organization_error,
 )
-from billing_sync.emulator.faults import (
+from zoho_emulator.faults import (
     AFTER_WORK_KINDS,
     EARLY_KINDS,
     LATE_KINDS,
@@ -29,10 +29,10 @@ from billing_sync.emulator.faults import (
     RandomFaults,
     fault_response,
 )
-from billing_sync.emulator.limits import RateLimiter
-from billing_sync.emulator.messages import NO_RESPONSE, Request, Response, json_response
-from billing_sync.emulator.server import EmulatorHTTPServer
-from billing_sync.emulator.tokens import TokenIssuer, access_denied
+from zoho_emulator.limits import RateLimiter
+from zoho_emulator.messages import NO_RESPONSE, Request, Response, json_response
+from zoho_emulator.server import EmulatorHTTPServer
+from zoho_emulator.tokens import TokenIssuer, access_denied
 
 API_PREFIX = "/billing/v1"
 TOKEN_PATH = "/oauth/v2/token"  # noqa: S105 - a URL path, not a password
@@ -46,7 +46,8 @@ class RequestRecord:
     """One API request as the emulator answered it.
 
     `status` 0 means the connection was closed without a response (drop, lose_response);
-    `counted` means the request was admitted by the rate limits and used up budget.
+    `counted` means the request was admitted by the rate limits and used up budget; `code` is
+    Zoho's `code` in the answer (e.g. 44, 45 or 1070 with a 429), None when it had none.
     """
 
     time: float
@@ -54,6 +55,7 @@ class RequestRecord:
     path: str
     status: int
     counted: bool
+    code: int | None = None
 
 
 class ZohoEmulator:
@@ -322,7 +324,9 @@ class ZohoEmulator:
         finally:
             with self._lock:
                 self._in_flight -= 1
-                record = RequestRecord(arrival, request.method, api_path, response.status, counted)
+                record = RequestRecord(
+                    arrival, request.method, api_path, response.status, counted, response.code
+                )
                 self._log.append(record)
 
     def _answer_api(

@@ -7,8 +7,8 @@ import secrets
 from collections import OrderedDict, deque
 from collections.abc import Mapping
 
-from billing_sync.emulator.config import EmulatorConfig
-from billing_sync.emulator.messages import Response, json_response
+from zoho_emulator.config import EmulatorConfig
+from zoho_emulator.messages import Response, json_response
 
 ACCESS_DENIED = {
     "error": "Access Denied",

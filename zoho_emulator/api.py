@@ -1,24 +1,25 @@
-"""Routes of the Billing API under /billing/v1: which handler answers which method and path."""
+"""Routes of the Billing API under /billing/v1: which handler answers which method and path.
+
+Only what the project's client calls: list and filter customers, read one, create, update.
+"""
 
 from __future__ import annotations
 
 import json
 from typing import Any
 
-from billing_sync.emulator.config import EmulatorConfig
-from billing_sync.emulator.customers import CustomerStore
-from billing_sync.emulator.errors import (
+from zoho_emulator.config import EmulatorConfig
+from zoho_emulator.customers import CustomerStore
+from zoho_emulator.errors import (
     invalid_url,
     malformed_json,
     method_not_allowed,
     plan_limit,
 )
-from billing_sync.emulator.messages import Request
+from zoho_emulator.messages import Request
 
-STATUS_ACTIONS = {"markasactive": "active", "markasinactive": "inactive"}
 SCOPE_PREFIX = "ZohoSubscriptions.customers."
-# The spec prints CREATE for markasactive/markasinactive too, so POST always needs CREATE.
-SCOPE_ACTIONS = {"POST": "CREATE", "GET": "READ", "PUT": "UPDATE", "DELETE": "DELETE"}
+SCOPE_ACTIONS = {"POST": "CREATE", "GET": "READ", "PUT": "UPDATE"}
 ALL_CUSTOMER_SCOPES = ("ZohoSubscriptions.fullaccess.all", "ZohoSubscriptions.customers.ALL")
 
 Answer = tuple[int, dict[str, Any]]
@@ -35,10 +36,6 @@ def route_api(
         return _customers(store, config, request, now)
     if len(segments) == 2:
         return _customer(store, config, request, segments[1], now)
-    if len(segments) == 3 and segments[2] in STATUS_ACTIONS:
-        return _customer_status(
-            store, config, request, segments[1], STATUS_ACTIONS[segments[2]], now
-        )
     raise invalid_url()
 
 
@@ -98,21 +95,4 @@ def _customer(
             "message": "The customer details have been updated.",
             "customer": customer,
         }
-    if request.method == "DELETE":
-        store.delete(customer_id, config)
-        return 200, {"code": 0, "message": "The customer has been deleted."}
     raise method_not_allowed()
-
-
-def _customer_status(
-    store: CustomerStore,
-    config: EmulatorConfig,
-    request: Request,
-    customer_id: str,
-    status: str,
-    now: float,
-) -> Answer:
-    if request.method != "POST":
-        raise method_not_allowed()
-    store.set_status(customer_id, status, config, now)
-    return 200, {"code": 0, "message": f"The customer has been marked as {status}."}

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from billing_sync.emulator.config import EmulatorConfig
-from billing_sync.emulator.errors import invalid_value, unknown_custom_field
-from billing_sync.emulator.records import text_value
+from zoho_emulator.config import EmulatorConfig
+from zoho_emulator.errors import invalid_value, unknown_custom_field
+from zoho_emulator.records import text_value
 
 FIRST_CUSTOM_FIELD_ID = 6179546000000090001
 DIGITS = "0123456789"
