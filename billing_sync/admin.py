@@ -10,7 +10,8 @@ from django.utils.html import format_html
 
 from billing_sync.models import Customer, SyncAttempt, SyncRun, SyncStatus, SyncTrigger
 from billing_sync.services.queueing import RequeueResult, customers_requeue
-from billing_sync.services.sync import ResultCollector, customers_preview
+from billing_sync.services.run_report import ResultCollector
+from billing_sync.services.runs import customers_preview
 from billing_sync.zoho.config import zoho_web_customer_url
 from billing_sync.zoho.errors import ZohoConfigError
 

@@ -9,7 +9,8 @@ from django.db.models import Count, Q, QuerySet
 from django.utils import timezone
 from django_q.models import Schedule
 
-from billing_sync.models import AccountType, Customer, SyncRun, SyncStatus, ZohoApiState
+from billing_sync.models import AccountType, Customer, SyncRun, SyncStatus
+from billing_sync.zoho.state import current_api_state
 
 # The django-q schedules `zoho_schedule` keeps, by name.
 RETRY_SCHEDULE = "zoho-retry-failed"
@@ -81,7 +82,7 @@ class SyncOverview:
 def sync_overview() -> SyncOverview:
     """The admin overview's figures."""
     counts = dict(customer_status_counts())
-    state = ZohoApiState.objects.filter(singleton=1).first()
+    state = current_api_state()
     return SyncOverview(
         status_counts=[(value, label, counts.get(value, 0)) for value, label in SyncStatus.choices],
         last_run=SyncRun.objects.exclude(dry_run=True).order_by("-started_at", "-id").first(),

@@ -14,13 +14,13 @@ from django.conf import settings
 from django.utils import timezone
 
 from billing_sync.models import SyncTrigger
-from billing_sync.services.sync import (
-    RunReport,
+from billing_sync.services.run_report import RunReport
+from billing_sync.services.runs import (
     customer_sync,
     customers_backfill,
     customers_retry_failed,
 )
-from billing_sync.zoho.pacing import current_block
+from billing_sync.zoho.state import current_block
 
 
 def sync_customer_task(customer_id: int) -> str:

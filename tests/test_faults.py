@@ -16,7 +16,7 @@ import pytest
 import requests
 
 from billing_sync.models import AttemptOutcome, Customer, SyncAttempt, SyncStatus, ZohoApiState
-from billing_sync.services.sync import customers_backfill, customers_retry_failed
+from billing_sync.services.runs import customers_backfill, customers_retry_failed
 from billing_sync.zoho.client import ZohoClient
 from billing_sync.zoho.config import zoho_config
 from tests.conftest import zoho_account_counts

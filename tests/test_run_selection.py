@@ -5,13 +5,9 @@ from __future__ import annotations
 import pytest
 
 from billing_sync.models import AttemptOutcome, Customer, SyncAttempt, SyncStatus
-from billing_sync.services import sync
-from billing_sync.services.sync import (
-    ResultCollector,
-    RunObserver,
-    customers_backfill,
-    customers_retry_failed,
-)
+from billing_sync.services import run_selection
+from billing_sync.services.run_report import ResultCollector, RunObserver
+from billing_sync.services.runs import customers_backfill, customers_retry_failed
 from tests.conftest import zoho_account_counts, zoho_posts
 from zoho_emulator.customers import FIRST_CUSTOMER_ID
 
@@ -20,7 +16,7 @@ pytestmark = pytest.mark.django_db
 
 @pytest.fixture
 def small_chunks(monkeypatch):
-    monkeypatch.setattr(sync, "CHUNK_SIZE", 3)
+    monkeypatch.setattr(run_selection, "CHUNK_SIZE", 3)
 
 
 class AddsACustomerMidRun(RunObserver):

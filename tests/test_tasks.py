@@ -18,7 +18,8 @@ from django_q.tasks import async_task
 
 from billing_sync.models import Customer, SyncRun, SyncStatus, SyncTrigger, ZohoApiState
 from billing_sync.services.queueing import customers_requeue
-from billing_sync.services.sync import ResultCollector, customer_sync
+from billing_sync.services.run_report import ResultCollector
+from billing_sync.services.runs import customer_sync
 from billing_sync.tasks import retry_failed_task
 from tests.conftest import run_queued_tasks, zoho_posts
 

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 
 from django.core.management.base import OutputWrapper
+from django.core.management.color import Style
 
 from billing_sync.models import Customer, SyncRun
-from billing_sync.services.sync import CustomerResult, RunObserver, RunReport
+from billing_sync.services.run_report import CustomerResult, RunObserver, RunReport
 
 EMOJI = {
     "ok": "✅",
@@ -39,7 +40,7 @@ RULE_WIDTH = 60
 
 def markers_for(stdout: OutputWrapper) -> dict[str, str]:
     """Emoji when the output stream can encode them, else plain ASCII stand-ins."""
-    encoding = getattr(stdout._out, "encoding", None) or "utf-8"
+    encoding = getattr(stdout, "encoding", None) or "utf-8"
     try:
         "".join(EMOJI.values()).encode(encoding)
     except (UnicodeEncodeError, LookupError):
@@ -48,23 +49,33 @@ def markers_for(stdout: OutputWrapper) -> dict[str, str]:
 
 
 class Printer:
-    """Writes lines with markers to a command's stdout."""
+    """Writes a command's lines through its `stdout`, led by markers, coloured by its `style`
+    (Django leaves colour out where the output is not a terminal)."""
 
-    def __init__(self, stdout: OutputWrapper) -> None:
+    def __init__(self, stdout: OutputWrapper, style: Style) -> None:
         self.stdout = stdout
         self.marks = markers_for(stdout)
+        self.styles: dict[str, Callable[[str], str]] = {
+            "ok": style.SUCCESS,
+            "fail": style.ERROR,
+            "warn": style.WARNING,
+            "wait": style.WARNING,
+        }
 
     def line(self, text: str = "") -> None:
         self.stdout.write(text)
 
-    def mark(self, name: str, text: str) -> None:
-        self.stdout.write(f"{self.marks[name]} {text}")
+    def mark(self, name: str, text: str, *, indent: str = "") -> None:
+        """A line led by the marker `name` (ok, fail, warn, wait, ...)."""
+        self.stdout.write(
+            f"{indent}{self.marks[name]} {text}", style_func=self.styles.get(name, str)
+        )
 
     def rule(self) -> None:
         self.stdout.write(self.marks["rule"] * RULE_WIDTH)
 
     def banner(self, marker: str, title: str) -> None:
-        self.line(f"{self.marks[marker]} {title}")
+        self.mark(marker, title)
         self.rule()
 
 
@@ -114,40 +125,43 @@ class RunPrinter(RunObserver):
     def customer_finished(self, index: int, total: int, result: CustomerResult) -> None:
         if self.dry_run:
             if result.error:
-                self.p.line(f"  {self.p.marks['warn']} {result.account_number}: {result.error}")
+                self.p.mark("warn", f"{result.account_number}: {result.error}", indent="  ")
             return
         if result.synced:
-            how = "adopted existing Zoho customer" if result.outcome == "adopted" else ""
-            suffix = f" ({how})" if how else ""
-            self.p.line(
-                f"  {self.p.marks['ok']} Successfully synced: {result.zoho_customer_id}{suffix}"
-            )
-        elif result.outcome == "skipped":
+            how = " (adopted existing Zoho customer)" if result.adopted else ""
+            self.p.mark("ok", f"Successfully synced: {result.zoho_customer_id}{how}", indent="  ")
+        elif result.skipped:
             self.p.line(f"  Skipped: {result.error}")
         elif result.waiting:
-            self.p.line(f"  {self.p.marks['wait']} Left for a later run: {result.error}")
+            self.p.mark("wait", f"Left for a later run: {result.error}", indent="  ")
         else:
-            self.p.line(f"  {self.p.marks['fail']} Failed: {result.error}")
+            self.p.mark("fail", f"Failed: {result.error}", indent="  ")
         self.p.line()
 
     def block_wait(self, until: datetime, reason: str) -> None:
         seconds = max(0.0, until.timestamp() - datetime.now(tz=UTC).timestamp())
-        self.p.line(
-            f"  {self.p.marks['wait']} Zoho is blocking requests until "
-            f"{until.astimezone(UTC):%H:%M:%S} UTC; waiting {seconds:.0f} s..."
+        self.p.mark(
+            "wait",
+            f"Zoho is blocking requests until {until.astimezone(UTC):%H:%M:%S} UTC; "
+            f"waiting {seconds:.0f} s...",
+            indent="  ",
         )
 
     def customer_waiting(self, index: int, total: int, customer: Customer, until: datetime) -> None:
-        self.p.line(
-            f"  {self.p.marks['wait']} An earlier create may still be settling in Zoho until "
-            f"{until.astimezone(UTC):%H:%M:%S} UTC: looking again at the end of the run"
+        self.p.mark(
+            "wait",
+            "An earlier create may still be settling in Zoho until "
+            f"{until.astimezone(UTC):%H:%M:%S} UTC: looking again at the end of the run",
+            indent="  ",
         )
         self.p.line()
 
     def settle_wait(self, until: datetime) -> None:
-        self.p.line(
-            f"  {self.p.marks['wait']} Waiting until {until.astimezone(UTC):%H:%M:%S} UTC for "
-            "its earlier create to settle in Zoho, then looking for it..."
+        self.p.mark(
+            "wait",
+            f"Waiting until {until.astimezone(UTC):%H:%M:%S} UTC for its earlier create to "
+            "settle in Zoho, then looking for it...",
+            indent="  ",
         )
 
     def results(self, report: RunReport, *, heading: str) -> None:

@@ -9,7 +9,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from billing_sync.management.printing import Printer, RunPrinter
 from billing_sync.models import SyncTrigger
-from billing_sync.services.sync import RunReport
+from billing_sync.services.run_report import RunReport
 from billing_sync.zoho.errors import ZohoConfigError
 
 EXIT_FAILED_CUSTOMERS = 1
@@ -66,7 +66,7 @@ class SyncCommand(BaseCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         printer = RunPrinter(
-            Printer(self.stdout),
+            Printer(self.stdout, self.style),
             title=self.title,
             noun=self.noun,
             verb=self.verb,

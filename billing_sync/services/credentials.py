@@ -12,8 +12,8 @@ from billing_sync.services.refusals import account_field_fix
 from billing_sync.zoho.client import ZohoClient
 from billing_sync.zoho.config import DATA_CENTERS, REQUIRED_SETTINGS, config_problems, zoho_config
 from billing_sync.zoho.errors import ZohoAuthError, ZohoError
-from billing_sync.zoho.pacing import current_api_state
 from billing_sync.zoho.records import CustomerPage, ZohoCustomer
+from billing_sync.zoho.state import current_api_state
 
 
 @dataclass(frozen=True)

@@ -81,7 +81,7 @@ class ZohoCustomerFinder:
             return full[0]
         return None
 
-    def plainly_absent(self, customer: Customer) -> bool:
+    def surely_absent(self, customer: Customer) -> bool:
         """Surely not in Zoho by the run's index: a create is due, no request needed to know.
 
         False until a lookup has listed Zoho, and while the index is too old to rely on: that

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from billing_sync.models import AttemptOutcome, Customer, SyncAttempt
+from billing_sync.models import Customer, SyncAttempt
 from billing_sync.zoho.errors import CUSTOM_FIELD_CODES, ZohoConfigError, ZohoInvalidData
 
 REFUSAL_STREAK = 3
@@ -128,21 +128,3 @@ class RefusalStreak:
         """The refusals held so far, no longer held."""
         held, self.held = self.held, []
         return held
-
-
-def refused_before_a_create(customer: Customer, exc: ZohoInvalidData, *, run_id: int) -> bool:
-    """Whether an earlier run got the same refusal for this customer, and Zoho then created
-    another customer: evidence across runs that the refusal is about this customer's data."""
-    earlier = (
-        SyncAttempt.objects.filter(customer=customer, error_message=str(exc), run_id__lt=run_id)
-        .order_by("-finished_at")
-        .values_list("finished_at", flat=True)
-        .first()
-    )
-    if earlier is None:
-        return False
-    return (
-        SyncAttempt.objects.filter(outcome=AttemptOutcome.CREATED, finished_at__gt=earlier)
-        .exclude(customer=customer)
-        .exists()
-    )

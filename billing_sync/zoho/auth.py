@@ -20,7 +20,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import requests
-from django.db import DatabaseError, IntegrityError, transaction
+from django.db import DatabaseError, transaction
 from django.utils import timezone
 
 from billing_sync.models import ZohoApiState
@@ -32,6 +32,7 @@ from billing_sync.zoho.errors import (
     ZohoTokenThrottled,
     ZohoTransient,
 )
+from billing_sync.zoho.state import api_state_for_update, current_api_state
 
 logger = logging.getLogger(__name__)
 
@@ -65,19 +66,6 @@ TOKEN_ERRORS = {
 }
 
 
-def api_state_for_update() -> ZohoApiState:
-    """Lock and return the shared state row, creating it on first use. Call inside atomic()."""
-    state = ZohoApiState.objects.select_for_update().filter(singleton=1).first()
-    if state is not None:
-        return state
-    try:
-        with transaction.atomic():
-            ZohoApiState.objects.create(singleton=1)
-    except IntegrityError:
-        pass  # another process created it first
-    return ZohoApiState.objects.select_for_update().get(singleton=1)
-
-
 class TokenProvider:
     """Hands out a valid access token, refreshing it at most once per expiry across processes."""
 
@@ -99,7 +87,7 @@ class TokenProvider:
         now = timezone.now()
         if self._held and _usable(self._held, now):
             return self._held.access_token
-        state = ZohoApiState.objects.filter(singleton=1).first()
+        state = current_api_state()
         if state and _usable(state, now):
             self._held = state
             return state.access_token
@@ -144,7 +132,7 @@ class TokenProvider:
         """Poll the row (no lock) until that refresh has ended, one way or another."""
         while True:
             self.sleep(REFRESH_POLL_SECONDS)
-            state = ZohoApiState.objects.filter(singleton=1).first()
+            state = current_api_state()
             now = timezone.now()
             if (
                 state is None

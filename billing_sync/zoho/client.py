@@ -43,7 +43,10 @@ class ZohoClient:
         session: requests.Session | None = None,
         max_wait: float | None = None,
         on_block_wait: WaitObserver | None = None,
+        heartbeat: Callable[[], None] | None = None,
     ) -> None:
+        """`on_block_wait` hears when a wait for Zoho's block begins; `heartbeat` runs during
+        every wait (see RequestGate)."""
         self.config = config
         self.session = session or session_for(config.api_base_url)
         self.tokens = TokenProvider(config, self.session)
@@ -52,11 +55,10 @@ class ZohoClient:
             request_timeout=config.timeout_seconds,
             max_wait=config.max_wait_seconds if max_wait is None else max_wait,
             on_block_wait=on_block_wait,
+            heartbeat=heartbeat,
             daily=DailyBudget(config.daily_limit, config.daily_reserve),
         )
         self.request_count = 0
-        # Called just before each request is sent (the sync writes its audit row first).
-        self.before_send: Callable[[], None] | None = None
 
     def close(self) -> None:
         """Settle the budget's books (answers held, requests leased) and close the connections."""
@@ -176,8 +178,6 @@ class ZohoClient:
             ORG_HEADER: self.config.organization_id,
         }
         url = self.config.api_base_url + path
-        if self.before_send:
-            self.before_send()
         ticket = self.gate.acquire(method, path)
         self.request_count += 1
         started = time.monotonic()

@@ -133,6 +133,16 @@ class DailyBudgetUsed(ZohoError):
         self.resets_at = resets_at
 
 
+# Errors that no other request of the run would escape: a run that meets one stops. A
+# ZohoConfigError needs a person to change something; the others pass with time.
+RUN_STOPPING_ERRORS: tuple[type[ZohoError], ...] = (
+    RateLimitWaitExceeded,
+    DailyBudgetUsed,
+    ZohoTokenThrottled,
+    ZohoConfigError,
+)
+
+
 def parse_retry_after(value: str | None) -> float | None:
     """Seconds from a Retry-After header given in seconds, or None when absent or unreadable."""
     if not value:

@@ -52,8 +52,13 @@ from django.db.models import DateTimeField, ExpressionWrapper, F
 from django.db.models.functions import Coalesce
 
 from billing_sync.models import ZohoApiState, ZohoRequestLog
-from billing_sync.zoho.auth import api_state_for_update
 from billing_sync.zoho.errors import DailyBudgetUsed, RateLimitWaitExceeded
+from billing_sync.zoho.state import (
+    active_block,
+    api_state_for_update,
+    current_api_state,
+    extend_block,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -90,23 +95,6 @@ class Budget:
     window: float
 
 
-def _active_block(blocked_until: datetime | None, now: float) -> datetime | None:
-    if blocked_until is not None and blocked_until.timestamp() > now:
-        return blocked_until
-    return None
-
-
-def current_api_state() -> ZohoApiState | None:
-    """The shared state row as it is now (no lock), or None before first use."""
-    return ZohoApiState.objects.filter(singleton=1).first()
-
-
-def current_block() -> datetime | None:
-    """Until when Zoho is blocking the organization, or None when it is not."""
-    state = current_api_state()
-    return _active_block(state.blocked_until if state else None, time.time())
-
-
 def _to_datetime(timestamp: float) -> datetime:
     return datetime.fromtimestamp(timestamp, tz=UTC)
 
@@ -128,8 +116,11 @@ class RequestGate:
         clock: Callable[[], float] = time.time,
         sleep: Callable[[float], None] = time.sleep,
         on_block_wait: WaitObserver | None = None,
+        heartbeat: Callable[[], None] | None = None,
         daily: DailyBudget | None = None,
     ) -> None:
+        """`heartbeat` is called before every HEARTBEAT_SECONDS of a wait: a run renews its
+        claims there, so that nobody takes its customers for abandoned while it waits."""
         self.budget = budget
         self.daily = daily or DailyBudget(0, 0)
         self.request_timeout = request_timeout
@@ -137,11 +128,9 @@ class RequestGate:
         self.clock = clock
         self.sleep = sleep
         self.on_block_wait = on_block_wait
+        self.heartbeat = heartbeat
         self.block_waited = 0.0
-        self.pace_waited = 0.0
         self.admitted = 0
-        # Called before every HEARTBEAT_SECONDS of a wait (the sync writes and renews its claims).
-        self.heartbeat: Callable[[], None] | None = None
         self.lease_size = max(1, min(MAX_LEASE, budget.limit // LEASE_SHARE))
         # An unanswered request counts this long: it may have waited in its lease first.
         self._unanswered_seconds = request_timeout + LEASE_SECONDS
@@ -174,7 +163,7 @@ class RequestGate:
             now = self.clock()
             with transaction.atomic():
                 state = api_state_for_update()
-                blocked = _active_block(state.blocked_until, now)
+                blocked = active_block(state, now)
                 if blocked is None:
                     free, wait = self._budget_free(now)
                     if free > 0:
@@ -183,7 +172,6 @@ class RequestGate:
             if blocked is not None:
                 self._wait_for_block(blocked, now, state.block_reason)
             else:
-                self.pace_waited += wait
                 self._sleep_with_heartbeat(wait)
 
     def may_wait_until(self, until: datetime) -> bool:
@@ -203,7 +191,7 @@ class RequestGate:
         while True:
             now = self.clock()
             state = current_api_state()
-            blocked = _active_block(state.blocked_until if state else None, now)
+            blocked = active_block(state, now)
             if blocked is None:
                 return
             self._wait_for_block(blocked, now, state.block_reason)
@@ -234,11 +222,7 @@ class RequestGate:
         with transaction.atomic():
             state = api_state_for_update()
             self._give_back_lease(state)  # what we leased before the block must not go out
-            if state.blocked_until is None or state.blocked_until < until:
-                state.blocked_until = until
-                state.block_reason = reason
-                state.save(update_fields=["blocked_until", "block_reason"])
-            until = state.blocked_until
+            until = extend_block(state, until, reason)
         logger.warning("Zoho blocked requests until %s: %s", until.isoformat(), reason)
         return until
 

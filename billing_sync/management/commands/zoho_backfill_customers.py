@@ -8,7 +8,8 @@ from django.core.management.base import CommandParser
 
 from billing_sync.management.printing import RunPrinter
 from billing_sync.management.sync_command import SyncCommand, positive_int
-from billing_sync.services.sync import RunReport, customers_backfill
+from billing_sync.services.run_report import RunReport
+from billing_sync.services.runs import customers_backfill
 
 
 class Command(SyncCommand):

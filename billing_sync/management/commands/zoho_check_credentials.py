@@ -19,7 +19,7 @@ class Command(BaseCommand):
     )
 
     def handle(self, *args: Any, **options: Any) -> None:
-        printer = Printer(self.stdout)
+        printer = Printer(self.stdout, self.style)
         printer.banner("dry", "ZOHO Billing Credentials Check")
         lines = zoho_credentials_check()
         for line in lines:

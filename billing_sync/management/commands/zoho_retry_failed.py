@@ -6,7 +6,8 @@ from typing import Any
 
 from billing_sync.management.printing import RunPrinter
 from billing_sync.management.sync_command import SyncCommand
-from billing_sync.services.sync import RunReport, customers_retry_failed
+from billing_sync.services.run_report import RunReport
+from billing_sync.services.runs import customers_retry_failed
 
 
 class Command(SyncCommand):

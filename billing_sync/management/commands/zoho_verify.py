@@ -39,7 +39,7 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
-        printer = Printer(self.stdout)
+        printer = Printer(self.stdout, self.style)
         printer.banner("dry", "ZOHO Billing Verification")
         try:
             report = zoho_verify(deep=options["deep"], max_wait=options["max_wait"])

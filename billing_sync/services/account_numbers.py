@@ -1,0 +1,126 @@
+"""Our account number in Zoho's custom field: matching relies on it, so it must arrive.
+
+Every answer to a create (or to an adoption that writes it) must carry our account number back
+unchanged in the field `ZOHO_ACCOUNT_NUMBER_FIELD`. When it does not (the organization lacks
+the field, or names or types it otherwise), the customer is linked, since it is in Zoho, and
+marked `zoho_account_number_missing`, and the run stops (AccountNumberNotKept). Every later run
+first writes the account number into the customers so marked (`repair_account_numbers`):
+once Zoho keeps it, they are repaired; while it does not, the run stops before creating anyone
+else who would lack it too.
+"""
+
+from __future__ import annotations
+
+from billing_sync.models import AttemptOutcome, Customer, SyncRun
+from billing_sync.services.audit import finish_attempt, new_attempt, save_before_request
+from billing_sync.services.customer_data import account_number_update, customer_validation_errors
+from billing_sync.services.refusals import (
+    AccountFieldRefused,
+    account_field_fix,
+    names_account_field,
+)
+from billing_sync.services.run_report import CustomerResult
+from billing_sync.zoho.client import ZohoClient
+from billing_sync.zoho.errors import (
+    RUN_STOPPING_ERRORS,
+    ZohoConfigError,
+    ZohoError,
+    ZohoInvalidData,
+    ZohoNotFound,
+)
+from billing_sync.zoho.records import ZohoCustomer
+
+
+class AccountFieldUnchecked(ZohoError):
+    """Whether Zoho now keeps our account number could not be checked: no creates this run."""
+
+    def __init__(self, error: ZohoError) -> None:
+        super().__init__(
+            "could not check whether Zoho now keeps our account number in its custom field "
+            f"({error}); no customer is created until it does, the next run checks again"
+        )
+
+
+class AccountNumberNotKept(ZohoConfigError):
+    """Zoho holds the customer, but its answer does not carry our account number as sent.
+
+    The customer is linked (never created twice); the run stops, since every later create
+    would lose its account number the same way.
+    """
+
+    def __init__(self, result: CustomerResult, *, label: str, found: str | None) -> None:
+        carried = f"carries {found!r}" if found else "carries none"
+        super().__init__(
+            f"Zoho keeps customer {result.account_number} as {result.zoho_customer_id}, but "
+            f"its answer {carried} in the custom field {label!r} where we sent "
+            f"{result.account_number!r}: the organization lacks that field, or it is named or "
+            f"typed differently. {account_field_fix(label)}. The customer is linked; "
+            "`zoho_verify --deep` lists it until its account number is written"
+        )
+        self.result = result
+
+
+def check_account_number(
+    result: CustomerResult, zoho_customer: ZohoCustomer, *, label: str
+) -> None:
+    """Raise AccountNumberNotKept unless Zoho's answer carries our account number as sent."""
+    if zoho_customer.account_number != result.account_number.strip():
+        raise AccountNumberNotKept(result, label=label, found=zoho_customer.account_number)
+
+
+def flag_account_number_missing(error: AccountNumberNotKept) -> None:
+    """Mark the linked customer whose Zoho record lacks our account number, saying why."""
+    Customer.objects.filter(pk=error.result.customer_id).update(
+        zoho_account_number_missing=True, zoho_last_error=str(error)
+    )
+
+
+def repair_account_numbers(*, run: SyncRun, client: ZohoClient, label: str) -> None:
+    """Write our account number into each customer Zoho holds without it (one request each);
+    raise what stops the run while Zoho still does not keep it."""
+    missing = Customer.objects.filter(
+        zoho_account_number_missing=True, zoho_billing_customer_id__isnull=False
+    ).order_by("zoho_last_synced_at", "pk")
+    for customer in missing:
+        if not customer_validation_errors(customer):  # else Zoho would refuse the update
+            _write_account_number(customer, run=run, client=client, label=label)
+
+
+def _write_account_number(
+    customer: Customer, *, run: SyncRun, client: ZohoClient, label: str
+) -> None:
+    attempt = new_attempt(run, customer)
+    save_before_request(attempt)
+    payload = account_number_update(
+        customer,
+        display_name=customer.display_name,
+        email=customer.email.strip(),
+        account_field=label,
+    )
+    try:
+        answer = client.update_customer(customer.zoho_billing_customer_id, payload)
+    except ZohoNotFound as error:  # deleted in Zoho meanwhile: `zoho_verify` names it
+        finish_attempt(attempt, AttemptOutcome.FAILED, error)
+        return
+    except ZohoInvalidData as error:
+        finish_attempt(attempt, AttemptOutcome.FAILED, error)
+        if names_account_field(error, label=label):
+            raise AccountFieldRefused(error, label=label) from error
+        raise AccountFieldUnchecked(error) from error
+    except ZohoError as error:
+        finish_attempt(attempt, AttemptOutcome.FAILED, error)
+        if isinstance(error, RUN_STOPPING_ERRORS):
+            raise
+        raise AccountFieldUnchecked(error) from error
+    result = CustomerResult.of(
+        customer, AttemptOutcome.UPDATED, zoho_customer_id=answer.customer_id
+    )
+    try:
+        check_account_number(result, answer, label=label)
+    except AccountNumberNotKept as error:
+        finish_attempt(attempt, AttemptOutcome.FAILED, error, zoho_customer_id=answer.customer_id)
+        raise
+    finish_attempt(attempt, AttemptOutcome.UPDATED, zoho_customer_id=answer.customer_id)
+    Customer.objects.filter(pk=customer.pk).update(
+        zoho_account_number_missing=False, zoho_last_error=""
+    )

@@ -1,0 +1,378 @@
+"""One customer's sync: check its data, look for it in Zoho, adopt or create it, record it.
+
+The decisions for one customer a run holds (claims.py), in the order they are taken:
+1. its data is checked (customer_data.py): a record Zoho would refuse needs a person;
+2. an earlier create whose answer was unclear must have settled before we look (WAITING);
+3. Zoho is asked whether it holds the customer already (matching.py): if so, it is adopted;
+4. else the intent is written (a "sending" attempt, the create-sent mark), then the create sent;
+5. Zoho's answer must carry our account number back; a refusal is placed (refusals.py);
+6. the attempt is finished (audit.py) and the customer let go (claims.py).
+What happens after an error is decided in one place: `next_step`.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from enum import Enum
+
+from django.db import IntegrityError
+from django.utils import timezone
+
+from billing_sync.models import AttemptOutcome, Customer, SyncAttempt, SyncRun, SyncStatus
+from billing_sync.services.account_numbers import AccountFieldUnchecked, check_account_number
+from billing_sync.services.audit import (
+    close_interrupted_attempts,
+    describe,
+    drop_attempts,
+    finish_attempt,
+    new_attempt,
+    reclassify_attempts,
+    record_attempt,
+    record_attempts,
+    refused_before_a_create,
+    save_before_request,
+)
+from billing_sync.services.claims import AnsweredCreates, Claims, unclaimed
+from billing_sync.services.customer_data import (
+    account_number_update,
+    customer_validation_errors,
+    customer_zoho_payload,
+)
+from billing_sync.services.matching import ZohoCustomerFinder
+from billing_sync.services.refusals import (
+    AccountFieldRefused,
+    RefusalStreak,
+    SystemicRefusal,
+    names_account_field,
+    names_customer,
+)
+from billing_sync.services.run_report import CustomerResult
+from billing_sync.zoho.client import ZohoClient
+from billing_sync.zoho.config import ZohoConfig
+from billing_sync.zoho.errors import (
+    RUN_STOPPING_ERRORS,
+    ZohoError,
+    ZohoInvalidData,
+    ZohoRateLimited,
+    ZohoTransient,
+)
+from billing_sync.zoho.records import ZohoCustomer
+from billing_sync.zoho.retry import backoff_seconds, should_retry
+
+
+class CreateNotSettled(Exception):
+    """An earlier create got no clear answer and it is too soon to look for it in Zoho."""
+
+    def __init__(self, settles_at: datetime) -> None:
+        super().__init__(settles_at)
+        self.settles_at = settles_at
+
+
+# Failures that no other customer in the run would escape: stop the run, leave the rest failed.
+RUN_STOPPERS = (*RUN_STOPPING_ERRORS, AccountFieldUnchecked)
+
+
+class Next(Enum):
+    """What a customer's attempt does after an error."""
+
+    STOP_RUN = "stop the run: no other customer would fare better"
+    WAIT_FOR_BLOCK = "Zoho refused the organization for now: wait, then try again"
+    WAIT_TO_SETTLE = "leave the customer until its earlier create has settled"
+    PLACE_REFUSAL = "Zoho refused the data: the customer's fault, or the organization's?"
+    RETRY = "a passing failure: try again after a back-off"
+    GIVE_UP = "leave the customer failed for a later run"
+
+
+def next_step(error: Exception) -> Next:
+    """The one place that says what an error means for the customer at hand."""
+    if isinstance(error, RUN_STOPPERS):
+        return Next.STOP_RUN
+    if isinstance(error, ZohoRateLimited):
+        return Next.WAIT_FOR_BLOCK
+    if isinstance(error, CreateNotSettled):
+        return Next.WAIT_TO_SETTLE
+    if isinstance(error, ZohoInvalidData):
+        return Next.PLACE_REFUSAL
+    if isinstance(error, ZohoError) and should_retry(error):
+        return Next.RETRY
+    return Next.GIVE_UP
+
+
+def not_settled_message(settles_at: datetime) -> str:
+    """What a customer waiting for its earlier create to settle says."""
+    return (
+        "Zoho may still be creating this customer (a create got no clear answer); looking in "
+        f"Zoho after {settles_at.astimezone(UTC):%H:%M:%S} UTC, before creating again"
+    )
+
+
+class CustomerSync:
+    """Syncs, one at a time, the customers a run holds, recording every attempt."""
+
+    def __init__(
+        self,
+        *,
+        run: SyncRun,
+        client: ZohoClient,
+        finder: ZohoCustomerFinder,
+        claims: Claims,
+        answered: AnsweredCreates,
+        config: ZohoConfig,
+        keep_alive: Callable[[], None],
+        sleep: Callable[[float], None] = time.sleep,
+        chance: Callable[[], float] = random.random,
+    ) -> None:
+        """`keep_alive` writes what Zoho answered and renews the run's claims (before a
+        back-off, as the client's gate does before its waits)."""
+        self.run = run
+        self.client = client
+        self.finder = finder
+        self.claims = claims
+        self.answered = answered
+        self.config = config
+        self.keep_alive = keep_alive
+        self.sleep = sleep
+        self.chance = chance
+        self.refusals = RefusalStreak()
+        # Intents on record whose create has not gone out yet, by customer id.
+        self._written_ahead: dict[int, tuple[Customer, SyncAttempt]] = {}
+
+    # --- a group's creates, written ahead ------------------------------------------------------
+
+    def write_intents_ahead(self, customers: list[Customer]) -> None:
+        """Write in one INSERT and one UPDATE the intents of the creates this group will surely
+        send: valid customers with no earlier create in doubt, absent from Zoho by the index.
+
+        Each gets its "sending" attempt and its create-sent mark before any of them goes out,
+        as one at a time would; `sync` then sends its create without writing either again.
+        """
+        new = [customer for customer in customers if self._surely_new(customer)]
+        if len(new) < 2:
+            return
+        attempts = [new_attempt(self.run, customer) for customer in new]
+        record_attempts(attempts)
+        self.claims.set_creates_sent(new, timezone.now())
+        for customer, attempt in zip(new, attempts, strict=True):
+            self._written_ahead[customer.pk] = (customer, attempt)
+
+    def drop_intents_ahead(self) -> None:
+        """The run stops: intents written ahead whose create never went out are undone."""
+        if not self._written_ahead:
+            return
+        customers, attempts = zip(*self._written_ahead.values(), strict=True)
+        drop_attempts(list(attempts))
+        self.claims.set_creates_sent(list(customers), None)
+        self._written_ahead.clear()
+
+    def _surely_new(self, customer: Customer) -> bool:
+        return (
+            customer.zoho_create_sent_at is None
+            and not customer_validation_errors(customer)
+            and self.finder.surely_absent(customer)
+        )
+
+    # --- one customer ------------------------------------------------------------------------
+
+    def sync(self, customer: Customer, *, taken_over: bool) -> CustomerResult:
+        """Check and sync a customer this run holds; raise only what should stop the whole run.
+
+        `taken_over`: the customer was claimed from a run that died. A customer whose earlier
+        create has not settled comes back WAITING (no attempt made), still held: the run syncs
+        it again later (`sync_settled`) or lets it go (`leave_waiting`).
+        """
+        written_ahead = self._written_ahead.pop(customer.pk, (None, None))[1]
+        if taken_over or (customer.zoho_create_sent_at is not None and written_ahead is None):
+            close_interrupted_attempts(customer, self.run)
+        errors = customer_validation_errors(customer)
+        if errors:
+            message = "; ".join(errors)
+            record_attempt(self.run, customer, AttemptOutcome.INVALID, error=message)
+            self.claims.release(customer, SyncStatus.NEEDS_ATTENTION, message)
+            return CustomerResult.of(customer, AttemptOutcome.INVALID, error=message)
+        return self._attempt_until_done(customer, written_ahead)
+
+    def sync_settled(self, customer: Customer) -> CustomerResult:
+        """Sync a customer that was WAITING, now that its earlier create has settled."""
+        return self._attempt_until_done(customer)
+
+    def leave_waiting(self, customer: Customer, settles_at: datetime) -> CustomerResult:
+        """The run cannot wait for this customer's create to settle: leave it for a later run.
+
+        No attempt is recorded: nothing was tried.
+        """
+        message = not_settled_message(settles_at)
+        self.claims.release(customer, SyncStatus.FAILED, message)
+        return CustomerResult.of(customer, None, error=message, waiting_until=settles_at)
+
+    def settles_at(self, customer: Customer) -> datetime | None:
+        """When an earlier create of this customer that got no clear answer may be looked for."""
+        if customer.zoho_create_sent_at is None:
+            return None
+        return customer.zoho_create_sent_at + timedelta(seconds=self.config.create_settle_seconds)
+
+    def finish(self) -> None:
+        """The run ends: write what Zoho answered; refusals still held stay `failed`."""
+        self.answered.write()
+        self.refusals.take_held()
+
+    def _attempt_until_done(
+        self, customer: Customer, written_ahead: SyncAttempt | None = None
+    ) -> CustomerResult:
+        """Attempt until synced, failed or waiting. `written_ahead`: the first attempt is a
+        create whose intent is on record."""
+        failures = 0
+        while True:
+            attempt = written_ahead or new_attempt(self.run, customer)
+            try:
+                if written_ahead is not None:
+                    written_ahead = None
+                    found, outcome = self._create(customer), AttemptOutcome.CREATED
+                else:
+                    found, outcome = self._adopt_or_create(customer, attempt)
+                self._link(customer, attempt, found, outcome)
+            except (ZohoError, IntegrityError, CreateNotSettled) as error:
+                step = next_step(error)
+                if step is Next.WAIT_TO_SETTLE:
+                    return self._waiting(customer, error.settles_at)
+                if step is Next.PLACE_REFUSAL:
+                    return self._refused(customer, attempt, error)
+                limited = isinstance(error, ZohoRateLimited)
+                outcome = AttemptOutcome.RATE_LIMITED if limited else AttemptOutcome.FAILED
+                finish_attempt(attempt, outcome, error)
+                if step is Next.STOP_RUN:
+                    raise
+                if step is Next.WAIT_FOR_BLOCK:
+                    self.client.gate.wait_while_blocked()  # nothing was created: go on after it
+                    continue
+                failures += 1
+                if step is Next.GIVE_UP or failures >= self.config.max_attempts:
+                    return self._fail(customer, SyncStatus.FAILED, AttemptOutcome.FAILED, error)
+                self._back_off(customer, failures)
+                continue
+            result = CustomerResult.of(customer, outcome, zoho_customer_id=found.customer_id)
+            check_account_number(result, found, label=self.config.account_number_field)
+            return result
+
+    def _back_off(self, customer: Customer, failures: int) -> None:
+        """Before trying again; not when a create went out (its next attempt waits to settle)."""
+        if customer.zoho_create_sent_at is not None:
+            return
+        self.answered.write()
+        delay = backoff_seconds(
+            failures, base=self.config.retry_backoff_seconds, chance=self.chance
+        )
+        self.sleep(delay)
+        self.keep_alive()
+
+    def _adopt_or_create(
+        self, customer: Customer, attempt: SyncAttempt
+    ) -> tuple[ZohoCustomer, AttemptOutcome]:
+        settles_at = self.settles_at(customer)
+        if settles_at is not None and timezone.now() < settles_at:
+            # Searching before Zoho finishes (or its search catches up) could miss the
+            # customer and lead to a duplicate.
+            raise CreateNotSettled(settles_at)
+        save_before_request(attempt)
+        existing = self.finder.find(customer, outcome_unknown=settles_at is not None)
+        if existing is not None:
+            if existing.account_number is None:
+                payload = account_number_update(
+                    customer,
+                    display_name=existing.display_name,
+                    email=existing.email,
+                    account_field=self.config.account_number_field,
+                )
+                existing = self.client.update_customer(existing.customer_id, payload)
+            return existing, AttemptOutcome.ADOPTED
+        self.claims.set_create_sent(customer, timezone.now())
+        return self._create(customer), AttemptOutcome.CREATED
+
+    def _create(self, customer: Customer) -> ZohoCustomer:
+        """Send the create (its attempt and create-sent mark are on record); settle the mark.
+
+        Any answer but "created, here it is" or a refusal leaves the outcome unknown: Zoho may
+        have committed the record before failing, and its search may lag behind. The mark is
+        then restamped, so the look in Zoho waits ZOHO_CREATE_SETTLE_SECONDS from now.
+        """
+        payload = customer_zoho_payload(customer, account_field=self.config.account_number_field)
+        try:
+            return self.client.create_customer(payload)
+        except ZohoTransient as error:
+            self.claims.set_create_sent(customer, timezone.now() if error.request_sent else None)
+            raise
+        except ZohoError:
+            # A clear refusal (or the organization's block): Zoho did not create it.
+            self.claims.set_create_sent(customer, None)
+            raise
+
+    def _link(
+        self,
+        customer: Customer,
+        attempt: SyncAttempt,
+        found: ZohoCustomer,
+        outcome: AttemptOutcome,
+    ) -> None:
+        """Zoho holds the customer: link it to ours (creates are written per group)."""
+        if outcome == AttemptOutcome.CREATED:
+            self.answered.add(customer, attempt, found.customer_id)
+            self._refusals_were_their_own()
+        else:
+            # The audit first: should we die before the customer row is written, the
+            # next run finds the adoption on record and the customer in Zoho again.
+            finish_attempt(attempt, outcome, zoho_customer_id=found.customer_id)
+            self.claims.mark_synced(customer, found.customer_id)
+
+    def _waiting(self, customer: Customer, settles_at: datetime) -> CustomerResult:
+        message = not_settled_message(settles_at)
+        return CustomerResult.of(customer, None, error=message, waiting_until=settles_at)
+
+    def _fail(
+        self, customer: Customer, status: SyncStatus, outcome: AttemptOutcome, error: Exception
+    ) -> CustomerResult:
+        message = describe(error)
+        self.claims.release(customer, status, message)
+        return CustomerResult.of(customer, outcome, error=message)
+
+    # --- refusals ----------------------------------------------------------------------------
+
+    def _refused(
+        self, customer: Customer, attempt: SyncAttempt, error: ZohoInvalidData
+    ) -> CustomerResult:
+        """Zoho refused a create or update that carried this customer's data: whose fault?"""
+        label = self.config.account_number_field
+        if names_account_field(error, label=label):
+            finish_attempt(attempt, AttemptOutcome.FAILED, error)
+            raise AccountFieldRefused(error, label=label) from error
+        if names_customer(error, customer) or refused_before_a_create(
+            customer, error, run=self.run
+        ):
+            self.refusals.interrupt()
+            finish_attempt(attempt, AttemptOutcome.INVALID, error)
+            return self._fail(customer, SyncStatus.NEEDS_ATTENTION, AttemptOutcome.INVALID, error)
+        finish_attempt(attempt, AttemptOutcome.FAILED, error)
+        message = (
+            f"{describe(error)}; Zoho named none of this customer's fields, so it is retried: "
+            "if Zoho refuses other customers the same way, the organization is refusing creates"
+        )
+        self.claims.release(customer, SyncStatus.FAILED, message)
+        try:
+            self.refusals.hold(customer, attempt, error)
+        except SystemicRefusal as stop:
+            held = [customer_id for customer_id, _ in self.refusals.take_held()]
+            unclaimed(held, SyncStatus.FAILED).update(zoho_last_error=str(stop))
+            raise
+        return CustomerResult.of(customer, AttemptOutcome.FAILED, error=message)
+
+    def _refusals_were_their_own(self) -> None:
+        """Zoho created a customer after refusing others: those refusals were about their data."""
+        self.refusals.interrupt()
+        held = self.refusals.take_held()
+        if not held:
+            return
+        reclassify_attempts([attempt_id for _, attempt_id in held], AttemptOutcome.INVALID)
+        unclaimed([customer_id for customer_id, _ in held], SyncStatus.FAILED).update(
+            zoho_sync_status=SyncStatus.NEEDS_ATTENTION
+        )
