@@ -55,7 +55,8 @@ def record_attempt(
 
 
 def record_attempts(attempts: list[SyncAttempt]) -> None:
-    """Write several new attempts in one statement."""
+    """Write several new attempts in one statement; each gets its primary key (PostgreSQL and
+    SQLite 3.35+ return them), so they can be finished later."""
     SyncAttempt.objects.bulk_create(attempts)
 
 

@@ -4,7 +4,7 @@ A run claims its customers a group at a time with one conditional UPDATE, so two
 work on one customer. Every later change touches only the sync columns and requires the claim:
 a person's edit made meanwhile survives, and a run that lost its claim (it was too slow and was
 taken for dead) never overwrites the work of the run that took over. A run renews its claims
-while it waits. Creates Zoho answered are written a group at a time (`AnsweredCreates`).
+while it waits.
 """
 
 from __future__ import annotations
@@ -13,12 +13,12 @@ from contextlib import AbstractContextManager, nullcontext
 from datetime import datetime
 from typing import Any
 
-from django.db import IntegrityError, transaction
+from django.db import transaction
 from django.db.models import Q, QuerySet
 from django.utils import timezone
 
-from billing_sync.models import AttemptOutcome, Customer, SyncAttempt, SyncRun, SyncStatus
-from billing_sync.services.audit import describe, finish_attempt, finish_created, value_by_pk
+from billing_sync.models import Customer, SyncRun, SyncStatus
+from billing_sync.services.audit import value_by_pk
 
 
 def released_columns(status: SyncStatus, error: str) -> dict[str, Any]:
@@ -37,13 +37,13 @@ class Claims:
     def __init__(self, run: SyncRun) -> None:
         self.run = run
 
-    def take(self, customers: list[Customer], selection: Q) -> dict[int, Customer]:
-        """Claim those of `customers` still in `selection`; their rows as claimed, by id.
+    def take(self, customers: list[Customer], wanted: Q) -> dict[int, Customer]:
+        """Claim those of `customers` the run still wants; their rows as claimed, by id.
 
         A customer another run took meanwhile is simply not among them.
         """
         ids = [customer.pk for customer in customers]
-        Customer.objects.filter(pk__in=ids).filter(selection).update(
+        Customer.objects.filter(pk__in=ids).filter(wanted).update(
             zoho_sync_status=SyncStatus.SYNCING,
             zoho_claimed_at=timezone.now(),
             zoho_claimed_by=self.run,
@@ -75,6 +75,13 @@ class Claims:
         with _savepoint_if_nested():
             self.update(customer, **_synced_columns(zoho_customer_id, timezone.now()))
 
+    def mark_many_synced(self, zoho_ids: dict[int, str], when: datetime) -> None:
+        """Link these customers (by id) to their Zoho customers and let go of them, in one
+        statement."""
+        Customer.objects.filter(pk__in=zoho_ids, zoho_claimed_by=self.run).update(
+            **_synced_columns(value_by_pk(zoho_ids), when)
+        )
+
     def set_create_sent(self, customer: Customer, when: datetime | None) -> None:
         """Record (or clear, with None) that a create of this customer went out at `when`."""
         customer.zoho_create_sent_at = when
@@ -99,56 +106,6 @@ def unclaimed(customer_ids: list[int], status: SyncStatus) -> QuerySet[Customer]
     return Customer.objects.filter(
         pk__in=customer_ids, zoho_claimed_by=None, zoho_sync_status=status
     )
-
-
-class AnsweredCreates:
-    """Creates Zoho has answered, written to the database together: two statements a group.
-
-    Written at the end of each group, before any wait, and before a stopped run lets go of
-    what it holds. Should the process die before, each such customer still carries its
-    create-sent mark and its "sending" attempt: the next run takes it over, finds it in Zoho
-    and adopts it.
-    """
-
-    def __init__(self, run: SyncRun) -> None:
-        self.run = run
-        self._answered: list[tuple[Customer, SyncAttempt, str]] = []
-        # Created in Zoho but left failed here: the Zoho id was linked to another customer.
-        self.unlinked = 0
-
-    def add(self, customer: Customer, attempt: SyncAttempt, zoho_customer_id: str) -> None:
-        """Zoho created `customer` as `zoho_customer_id` in `attempt`."""
-        self._answered.append((customer, attempt, zoho_customer_id))
-
-    def write(self) -> None:
-        """Write the answered creates."""
-        if not self._answered:
-            return
-        answered, self._answered = self._answered, []
-        try:
-            with transaction.atomic():
-                self._write_all(answered, timezone.now())
-        except IntegrityError:  # a Zoho id already linked elsewhere: find which, one by one
-            self.unlinked += sum(not self._write_one(*entry) for entry in answered)
-
-    def _write_all(self, answered: list[tuple[Customer, SyncAttempt, str]], now: datetime) -> None:
-        zoho_ids = {customer.pk: zoho_id for customer, _, zoho_id in answered}
-        finish_created({attempt.pk: zoho_id for _, attempt, zoho_id in answered}, now)
-        Customer.objects.filter(pk__in=zoho_ids, zoho_claimed_by=self.run).update(
-            **_synced_columns(value_by_pk(zoho_ids), now)
-        )
-
-    def _write_one(self, customer: Customer, attempt: SyncAttempt, zoho_id: str) -> bool:
-        try:
-            with transaction.atomic():
-                self._write_all([(customer, attempt, zoho_id)], timezone.now())
-        except IntegrityError as exc:
-            finish_attempt(attempt, AttemptOutcome.FAILED, exc, zoho_customer_id=zoho_id)
-            Customer.objects.filter(pk=customer.pk, zoho_claimed_by=self.run).update(
-                **released_columns(SyncStatus.FAILED, describe(exc))
-            )
-            return False
-        return True
 
 
 def _synced_columns(zoho_customer_id: Any, now: datetime) -> dict[str, Any]:

@@ -1,12 +1,16 @@
 """One customer's sync: check its data, look for it in Zoho, adopt or create it, record it.
 
-The decisions for one customer a run holds (claims.py), in the order they are taken:
+The decisions for one customer a run has claimed (claims.py), in the order they are taken:
 1. its data is checked (customer_data.py): a record Zoho would refuse needs a person;
 2. an earlier create whose answer was unclear must have settled before we look (WAITING);
-3. Zoho is asked whether it holds the customer already (matching.py): if so, it is adopted;
-4. else the intent is written (a "sending" attempt, the create-sent mark), then the create sent;
+3. its attempt is written "sending" (audit.py) before its first request; Zoho is asked whether
+   it holds the customer already (matching.py): if so, it is adopted;
+4. else the create-sent mark is set (with the attempt, the intent), then the create is sent;
 5. Zoho's answer must carry our account number back; a refusal is placed (refusals.py);
-6. the attempt is finished (audit.py) and the customer let go (claims.py).
+6. the attempt is finished and the customer let go: an adoption at once, a create with the
+   rest of its group (`AnsweredCreates`, two statements a group).
+A group's creates that are sure to go (valid, absent from the run's index) have their intents
+written ahead in two statements (`write_intents_ahead`); the others write theirs one at a time.
 What happens after an error is decided in one place: `next_step`.
 """
 
@@ -18,7 +22,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from enum import Enum
 
-from django.db import IntegrityError
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from billing_sync.models import AttemptOutcome, Customer, SyncAttempt, SyncRun, SyncStatus
@@ -28,6 +32,7 @@ from billing_sync.services.audit import (
     describe,
     drop_attempts,
     finish_attempt,
+    finish_created,
     new_attempt,
     reclassify_attempts,
     record_attempt,
@@ -35,7 +40,7 @@ from billing_sync.services.audit import (
     refused_before_a_create,
     save_before_request,
 )
-from billing_sync.services.claims import AnsweredCreates, Claims, unclaimed
+from billing_sync.services.claims import Claims, unclaimed
 from billing_sync.services.customer_data import (
     account_number_update,
     customer_validation_errors,
@@ -72,6 +77,8 @@ class CreateNotSettled(Exception):
 
 
 # Failures that no other customer in the run would escape: stop the run, leave the rest failed.
+# Zoho's (every ZohoConfigError among them, so also AccountFieldRefused, SystemicRefusal and
+# AccountNumberNotKept), and ours.
 RUN_STOPPERS = (*RUN_STOPPING_ERRORS, AccountFieldUnchecked)
 
 
@@ -121,19 +128,19 @@ class CustomerSync:
         claims: Claims,
         answered: AnsweredCreates,
         config: ZohoConfig,
-        keep_alive: Callable[[], None],
+        heartbeat: Callable[[], None],
         sleep: Callable[[float], None] = time.sleep,
         chance: Callable[[], float] = random.random,
     ) -> None:
-        """`keep_alive` writes what Zoho answered and renews the run's claims (before a
-        back-off, as the client's gate does before its waits)."""
+        """`heartbeat` writes what Zoho answered and renews the run's claims: it runs after a
+        back-off here, as during every wait of the client's gate."""
         self.run = run
         self.client = client
         self.finder = finder
         self.claims = claims
         self.answered = answered
         self.config = config
-        self.keep_alive = keep_alive
+        self.heartbeat = heartbeat
         self.sleep = sleep
         self.chance = chance
         self.refusals = RefusalStreak()
@@ -226,13 +233,13 @@ class CustomerSync:
         failures = 0
         while True:
             attempt = written_ahead or new_attempt(self.run, customer)
+            create_at_once, written_ahead = written_ahead is not None, None
             try:
-                if written_ahead is not None:
-                    written_ahead = None
+                if create_at_once:
                     found, outcome = self._create(customer), AttemptOutcome.CREATED
                 else:
                     found, outcome = self._adopt_or_create(customer, attempt)
-                self._link(customer, attempt, found, outcome)
+                self._record_found(customer, attempt, found, outcome)
             except (ZohoError, IntegrityError, CreateNotSettled) as error:
                 step = next_step(error)
                 if step is Next.WAIT_TO_SETTLE:
@@ -265,7 +272,7 @@ class CustomerSync:
             failures, base=self.config.retry_backoff_seconds, chance=self.chance
         )
         self.sleep(delay)
-        self.keep_alive()
+        self.heartbeat()
 
     def _adopt_or_create(
         self, customer: Customer, attempt: SyncAttempt
@@ -291,11 +298,13 @@ class CustomerSync:
         return self._create(customer), AttemptOutcome.CREATED
 
     def _create(self, customer: Customer) -> ZohoCustomer:
-        """Send the create (its attempt and create-sent mark are on record); settle the mark.
+        """Send the create, whose intent (attempt and create-sent mark) is on record.
 
-        Any answer but "created, here it is" or a refusal leaves the outcome unknown: Zoho may
-        have committed the record before failing, and its search may lag behind. The mark is
-        then restamped, so the look in Zoho waits ZOHO_CREATE_SETTLE_SECONDS from now.
+        A refusal clears the mark: nothing was created. Any answer but "created, here it is" or
+        a refusal leaves the outcome unknown: Zoho may have committed the record before failing,
+        and its search may lag behind; the mark is restamped, so the look in Zoho waits
+        ZOHO_CREATE_SETTLE_SECONDS from now. (A created customer's mark is cleared when it is
+        written with its group.)
         """
         payload = customer_zoho_payload(customer, account_field=self.config.account_number_field)
         try:
@@ -308,14 +317,15 @@ class CustomerSync:
             self.claims.set_create_sent(customer, None)
             raise
 
-    def _link(
+    def _record_found(
         self,
         customer: Customer,
         attempt: SyncAttempt,
         found: ZohoCustomer,
         outcome: AttemptOutcome,
     ) -> None:
-        """Zoho holds the customer: link it to ours (creates are written per group)."""
+        """Zoho holds the customer: record the link, an adoption at once, a create with the
+        rest of its group (AnsweredCreates)."""
         if outcome == AttemptOutcome.CREATED:
             self.answered.add(customer, attempt, found.customer_id)
             self._refusals_were_their_own()
@@ -376,3 +386,51 @@ class CustomerSync:
         unclaimed([customer_id for customer_id, _ in held], SyncStatus.FAILED).update(
             zoho_sync_status=SyncStatus.NEEDS_ATTENTION
         )
+
+
+class AnsweredCreates:
+    """Creates Zoho has answered, written to the database together: two statements a group.
+
+    Each finishes its attempt `created` (audit.py) and links its customer (claims.py). Written
+    at the end of each group, before any wait, and before a stopped run lets go of what it
+    holds. Should the process die before, each such customer still carries its create-sent
+    mark and its "sending" attempt: the next run takes it over, finds it in Zoho and adopts it.
+    """
+
+    def __init__(self, claims: Claims) -> None:
+        self.claims = claims
+        self._answered: list[tuple[Customer, SyncAttempt, str]] = []
+        # Created in Zoho, but the Zoho id turned out linked to another local customer: these
+        # were counted synced when Zoho answered, and are left failed.
+        self.linked_elsewhere = 0
+
+    def add(self, customer: Customer, attempt: SyncAttempt, zoho_customer_id: str) -> None:
+        """Zoho created `customer` as `zoho_customer_id` in `attempt`."""
+        self._answered.append((customer, attempt, zoho_customer_id))
+
+    def write(self) -> None:
+        """Write the answered creates."""
+        if not self._answered:
+            return
+        answered, self._answered = self._answered, []
+        try:
+            with transaction.atomic():
+                self._write_all(answered, timezone.now())
+        except IntegrityError:  # a Zoho id already linked elsewhere: find which, one by one
+            self.linked_elsewhere += sum(not self._write_one(*entry) for entry in answered)
+
+    def _write_all(self, answered: list[tuple[Customer, SyncAttempt, str]], now: datetime) -> None:
+        finish_created({attempt.pk: zoho_id for _, attempt, zoho_id in answered}, now)
+        self.claims.mark_many_synced(
+            {customer.pk: zoho_id for customer, _, zoho_id in answered}, now
+        )
+
+    def _write_one(self, customer: Customer, attempt: SyncAttempt, zoho_id: str) -> bool:
+        try:
+            with transaction.atomic():
+                self._write_all([(customer, attempt, zoho_id)], timezone.now())
+        except IntegrityError as error:
+            finish_attempt(attempt, AttemptOutcome.FAILED, error, zoho_customer_id=zoho_id)
+            self.claims.release(customer, SyncStatus.FAILED, describe(error))
+            return False
+        return True

@@ -1,23 +1,31 @@
 """Sync runs: the one path every entry point takes (commands, tasks, admin actions).
 
 One customer's path, from `manage.py zoho_backfill_customers` to its SyncAttempt row:
-1. `customers_backfill` names who needs Zoho; `_run` records a SyncRun and reads them a chunk
+1. `customers_backfill` says who needs Zoho; `_run` records a SyncRun and reads them a chunk
    at a time, oldest first (run_selection.py);
 2. `_sync_all` claims them a group at a time (claims.py) and hands each to `CustomerSync.sync`;
 3. that (customer_sync.py) checks the data, looks for the customer in Zoho, adopts or creates
-   it, and writes its SyncAttempt (audit.py): "sending" before the request, then the outcome;
+   it, writing its SyncAttempt (audit.py) "sending" before the first request; an adoption is
+   finished at once, a create with its group (`answered.write()` below, AnsweredCreates);
 4. the customer is let go `synced`, `failed` or `needs_attention`; a run that must stop leaves
    what it had not finished `failed`, with the reason.
 
 Words of our own:
-- claim: a run's hold on a customer row (`syncing`, `zoho_claimed_by`); changes need it.
+- claim: a run's hold on a customer row (`syncing`, `zoho_claimed_by`); changes need it. A
+  claim older than ZOHO_STALE_CLAIM_SECONDS belongs to a run that died: the next run takes the
+  customer over (`taken_over`).
 - intent: the record, written before a create goes out, that it is going (a "sending" attempt
   and `zoho_create_sent_at`); while it stands, Zoho is searched before any second create.
 - settle: a create without a clear answer may still commit in Zoho, whose search may lag; the
   customer WAITS `ZOHO_CREATE_SETTLE_SECONDS` before we look (at the end of the run, if the run
   may wait that long, else in a later run).
-- lease: request slots the shared budget hands out a few at a time (zoho/pacing.py).
-- index: the run's list of Zoho's customers by email, read once (matching.py).
+- gate, lease: the client's gate admits every request under the budget all processes share,
+  handing out request slots a few at a time (a lease); it also waits out Zoho's blocks (a
+  429: Zoho refuses the whole organization for a while) (zoho/pacing.py).
+- heartbeat: before and during every wait, the run writes what Zoho answered and renews its
+  claims, so that no other run takes it for dead.
+- index: the run's list of Zoho's customers by email, read once and caught up when old; a
+  customer "surely absent" from it is created without a search (matching.py).
 - held refusal: a refused create that named none of our fields; whose fault it is (the
   customer's or the organization's) waits for evidence (refusals.py).
 """
@@ -47,9 +55,9 @@ from billing_sync.services.account_numbers import (
     repair_account_numbers,
 )
 from billing_sync.services.audit import new_attempt, record_attempts
-from billing_sync.services.claims import AnsweredCreates, Claims
+from billing_sync.services.claims import Claims
 from billing_sync.services.customer_data import customer_validation_errors
-from billing_sync.services.customer_sync import RUN_STOPPERS, CustomerSync
+from billing_sync.services.customer_sync import RUN_STOPPERS, AnsweredCreates, CustomerSync
 from billing_sync.services.matching import ZohoCustomerFinder, lookup_prefers_index
 from billing_sync.services.run_report import CustomerResult, RunObserver, RunReport
 from billing_sync.services.run_selection import RunSelection
@@ -100,10 +108,10 @@ def customers_retry_failed(
     )
 
 
-def _run_over(kind: SyncRunKind, selection_for: Callable[[float], Q], **options: Any) -> RunReport:
-    """A run over the customers `selection_for(stale claim seconds)` selects."""
+def _run_over(kind: SyncRunKind, wanted_for: Callable[[float], Q], **options: Any) -> RunReport:
+    """A run over the customers `wanted_for(stale claim seconds)` describes."""
     config = zoho_config()
-    return _run(kind, selection_for(config.stale_claim_seconds), config, **options)
+    return _run(kind, wanted_for(config.stale_claim_seconds), config, **options)
 
 
 def customer_sync(
@@ -115,9 +123,9 @@ def customer_sync(
 ) -> RunReport:
     """Sync one customer, if it still needs it."""
     config = zoho_config()
-    selection = Q(pk=customer_id) & backfill_q(config.stale_claim_seconds)
+    wanted = Q(pk=customer_id) & backfill_q(config.stale_claim_seconds)
     return _run(
-        SyncRunKind.SINGLE, selection, config, trigger=trigger, max_wait=max_wait, observer=observer
+        SyncRunKind.SINGLE, wanted, config, trigger=trigger, max_wait=max_wait, observer=observer
     )
 
 
@@ -126,15 +134,15 @@ def customers_preview(
 ) -> RunReport:
     """What re-queueing these customers would do: checks their data, sends nothing."""
     config = zoho_config()
-    selection = Q(pk__in=customer_ids) & requeue_q(config.stale_claim_seconds)
+    wanted = Q(pk__in=customer_ids) & requeue_q(config.stale_claim_seconds)
     return _run(
-        SyncRunKind.SELECTED, selection, config, trigger=trigger, dry_run=True, observer=observer
+        SyncRunKind.SELECTED, wanted, config, trigger=trigger, dry_run=True, observer=observer
     )
 
 
 def _run(
     kind: SyncRunKind,
-    selection: Q,
+    wanted: Q,
     config: ZohoConfig,
     *,
     trigger: SyncTrigger,
@@ -143,9 +151,14 @@ def _run(
     max_wait: float | None = None,
     observer: RunObserver | None = None,
 ) -> RunReport:
+    """Record a SyncRun over the customers `wanted` describes, sync (or preview) them, report.
+
+    `wanted` is asked again when each group is claimed: a customer another run took meanwhile
+    is no longer wanted.
+    """
     observer = observer or RunObserver()
     started = time.monotonic()
-    selected = RunSelection.take(customers_syncable().filter(selection), limit)
+    selected = RunSelection.take(customers_syncable().filter(wanted), limit)
     run = SyncRun.objects.create(
         kind=kind, trigger=trigger, dry_run=dry_run, selected_count=selected.count
     )
@@ -154,7 +167,7 @@ def _run(
     if dry_run:
         _preview(report, selected, observer)
     elif selected.count:
-        _sync_all(report, selected, selection, config, max_wait, observer)
+        _sync_all(report, selected, wanted, config, max_wait, observer)
     report.duration_seconds = time.monotonic() - started
     _finish_run(report)
     return report
@@ -179,21 +192,22 @@ def _preview(report: RunReport, selected: RunSelection, observer: RunObserver) -
 def _sync_all(
     report: RunReport,
     selected: RunSelection,
-    selection: Q,
+    wanted: Q,
     config: ZohoConfig,
     max_wait: float | None,
     observer: RunObserver,
 ) -> None:
     """Claim the selection a group at a time and sync each customer; the ones whose earlier
     create is still settling come last."""
-    claims, answered = Claims(report.run), AnsweredCreates(report.run)
+    claims = Claims(report.run)
+    answered = AnsweredCreates(claims)
 
-    def keep_alive() -> None:  # before every wait: what Zoho answered, and our claims renewed
+    def heartbeat() -> None:
         answered.write()
         claims.renew()
 
     client = ZohoClient(
-        config, max_wait=max_wait, on_block_wait=observer.block_wait, heartbeat=keep_alive
+        config, max_wait=max_wait, on_block_wait=observer.block_wait, heartbeat=heartbeat
     )
     finder = ZohoCustomerFinder(
         client,
@@ -207,7 +221,7 @@ def _sync_all(
         claims=claims,
         answered=answered,
         config=config,
-        keep_alive=keep_alive,
+        heartbeat=heartbeat,
     )
     waiting: list[tuple[int, Customer]] = []
     total, index = selected.count, 0
@@ -216,20 +230,20 @@ def _sync_all(
     try:
         repair_account_numbers(run=report.run, client=client, label=config.account_number_field)
         for group in _groups(selected, client.gate.lease_size):
-            held = claims.take(group, selection)
+            claimed = claims.take(group, wanted)
             taken_over = {c.pk for c in group if c.zoho_sync_status == SyncStatus.SYNCING}
             customers.write_intents_ahead(
-                [held[c.pk] for c in group if c.pk in held and c.pk not in taken_over]
+                [claimed[c.pk] for c in group if c.pk in claimed and c.pk not in taken_over]
             )
             for current in group:
                 index += 1
                 observer.customer_started(index, total, current)
-                if current.pk not in held:
+                if current.pk not in claimed:
                     result = CustomerResult.of(
                         current, AttemptOutcome.SKIPPED, error=TAKEN_BY_ANOTHER
                     )
                 else:
-                    row = held[current.pk]
+                    row = claimed[current.pk]
                     result = customers.sync(row, taken_over=current.pk in taken_over)
                     if result.waiting:
                         waiting.append((index, row))
@@ -263,8 +277,8 @@ def _sync_all(
     finally:
         customers.finish()
         # Reported synced when Zoho answered, then found linked elsewhere when written.
-        report.synced_count -= answered.unlinked
-        report.failed_count += answered.unlinked
+        report.synced_count -= answered.linked_elsewhere
+        report.failed_count += answered.linked_elsewhere
         report.run.request_count = client.request_count
         client.close()
 
