@@ -22,7 +22,7 @@ from billing_sync.services.refusals import (
 from billing_sync.services.run_report import CustomerResult
 from billing_sync.zoho.client import ZohoClient
 from billing_sync.zoho.errors import (
-    RUN_STOPPING_ERRORS,
+    ZOHO_RUN_STOPPERS,
     ZohoConfigError,
     ZohoError,
     ZohoInvalidData,
@@ -48,24 +48,26 @@ class AccountNumberNotKept(ZohoConfigError):
     would lose its account number the same way.
     """
 
-    def __init__(self, result: CustomerResult, *, label: str, found: str | None) -> None:
+    def __init__(self, result: CustomerResult, *, account_field: str, found: str | None) -> None:
         carried = f"carries {found!r}" if found else "carries none"
         super().__init__(
             f"Zoho keeps customer {result.account_number} as {result.zoho_customer_id}, but "
-            f"its answer {carried} in the custom field {label!r} where we sent "
+            f"its answer {carried} in the custom field {account_field!r} where we sent "
             f"{result.account_number!r}: the organization lacks that field, or it is named or "
-            f"typed differently. {account_field_fix(label)}. The customer is linked; "
+            f"typed differently. {account_field_fix(account_field)}. The customer is linked; "
             "`zoho_verify --deep` lists it until its account number is written"
         )
         self.result = result
 
 
 def check_account_number(
-    result: CustomerResult, zoho_customer: ZohoCustomer, *, label: str
+    result: CustomerResult, zoho_customer: ZohoCustomer, *, account_field: str
 ) -> None:
     """Raise AccountNumberNotKept unless Zoho's answer carries our account number as sent."""
     if zoho_customer.account_number != result.account_number.strip():
-        raise AccountNumberNotKept(result, label=label, found=zoho_customer.account_number)
+        raise AccountNumberNotKept(
+            result, account_field=account_field, found=zoho_customer.account_number
+        )
 
 
 def flag_account_number_missing(error: AccountNumberNotKept) -> None:
@@ -75,7 +77,7 @@ def flag_account_number_missing(error: AccountNumberNotKept) -> None:
     )
 
 
-def repair_account_numbers(*, run: SyncRun, client: ZohoClient, label: str) -> None:
+def repair_account_numbers(*, run: SyncRun, client: ZohoClient, account_field: str) -> None:
     """Write our account number into each customer Zoho holds without it (one request each);
     raise what stops the run while Zoho still does not keep it."""
     missing = Customer.objects.filter(
@@ -83,11 +85,11 @@ def repair_account_numbers(*, run: SyncRun, client: ZohoClient, label: str) -> N
     ).order_by("zoho_last_synced_at", "pk")
     for customer in missing:
         if not customer_validation_errors(customer):  # else Zoho would refuse the update
-            _write_account_number(customer, run=run, client=client, label=label)
+            _write_account_number(customer, run=run, client=client, account_field=account_field)
 
 
 def _write_account_number(
-    customer: Customer, *, run: SyncRun, client: ZohoClient, label: str
+    customer: Customer, *, run: SyncRun, client: ZohoClient, account_field: str
 ) -> None:
     attempt = new_attempt(run, customer)
     save_before_request(attempt)
@@ -95,7 +97,7 @@ def _write_account_number(
         customer,
         display_name=customer.display_name,
         email=customer.email.strip(),
-        account_field=label,
+        account_field=account_field,
     )
     try:
         answer = client.update_customer(customer.zoho_billing_customer_id, payload)
@@ -104,19 +106,19 @@ def _write_account_number(
         return
     except ZohoInvalidData as error:
         finish_attempt(attempt, AttemptOutcome.FAILED, error)
-        if names_account_field(error, label=label):
-            raise AccountFieldRefused(error, label=label) from error
+        if names_account_field(error, account_field=account_field):
+            raise AccountFieldRefused(error, account_field=account_field) from error
         raise AccountFieldUnchecked(error) from error
     except ZohoError as error:
         finish_attempt(attempt, AttemptOutcome.FAILED, error)
-        if isinstance(error, RUN_STOPPING_ERRORS):
+        if isinstance(error, ZOHO_RUN_STOPPERS):
             raise
         raise AccountFieldUnchecked(error) from error
     result = CustomerResult.of(
         customer, AttemptOutcome.UPDATED, zoho_customer_id=answer.customer_id
     )
     try:
-        check_account_number(result, answer, label=label)
+        check_account_number(result, answer, account_field=account_field)
     except AccountNumberNotKept as error:
         finish_attempt(attempt, AttemptOutcome.FAILED, error, zoho_customer_id=answer.customer_id)
         raise

@@ -6,9 +6,11 @@ The decisions for one customer a run has claimed (claims.py), in the order they 
 3. its attempt is written "sending" (audit.py) before its first request; Zoho is asked whether
    it holds the customer already (matching.py): if so, it is adopted;
 4. else the create-sent mark is set (with the attempt, the intent), then the create is sent;
-5. Zoho's answer must carry our account number back; a refusal is placed (refusals.py);
-6. the attempt is finished and the customer let go: an adoption at once, a create with the
-   rest of its group (`AnsweredCreates`, two statements a group).
+   a refusal is placed (refusals.py): the customer's fault, or the organization's;
+5. the attempt is finished and the customer let go: an adoption at once, a create with the
+   rest of its group (`AnsweredCreates`: two statements, at the end of the group or before
+   any wait);
+6. Zoho's answer must carry our account number back, else the run stops (account_numbers.py).
 A group's creates that are sure to go (valid, absent from the run's index) have their intents
 written ahead in two statements (`write_intents_ahead`); the others write theirs one at a time.
 What happens after an error is decided in one place: `next_step`.
@@ -58,7 +60,7 @@ from billing_sync.services.run_report import CustomerResult
 from billing_sync.zoho.client import ZohoClient
 from billing_sync.zoho.config import ZohoConfig
 from billing_sync.zoho.errors import (
-    RUN_STOPPING_ERRORS,
+    ZOHO_RUN_STOPPERS,
     ZohoError,
     ZohoInvalidData,
     ZohoRateLimited,
@@ -79,7 +81,7 @@ class CreateNotSettled(Exception):
 # Failures that no other customer in the run would escape: stop the run, leave the rest failed.
 # Zoho's (every ZohoConfigError among them, so also AccountFieldRefused, SystemicRefusal and
 # AccountNumberNotKept), and ours.
-RUN_STOPPERS = (*RUN_STOPPING_ERRORS, AccountFieldUnchecked)
+RUN_STOPPERS = (*ZOHO_RUN_STOPPERS, AccountFieldUnchecked)
 
 
 class Next(Enum):
@@ -190,7 +192,9 @@ class CustomerSync:
         create has not settled comes back WAITING (no attempt made), still held: the run syncs
         it again later (`sync_settled`) or lets it go (`leave_waiting`).
         """
-        written_ahead = self._written_ahead.pop(customer.pk, (None, None))[1]
+        written_ahead = None
+        if customer.pk in self._written_ahead:
+            _, written_ahead = self._written_ahead.pop(customer.pk)
         if taken_over or (customer.zoho_create_sent_at is not None and written_ahead is None):
             close_interrupted_attempts(customer, self.run)
         errors = customer_validation_errors(customer)
@@ -233,13 +237,13 @@ class CustomerSync:
         failures = 0
         while True:
             attempt = written_ahead or new_attempt(self.run, customer)
-            create_at_once, written_ahead = written_ahead is not None, None
+            intent_on_record, written_ahead = written_ahead is not None, None
             try:
-                if create_at_once:
+                if intent_on_record:  # surely absent from Zoho: no search
                     found, outcome = self._create(customer), AttemptOutcome.CREATED
                 else:
                     found, outcome = self._adopt_or_create(customer, attempt)
-                self._record_found(customer, attempt, found, outcome)
+                self._link_or_queue(customer, attempt, found, outcome)
             except (ZohoError, IntegrityError, CreateNotSettled) as error:
                 step = next_step(error)
                 if step is Next.WAIT_TO_SETTLE:
@@ -260,7 +264,7 @@ class CustomerSync:
                 self._back_off(customer, failures)
                 continue
             result = CustomerResult.of(customer, outcome, zoho_customer_id=found.customer_id)
-            check_account_number(result, found, label=self.config.account_number_field)
+            check_account_number(result, found, account_field=self.config.account_number_field)
             return result
 
     def _back_off(self, customer: Customer, failures: int) -> None:
@@ -317,15 +321,15 @@ class CustomerSync:
             self.claims.set_create_sent(customer, None)
             raise
 
-    def _record_found(
+    def _link_or_queue(
         self,
         customer: Customer,
         attempt: SyncAttempt,
         found: ZohoCustomer,
         outcome: AttemptOutcome,
     ) -> None:
-        """Zoho holds the customer: record the link, an adoption at once, a create with the
-        rest of its group (AnsweredCreates)."""
+        """Zoho holds the customer: an adoption is linked at once, a create is queued to be
+        linked with the rest of its group (AnsweredCreates)."""
         if outcome == AttemptOutcome.CREATED:
             self.answered.add(customer, attempt, found.customer_id)
             self._refusals_were_their_own()
@@ -352,10 +356,10 @@ class CustomerSync:
         self, customer: Customer, attempt: SyncAttempt, error: ZohoInvalidData
     ) -> CustomerResult:
         """Zoho refused a create or update that carried this customer's data: whose fault?"""
-        label = self.config.account_number_field
-        if names_account_field(error, label=label):
+        account_field = self.config.account_number_field
+        if names_account_field(error, account_field=account_field):
             finish_attempt(attempt, AttemptOutcome.FAILED, error)
-            raise AccountFieldRefused(error, label=label) from error
+            raise AccountFieldRefused(error, account_field=account_field) from error
         if names_customer(error, customer) or refused_before_a_create(
             customer, error, run=self.run
         ):

@@ -45,10 +45,10 @@ MIN_VALUE_LENGTH = 3
 class AccountFieldRefused(ZohoConfigError):
     """Zoho refused the custom field that carries our account number: the set-up is wrong."""
 
-    def __init__(self, exc: ZohoInvalidData, *, label: str) -> None:
+    def __init__(self, exc: ZohoInvalidData, *, account_field: str) -> None:
         super().__init__(
-            f"Zoho refused the custom field {label!r} that carries our account number: "
-            f"{exc.message}. {account_field_fix(label)}",
+            f"Zoho refused the custom field {account_field!r} that carries our account number: "
+            f"{exc.message}. {account_field_fix(account_field)}",
             status=exc.status,
             code=exc.code,
             path=exc.path,
@@ -70,21 +70,21 @@ class SystemicRefusal(ZohoConfigError):
         )
 
 
-def account_field_fix(label: str) -> str:
+def account_field_fix(account_field: str) -> str:
     """What a person does when Zoho does not keep our account number."""
     return (
-        f"In Zoho Billing add a customer custom field of type text labelled {label!r} "
+        f"In Zoho Billing add a customer custom field of type text labelled {account_field!r} "
         "(Settings > Preferences > Customers > Custom Fields), or set ZOHO_ACCOUNT_NUMBER_FIELD "
         "to the label of the text field that should carry the account number"
     )
 
 
-def names_account_field(exc: ZohoInvalidData, *, label: str) -> bool:
+def names_account_field(exc: ZohoInvalidData, *, account_field: str) -> bool:
     """Whether a refusal is about the custom field that carries our account number."""
     text = exc.message.casefold()
     return (
         exc.code in CUSTOM_FIELD_CODES
-        or label.casefold() in text
+        or account_field.casefold() in text
         or any(word in text for word in CUSTOM_FIELD_WORDS)
     )
 

@@ -28,6 +28,10 @@ Words of our own:
   customer "surely absent" from it is created without a search (matching.py).
 - held refusal: a refused create that named none of our fields; whose fault it is (the
   customer's or the organization's) waits for evidence (refusals.py).
+- max_wait: the seconds a run may spend waiting in all, for Zoho's blocks and for creates to
+  settle (`--max-wait`; ZOHO_MAX_WAIT_SECONDS, ZOHO_SCHEDULE_MAX_WAIT_SECONDS for tasks).
+- account numbers repaired: customers Zoho holds without our account number get it written
+  at the start of every run, before anyone else is created (account_numbers.py).
 """
 
 from __future__ import annotations
@@ -228,7 +232,9 @@ def _sync_all(
     current: Customer | None = None
     looking_again = False  # at the waiting customers, after every other one
     try:
-        repair_account_numbers(run=report.run, client=client, label=config.account_number_field)
+        repair_account_numbers(
+            run=report.run, client=client, account_field=config.account_number_field
+        )
         for group in _groups(selected, client.gate.lease_size):
             claimed = claims.take(group, wanted)
             taken_over = {c.pk for c in group if c.zoho_sync_status == SyncStatus.SYNCING}

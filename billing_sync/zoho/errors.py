@@ -135,7 +135,7 @@ class DailyBudgetUsed(ZohoError):
 
 # Errors that no other request of the run would escape: a run that meets one stops. A
 # ZohoConfigError needs a person to change something; the others pass with time.
-RUN_STOPPING_ERRORS: tuple[type[ZohoError], ...] = (
+ZOHO_RUN_STOPPERS: tuple[type[ZohoError], ...] = (
     RateLimitWaitExceeded,
     DailyBudgetUsed,
     ZohoTokenThrottled,
