@@ -38,7 +38,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import Required, TypedDict, Unpack
 
 from django.db.models import Q, QuerySet
 from django.utils import timezone
@@ -72,47 +72,29 @@ from billing_sync.zoho.errors import ZohoConfigError
 TAKEN_BY_ANOTHER = "no longer needs syncing or another run is working on it"
 
 
-def customers_backfill(
-    *,
-    trigger: SyncTrigger,
-    dry_run: bool = False,
-    limit: int | None = None,
-    max_wait: float | None = None,
-    observer: RunObserver | None = None,
-) -> RunReport:
+class RunOptions(TypedDict, total=False):
+    """What every run over a selection of customers takes (keyword arguments)."""
+
+    trigger: Required[SyncTrigger]
+    dry_run: bool  # list and check, send nothing
+    limit: int | None  # at most this many customers, oldest first
+    max_wait: float | None  # seconds the run may wait in all (default ZOHO_MAX_WAIT_SECONDS)
+    observer: RunObserver | None  # hears about the run's progress
+
+
+def customers_backfill(**options: Unpack[RunOptions]) -> RunReport:
     """Sync every customer that belongs in Zoho and has no Zoho id yet."""
-    return _run_over(
-        SyncRunKind.BACKFILL,
-        backfill_q,
-        trigger=trigger,
-        dry_run=dry_run,
-        limit=limit,
-        max_wait=max_wait,
-        observer=observer,
-    )
+    return _run_over(SyncRunKind.BACKFILL, backfill_q, **options)
 
 
-def customers_retry_failed(
-    *,
-    trigger: SyncTrigger,
-    dry_run: bool = False,
-    limit: int | None = None,
-    max_wait: float | None = None,
-    observer: RunObserver | None = None,
-) -> RunReport:
+def customers_retry_failed(**options: Unpack[RunOptions]) -> RunReport:
     """Sync again every customer whose last sync failed (or whose run died)."""
-    return _run_over(
-        SyncRunKind.RETRY_FAILED,
-        retry_q,
-        trigger=trigger,
-        dry_run=dry_run,
-        limit=limit,
-        max_wait=max_wait,
-        observer=observer,
-    )
+    return _run_over(SyncRunKind.RETRY_FAILED, retry_q, **options)
 
 
-def _run_over(kind: SyncRunKind, wanted_for: Callable[[float], Q], **options: Any) -> RunReport:
+def _run_over(
+    kind: SyncRunKind, wanted_for: Callable[[float], Q], **options: Unpack[RunOptions]
+) -> RunReport:
     """A run over the customers `wanted_for(stale claim seconds)` describes."""
     config = zoho_config()
     return _run(kind, wanted_for(config.stale_claim_seconds), config, **options)
