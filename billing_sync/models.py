@@ -69,6 +69,19 @@ class Customer(TimestampedModel):
         help_text="Set before a create is sent, cleared once its outcome is known. "
         "While set, Zoho may hold this customer already: look before creating again.",
     )
+    zoho_synced_data_at = models.DateTimeField(
+        null=True,
+        blank=True,
+        help_text="The updated_at of the row whose data Zoho last accepted: a later updated_at "
+        "means local changes to push (a database trigger moves updated_at on any change of the "
+        "fields we send, whoever makes it).",
+    )
+    zoho_synced_hash = models.CharField(
+        max_length=64,
+        blank=True,
+        help_text="Hash of the fields we own, as Zoho last accepted them: a save that changes "
+        "none of them costs no request.",
+    )
     zoho_account_number_missing = models.BooleanField(
         default=False,
         db_index=True,

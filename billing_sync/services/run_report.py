@@ -78,6 +78,9 @@ class RunObserver:
     def settle_wait(self, until: datetime) -> None:
         """The run waits until `until` for the customer's earlier create to settle."""
 
+    def pace_wait(self, until: datetime) -> None:
+        """The run waits until `until` for the shared budget to allow its next request."""
+
 
 class ResultCollector(RunObserver):
     """Keeps every customer's result: for runs over a few customers (an admin selection)."""

@@ -193,7 +193,11 @@ def _sync_all(
         claims.renew()
 
     client = ZohoClient(
-        config, max_wait=max_wait, on_block_wait=observer.block_wait, heartbeat=heartbeat
+        config,
+        max_wait=max_wait,
+        on_block_wait=observer.block_wait,
+        on_pace_wait=observer.pace_wait,
+        heartbeat=heartbeat,
     )
     finder = ZohoCustomerFinder(
         client,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from datetime import datetime
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -43,10 +44,10 @@ class ZohoClient:
         session: requests.Session | None = None,
         max_wait: float | None = None,
         on_block_wait: WaitObserver | None = None,
+        on_pace_wait: Callable[[datetime], None] | None = None,
         heartbeat: Callable[[], None] | None = None,
     ) -> None:
-        """`on_block_wait` hears when a wait for Zoho's block begins; `heartbeat` runs during
-        every wait (see RequestGate)."""
+        """The callbacks are the gate's (see RequestGate)."""
         self.config = config
         self.session = session or session_for(config.api_base_url)
         self.tokens = TokenProvider(config, self.session)
@@ -55,6 +56,7 @@ class ZohoClient:
             request_timeout=config.timeout_seconds,
             max_wait=config.max_wait_seconds if max_wait is None else max_wait,
             on_block_wait=on_block_wait,
+            on_pace_wait=on_pace_wait,
             heartbeat=heartbeat,
             daily=DailyBudget(config.daily_limit, config.daily_reserve),
         )

@@ -116,11 +116,13 @@ class RequestGate:
         clock: Callable[[], float] = time.time,
         sleep: Callable[[float], None] = time.sleep,
         on_block_wait: WaitObserver | None = None,
+        on_pace_wait: Callable[[datetime], None] | None = None,
         heartbeat: Callable[[], None] | None = None,
         daily: DailyBudget | None = None,
     ) -> None:
-        """`heartbeat` is called before every HEARTBEAT_SECONDS of a wait: a run renews its
-        claims there, so that nobody takes its customers for abandoned while it waits."""
+        """`on_block_wait` hears when a wait for Zoho's block begins, `on_pace_wait` when one
+        for the budget does (until when); `heartbeat` is called before every HEARTBEAT_SECONDS
+        of a wait: a run renews its claims there, so nobody takes them for abandoned."""
         self.budget = budget
         self.daily = daily or DailyBudget(0, 0)
         self.request_timeout = request_timeout
@@ -128,6 +130,7 @@ class RequestGate:
         self.clock = clock
         self.sleep = sleep
         self.on_block_wait = on_block_wait
+        self.on_pace_wait = on_pace_wait
         self.heartbeat = heartbeat
         self.block_waited = 0.0
         self.admitted = 0
@@ -172,6 +175,8 @@ class RequestGate:
             if blocked is not None:
                 self._wait_for_block(blocked, now, state.block_reason)
             else:
+                if self.on_pace_wait:
+                    self.on_pace_wait(_to_datetime(now + wait))
                 self._sleep_with_heartbeat(wait)
 
     def may_wait_until(self, until: datetime) -> bool:
