@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import logging
-from datetime import datetime
 import time
 from collections.abc import Callable, Iterator
+from datetime import datetime
 from typing import Any
 
 import requests
