@@ -145,6 +145,7 @@ class SyncTrigger(models.TextChoices):
 class SyncRunKind(models.TextChoices):
     BACKFILL = "backfill", "Backfill"
     RETRY_FAILED = "retry_failed", "Retry failed"
+    SYNC = "sync", "Sync (create and push edits)"
     SINGLE = "single", "Single customer"
     SELECTED = "selected", "Selected customers"
 

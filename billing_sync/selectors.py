@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from django.db.models import Count, Q, QuerySet
+from django.db.models import Count, F, Q, QuerySet
 from django.utils import timezone
 from django_q.models import Schedule
 
@@ -13,9 +13,10 @@ from billing_sync.models import AccountType, Customer, SyncRun, SyncStatus
 from billing_sync.zoho.state import current_api_state
 
 # The django-q schedules `zoho_schedule` keeps, by name.
-RETRY_SCHEDULE = "zoho-retry-failed"
-BACKFILL_SCHEDULE = "zoho-backfill"
-SCHEDULE_NAMES = (RETRY_SCHEDULE, BACKFILL_SCHEDULE)
+SYNC_SCHEDULE = "zoho-sync"
+SCHEDULE_NAMES = (SYNC_SCHEDULE,)
+# Schedules of earlier versions, replaced by the sync: `zoho_schedule` removes them.
+RETIRED_SCHEDULES = ("zoho-retry-failed", "zoho-backfill")
 
 
 def customers_syncable() -> QuerySet[Customer]:
@@ -43,6 +44,21 @@ def retry_q(stale_after_seconds: float) -> Q:
     """Whose last sync failed, or whose run died while working on them."""
     takeable = Q(zoho_sync_status=SyncStatus.FAILED) | stale_claim_q(stale_after_seconds)
     return Q(zoho_billing_customer_id__isnull=True) & takeable
+
+
+def changed_q(stale_after_seconds: float) -> Q:
+    """In Zoho, but edited here since Zoho last accepted our data (and not waiting for a
+    person): a database query, so an unchanged table costs nothing to check."""
+    takeable = Q(
+        zoho_sync_status__in=[SyncStatus.SYNCED, SyncStatus.PENDING, SyncStatus.FAILED]
+    ) | stale_claim_q(stale_after_seconds)
+    edited = Q(zoho_synced_data_at__isnull=True) | Q(updated_at__gt=F("zoho_synced_data_at"))
+    return Q(zoho_billing_customer_id__isnull=False) & takeable & edited
+
+
+def sync_q(stale_after_seconds: float) -> Q:
+    """What a sync takes: customers to create (as a backfill) and edits to push."""
+    return backfill_q(stale_after_seconds) | changed_q(stale_after_seconds)
 
 
 def requeue_q(stale_after_seconds: float) -> Q:

@@ -15,11 +15,7 @@ from django.utils import timezone
 
 from billing_sync.models import SyncTrigger
 from billing_sync.services.run_report import RunReport
-from billing_sync.services.runs import (
-    customer_sync,
-    customers_backfill,
-    customers_retry_failed,
-)
+from billing_sync.services.runs import customer_sync, customers_sync
 from billing_sync.zoho.state import current_block
 
 
@@ -32,19 +28,10 @@ def sync_customer_task(customer_id: int) -> str:
     )
 
 
-def retry_failed_task() -> str:
-    """Retry failed customers (scheduled)."""
+def sync_task() -> str:
+    """Keep Zoho in step (scheduled): create what it lacks, retry what failed, push edits."""
     return _unless_blocked(
-        lambda max_wait: customers_retry_failed(
-            trigger=SyncTrigger.SCHEDULE, max_wait=max_wait, limit=settings.ZOHO_SCHEDULE_BATCH_SIZE
-        )
-    )
-
-
-def backfill_task() -> str:
-    """Sync customers that are not in Zoho yet (scheduled)."""
-    return _unless_blocked(
-        lambda max_wait: customers_backfill(
+        lambda max_wait: customers_sync(
             trigger=SyncTrigger.SCHEDULE, max_wait=max_wait, limit=settings.ZOHO_SCHEDULE_BATCH_SIZE
         )
     )
@@ -70,6 +57,8 @@ def _summary(report: RunReport) -> str:
         f"run #{report.run.pk}: {report.selected_count} selected, {report.synced_count} synced, "
         f"{report.failed_count} failed, {report.skipped_count} skipped"
     )
+    if report.updated_count:
+        text += f", {report.updated_count} of the synced with edits sent to Zoho"
     if report.waiting_count:
         text += f", {report.waiting_count} waiting for an earlier create to settle in Zoho"
     if report.stop_reason:

@@ -277,7 +277,7 @@ def test_index_opens_on_the_sync_overview(operator, make_customer):
     assert "Stopped early" in overview
     assert "1 synced, 2 failed of 3" in overview
     assert "rate limited by Zoho until 14:32:00 UTC" in overview
-    assert "zoho-retry-failed at" in overview
+    assert "zoho-sync at" in overview
 
 
 def test_overview_says_when_zoho_is_not_blocking(operator):

@@ -19,7 +19,7 @@ from django_q.worker import worker
 broker = get_broker()
 print("broker", type(broker).__name__)
 broker.purge_queue()
-task_id = async_task("billing_sync.tasks.retry_failed_task")
+task_id = async_task("billing_sync.tasks.sync_task")
 tasks, results, stop = Queue(), Queue(), Event()
 stop.set()
 pusher(tasks, stop, broker=broker)

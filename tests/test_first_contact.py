@@ -364,7 +364,7 @@ def test_creates_that_commit_then_fail_while_search_lags_make_no_duplicate(
 def test_a_schedule_meeting_unsettled_creates_records_no_attempt_and_says_until_when(
     emulator, make_customer, settings
 ):
-    from billing_sync.tasks import retry_failed_task
+    from billing_sync.tasks import sync_task
 
     settings.ZOHO_CREATE_SETTLE_SECONDS = 600
     customers = [make_customer() for _ in range(3)]
@@ -374,7 +374,7 @@ def test_a_schedule_meeting_unsettled_creates_records_no_attempt_and_says_until_
     attempts = SyncAttempt.objects.count()
     requests = len(emulator.request_log)
 
-    summaries = [retry_failed_task() for _ in range(3)]
+    summaries = [sync_task() for _ in range(3)]
 
     assert SyncAttempt.objects.count() == attempts
     assert len(emulator.request_log) == requests
@@ -536,14 +536,14 @@ HANDFUL = 5
 def test_every_variant_through_backfill_retry_and_schedule(
     emulator, settings, customers, setup, heal, organization_at_fault
 ):
-    from billing_sync.tasks import backfill_task, retry_failed_task
+    from billing_sync.tasks import sync_task
 
     setup(emulator, settings, customers)
     steps = [
         lambda: run("zoho_backfill_customers"),
         lambda: run("zoho_retry_failed"),
-        retry_failed_task,
-        backfill_task,
+        sync_task,
+        lambda: run("zoho_sync_customers"),
     ]
     for step in steps:
         before = len(emulator.request_log)

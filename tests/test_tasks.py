@@ -20,7 +20,7 @@ from billing_sync.models import Customer, SyncRun, SyncStatus, SyncTrigger, Zoho
 from billing_sync.services.queueing import customers_requeue
 from billing_sync.services.run_report import ResultCollector
 from billing_sync.services.runs import customer_sync
-from billing_sync.tasks import retry_failed_task
+from billing_sync.tasks import sync_task
 from tests.conftest import run_queued_tasks, zoho_posts
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -41,19 +41,20 @@ def schedules_due_now() -> None:
     Schedule.objects.update(next_run=timezone.now() - timedelta(seconds=1))
 
 
-def test_zoho_schedule_is_idempotent_by_name(settings):
-    settings.ZOHO_RETRY_EVERY_MINUTES = 7
-    call_command("zoho_schedule", stdout=io.StringIO())
+def test_zoho_schedule_is_idempotent_by_name_and_retires_the_old_schedules(settings):
+    settings.ZOHO_SYNC_EVERY_MINUTES = 7
+    # The schedules of an earlier version, which the sync replaces.
     Schedule.objects.create(name="zoho-backfill", func="billing_sync.tasks.backfill_task")
+    Schedule.objects.create(name="zoho-retry-failed", func="billing_sync.tasks.retry_failed_task")
+    call_command("zoho_schedule", stdout=io.StringIO())
+    Schedule.objects.create(name="zoho-sync", func="billing_sync.tasks.sync_task")
     call_command("zoho_schedule", stdout=io.StringIO())
 
-    schedules = {s.name: s for s in Schedule.objects.all()}
+    (schedule,) = Schedule.objects.all()
 
-    assert Schedule.objects.count() == 2
-    assert schedules["zoho-retry-failed"].minutes == 7
-    assert schedules["zoho-retry-failed"].func == "billing_sync.tasks.retry_failed_task"
-    assert schedules["zoho-backfill"].minutes == 60
-    assert all(s.repeats == -1 and s.schedule_type == Schedule.MINUTES for s in schedules.values())
+    assert (schedule.name, schedule.func) == ("zoho-sync", "billing_sync.tasks.sync_task")
+    assert schedule.minutes == 7
+    assert (schedule.repeats, schedule.schedule_type) == (-1, Schedule.MINUTES)
 
 
 def test_zoho_schedule_list_shows_next_runs():
@@ -62,11 +63,7 @@ def test_zoho_schedule_list_shows_next_runs():
 
     call_command("zoho_schedule", "--list", stdout=out)
 
-    assert (
-        "zoho-retry-failed: billing_sync.tasks.retry_failed_task every 10 minute(s)"
-        in out.getvalue()
-    )
-    assert "zoho-backfill: billing_sync.tasks.backfill_task every 60 minute(s), next run " in (
+    assert "zoho-sync: billing_sync.tasks.sync_task every 10 minute(s), next run " in (
         out.getvalue()
     )
 
@@ -76,11 +73,11 @@ def test_failed_customer_is_synced_by_schedule_and_worker_after_the_block(emulat
     block_zoho(60)
     call_command("zoho_schedule", stdout=io.StringIO())
 
-    scheduler(broker=get_broker())  # the cluster's scheduler tick: both schedules are due
+    scheduler(broker=get_broker())  # the cluster's scheduler tick: the schedule is due
     ran = run_queued_tasks()
 
     customer.refresh_from_db()
-    assert ran == 2
+    assert ran == 1
     assert customer.zoho_sync_status == SyncStatus.FAILED
     assert emulator.request_log == []
     assert all("nothing done" in s.result for s in Success.objects.all())
@@ -102,7 +99,7 @@ def test_scheduled_run_stops_at_a_block_and_leaves_customers_for_the_next(emulat
     for _ in range(3):
         make_customer()
 
-    async_task("billing_sync.tasks.backfill_task")
+    async_task("billing_sync.tasks.sync_task")
     run_queued_tasks()
 
     statuses = sorted(Customer.objects.values_list("zoho_sync_status", flat=True))
@@ -117,7 +114,7 @@ def test_a_task_waits_out_a_short_block_and_syncs(emulator, make_customer, setti
     block_zoho(2)
     started = time.monotonic()
 
-    async_task("billing_sync.tasks.retry_failed_task")
+    async_task("billing_sync.tasks.sync_task")
     run_queued_tasks()
 
     customer.refresh_from_db()
@@ -136,7 +133,7 @@ def test_a_task_does_not_wait_for_a_block_longer_than_its_wait(emulator, make_cu
     until = ZohoApiState.objects.get().blocked_until
     started = time.monotonic()
 
-    result = retry_failed_task()
+    result = sync_task()
 
     assert time.monotonic() - started < 1.0
     assert result == (

@@ -9,6 +9,7 @@ outcome (`finish_attempt`). Creates Zoho answered are finished a group at a time
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 from django.db import IntegrityError
 from django.db.models import Case, Value, When
@@ -152,6 +153,6 @@ def describe(error: Exception) -> str:
     return str(error)
 
 
-def value_by_pk(values: dict[int, str]) -> Case:
+def value_by_pk(values: dict[int, Any]) -> Case:
     """A CASE expression giving each row (by primary key) its own value, for one UPDATE."""
     return Case(*(When(pk=pk, then=Value(value)) for pk, value in values.items()))

@@ -10,6 +10,7 @@ while it waits.
 from __future__ import annotations
 
 from contextlib import AbstractContextManager, nullcontext
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -19,6 +20,20 @@ from django.utils import timezone
 
 from billing_sync.models import Customer, SyncRun, SyncStatus
 from billing_sync.services.audit import value_by_pk
+
+
+@dataclass(frozen=True)
+class InStep:
+    """The data Zoho holds for a customer: the row's updated_at it came from, and its hash."""
+
+    data_at: datetime
+    fields_hash: str
+
+
+def _in_step_columns(in_step: InStep | None) -> dict[str, Any]:
+    if in_step is None:
+        return {"zoho_synced_data_at": None, "zoho_synced_hash": ""}
+    return {"zoho_synced_data_at": in_step.data_at, "zoho_synced_hash": in_step.fields_hash}
 
 
 def released_columns(status: SyncStatus, error: str) -> dict[str, Any]:
@@ -70,17 +85,38 @@ class Claims:
         """Let go of a customer, leaving it with `status`."""
         self.update(customer, **released_columns(status, error))
 
-    def mark_synced(self, customer: Customer, zoho_customer_id: str) -> None:
-        """Link the customer to its Zoho customer and let go of it."""
+    def mark_synced(
+        self, customer: Customer, zoho_customer_id: str, in_step: InStep | None
+    ) -> None:
+        """Link the customer to its Zoho customer and let go of it. `in_step`: the data Zoho
+        now holds; None when it may differ from ours (the next sync pushes ours)."""
+        columns = _synced_columns(zoho_customer_id, timezone.now())
+        columns.update(_in_step_columns(in_step))
         with _savepoint_if_nested():
-            self.update(customer, **_synced_columns(zoho_customer_id, timezone.now()))
+            self.update(customer, **columns)
 
-    def mark_many_synced(self, zoho_ids: dict[int, str], when: datetime) -> None:
-        """Link these customers (by id) to their Zoho customers and let go of them, in one
-        statement."""
-        Customer.objects.filter(pk__in=zoho_ids, zoho_claimed_by=self.run).update(
-            **_synced_columns(value_by_pk(zoho_ids), when)
+    def mark_many_synced(self, linked: dict[int, tuple[str, InStep]], when: datetime) -> None:
+        """Link these customers (by id: their Zoho id, and the data Zoho holds) and let go of
+        them, in one statement."""
+        Customer.objects.filter(pk__in=linked, zoho_claimed_by=self.run).update(
+            **_synced_columns(
+                value_by_pk({pk: zoho_id for pk, (zoho_id, _) in linked.items()}), when
+            ),
+            zoho_synced_data_at=value_by_pk({pk: step.data_at for pk, (_, step) in linked.items()}),
+            zoho_synced_hash=value_by_pk(
+                {pk: step.fields_hash for pk, (_, step) in linked.items()}
+            ),
         )
+
+    def mark_pushed(self, customer: Customer, in_step: InStep) -> None:
+        """Zoho accepted our data for this customer: in step, let go of it."""
+        columns = released_columns(SyncStatus.SYNCED, "")
+        columns.update(
+            _in_step_columns(in_step),
+            zoho_last_synced_at=timezone.now(),
+            zoho_account_number_missing=False,
+        )
+        self.update(customer, **columns)
 
     def set_create_sent(self, customer: Customer, when: datetime | None) -> None:
         """Record (or clear, with None) that a create of this customer went out at `when`."""

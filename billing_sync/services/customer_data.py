@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 from typing import Any
 
 from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
 
 from billing_sync.models import Customer
+from billing_sync.zoho.records import ZohoCustomer
 
 # Zoho's limits (its customer form and API refuse longer values).
 MAX_LENGTHS = {
@@ -50,24 +53,40 @@ def customer_validation_errors(customer: Customer) -> list[str]:
     return errors
 
 
-def customer_zoho_payload(customer: Customer, *, account_field: str) -> dict[str, Any]:
-    """The create body for Zoho: names, contact details and our account number."""
-    payload: dict[str, Any] = {
+def customer_zoho_fields(customer: Customer, *, account_field: str) -> dict[str, Any]:
+    """Every field we own in Zoho, as we hold it (blank ones too): what Zoho must show."""
+    return {
         "display_name": customer.display_name,
         "email": customer.email.strip(),
         "first_name": customer.first_name.strip(),
         "last_name": customer.last_name.strip(),
         "company_name": customer.company_name.strip(),
         "phone": customer.phone.strip(),
+        "custom_fields": [account_number_field(customer, account_field=account_field)],
     }
-    payload = {key: value for key, value in payload.items() if value}
-    payload["custom_fields"] = [account_number_field(customer, account_field=account_field)]
-    return payload
+
+
+def customer_zoho_payload(customer: Customer, *, account_field: str) -> dict[str, Any]:
+    """The create body for Zoho: the fields we own that have a value."""
+    fields = customer_zoho_fields(customer, account_field=account_field)
+    return {name: value for name, value in fields.items() if value}
+
+
+def customer_update_payload(customer: Customer, *, account_field: str) -> dict[str, Any]:
+    """The update body for Zoho: every field we own, blank ones too, so a cleared phone is
+    cleared in Zoho; display_name and email always (Zoho requires them on every update)."""
+    return customer_zoho_fields(customer, account_field=account_field)
+
+
+def zoho_fields_hash(fields: dict[str, Any]) -> str:
+    """A fingerprint of the fields we own, to tell whether Zoho already holds them."""
+    canonical = json.dumps(fields, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
 
 
 def account_number_field(customer: Customer, *, account_field: str) -> dict[str, str]:
     """The custom field that carries our account number in Zoho."""
-    return {"label": account_field, "value": customer.account_number}
+    return {"label": account_field, "value": customer.account_number.strip()}
 
 
 def account_number_update(
@@ -82,3 +101,33 @@ def account_number_update(
         "email": email,
         "custom_fields": [account_number_field(customer, account_field=account_field)],
     }
+
+
+def zoho_held_fields(zoho_customer: ZohoCustomer, *, account_field: str) -> dict[str, Any]:
+    """The fields we own as Zoho holds them, in the shape of `customer_zoho_fields`.
+
+    From a list item (no custom fields), the account number is left out: only a full record
+    says what it carries.
+    """
+    held: dict[str, Any] = {
+        "display_name": zoho_customer.display_name.strip(),
+        "email": zoho_customer.email.strip(),
+        "first_name": zoho_customer.first_name.strip(),
+        "last_name": zoho_customer.last_name.strip(),
+        "company_name": zoho_customer.company_name.strip(),
+        "phone": zoho_customer.phone.strip(),
+    }
+    if zoho_customer.is_full:
+        value = zoho_customer.account_number or ""
+        held["custom_fields"] = [{"label": account_field, "value": value}]
+    return held
+
+
+def fields_that_differ(ours: dict[str, Any], held: dict[str, Any]) -> list[str]:
+    """The names of the fields Zoho holds otherwise than we do (the account number as
+    `account_number`); fields Zoho's answer does not carry are not compared."""
+    differ = []
+    for name, value in held.items():
+        if ours.get(name) != value:
+            differ.append("account_number" if name == "custom_fields" else name)
+    return differ

@@ -23,6 +23,7 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from enum import Enum
+from typing import Any
 
 from django.db import IntegrityError, transaction
 from django.utils import timezone
@@ -42,11 +43,14 @@ from billing_sync.services.audit import (
     refused_before_a_create,
     save_before_request,
 )
-from billing_sync.services.claims import Claims, unclaimed
+from billing_sync.services.claims import Claims, InStep, unclaimed
 from billing_sync.services.customer_data import (
     account_number_update,
     customer_validation_errors,
+    customer_zoho_fields,
     customer_zoho_payload,
+    zoho_fields_hash,
+    zoho_held_fields,
 )
 from billing_sync.services.matching import ZohoCustomerFinder
 from billing_sync.services.refusals import (
@@ -63,11 +67,25 @@ from billing_sync.zoho.errors import (
     ZOHO_RUN_STOPPERS,
     ZohoError,
     ZohoInvalidData,
+    ZohoNotFound,
     ZohoRateLimited,
     ZohoTransient,
 )
 from billing_sync.zoho.records import ZohoCustomer
 from billing_sync.zoho.retry import backoff_seconds, should_retry
+
+UNCHANGED = "nothing Zoho holds of it changed since Zoho last accepted it"
+
+
+class NotInZoho(ZohoError):
+    """The Zoho customer we are linked to is gone (deleted in Zoho?): a person decides."""
+
+    def __init__(self, error: ZohoError) -> None:
+        super().__init__(
+            f"Zoho no longer holds the customer we are linked to ({error}): if it was deleted "
+            "in Zoho on purpose, unlink it; `zoho_verify --fix` relinks a customer Zoho holds "
+            "under our account number"
+        )
 
 
 class CreateNotSettled(Exception):
@@ -203,6 +221,8 @@ class CustomerSync:
             record_attempt(self.run, customer, AttemptOutcome.INVALID, error=message)
             self.claims.release(customer, SyncStatus.NEEDS_ATTENTION, message)
             return CustomerResult.of(customer, AttemptOutcome.INVALID, error=message)
+        if customer.zoho_billing_customer_id:
+            return self._push(customer)
         return self._attempt_until_done(customer, written_ahead)
 
     def sync_settled(self, customer: Customer) -> CustomerResult:
@@ -267,6 +287,54 @@ class CustomerSync:
             check_account_number(result, found, account_field=self.config.account_number_field)
             return result
 
+    def _push(self, customer: Customer) -> CustomerResult:
+        """Zoho holds the customer: send it the fields we own, if they changed since Zoho last
+        accepted them (a PUT may be repeated safely, so passing failures are retried)."""
+        ours = self._fields(customer)
+        in_step = InStep(customer.updated_at, zoho_fields_hash(ours))
+        if in_step.fields_hash == customer.zoho_synced_hash:
+            self.claims.mark_pushed(customer, in_step)
+            return CustomerResult.of(customer, AttemptOutcome.SKIPPED, error=UNCHANGED)
+        failures = 0
+        while True:
+            attempt = new_attempt(self.run, customer)
+            save_before_request(attempt)
+            try:
+                answer = self.client.update_customer(customer.zoho_billing_customer_id, ours)
+            except ZohoError as error:
+                step = next_step(error)
+                if step is Next.PLACE_REFUSAL:
+                    return self._refused(customer, attempt, error, left_as=SyncStatus.SYNCED)
+                limited = isinstance(error, ZohoRateLimited)
+                outcome = AttemptOutcome.RATE_LIMITED if limited else AttemptOutcome.FAILED
+                finish_attempt(attempt, outcome, error)
+                if step is Next.STOP_RUN:
+                    raise
+                if step is Next.WAIT_FOR_BLOCK:
+                    self.client.gate.wait_while_blocked()
+                    continue
+                if isinstance(error, ZohoNotFound):
+                    return self._fail(
+                        customer, SyncStatus.NEEDS_ATTENTION, outcome, NotInZoho(error)
+                    )
+                failures += 1
+                if step is Next.GIVE_UP or failures >= self.config.max_attempts:
+                    # Still in Zoho, still changed here: the next sync sends the edit again.
+                    return self._fail(customer, SyncStatus.SYNCED, outcome, error)
+                self._back_off(customer, failures)
+                continue
+            finish_attempt(attempt, AttemptOutcome.UPDATED, zoho_customer_id=answer.customer_id)
+            self.claims.mark_pushed(customer, in_step)
+            self._refusals_were_their_own()
+            result = CustomerResult.of(
+                customer, AttemptOutcome.UPDATED, zoho_customer_id=answer.customer_id
+            )
+            check_account_number(result, answer, account_field=self.config.account_number_field)
+            return result
+
+    def _fields(self, customer: Customer) -> dict[str, Any]:
+        return customer_zoho_fields(customer, account_field=self.config.account_number_field)
+
     def _back_off(self, customer: Customer, failures: int) -> None:
         """Before trying again; not when a create went out (its next attempt waits to settle)."""
         if customer.zoho_create_sent_at is not None:
@@ -330,14 +398,18 @@ class CustomerSync:
     ) -> None:
         """Zoho holds the customer: an adoption is linked at once, a create is queued to be
         linked with the rest of its group (AnsweredCreates)."""
+        ours = self._fields(customer)
         if outcome == AttemptOutcome.CREATED:
-            self.answered.add(customer, attempt, found.customer_id)
+            in_step = InStep(customer.updated_at, zoho_fields_hash(ours))
+            self.answered.add(customer, attempt, found.customer_id, in_step)
             self._refusals_were_their_own()
         else:
             # The audit first: should we die before the customer row is written, the
             # next run finds the adoption on record and the customer in Zoho again.
             finish_attempt(attempt, outcome, zoho_customer_id=found.customer_id)
-            self.claims.mark_synced(customer, found.customer_id)
+            held = zoho_held_fields(found, account_field=self.config.account_number_field)
+            in_step = InStep(customer.updated_at, zoho_fields_hash(ours)) if held == ours else None
+            self.claims.mark_synced(customer, found.customer_id, in_step)
 
     def _waiting(self, customer: Customer, settles_at: datetime) -> CustomerResult:
         message = not_settled_message(settles_at)
@@ -353,7 +425,11 @@ class CustomerSync:
     # --- refusals ----------------------------------------------------------------------------
 
     def _refused(
-        self, customer: Customer, attempt: SyncAttempt, error: ZohoInvalidData
+        self,
+        customer: Customer,
+        attempt: SyncAttempt,
+        error: ZohoInvalidData,
+        left_as: SyncStatus = SyncStatus.FAILED,
     ) -> CustomerResult:
         """Zoho refused a create or update that carried this customer's data: whose fault?"""
         account_field = self.config.account_number_field
@@ -371,12 +447,12 @@ class CustomerSync:
             f"{describe(error)}; Zoho named none of this customer's fields, so it is retried: "
             "if Zoho refuses other customers the same way, the organization is refusing creates"
         )
-        self.claims.release(customer, SyncStatus.FAILED, message)
+        self.claims.release(customer, left_as, message)
         try:
-            self.refusals.hold(customer, attempt, error)
+            self.refusals.hold(customer, attempt, error, left_as)
         except SystemicRefusal as stop:
-            held = [customer_id for customer_id, _ in self.refusals.take_held()]
-            unclaimed(held, SyncStatus.FAILED).update(zoho_last_error=str(stop))
+            for customer_id, _, status in self.refusals.take_held():
+                unclaimed([customer_id], status).update(zoho_last_error=str(stop))
             raise
         return CustomerResult.of(customer, AttemptOutcome.FAILED, error=message)
 
@@ -386,10 +462,9 @@ class CustomerSync:
         held = self.refusals.take_held()
         if not held:
             return
-        reclassify_attempts([attempt_id for _, attempt_id in held], AttemptOutcome.INVALID)
-        unclaimed([customer_id for customer_id, _ in held], SyncStatus.FAILED).update(
-            zoho_sync_status=SyncStatus.NEEDS_ATTENTION
-        )
+        reclassify_attempts([attempt_id for _, attempt_id, _ in held], AttemptOutcome.INVALID)
+        for customer_id, _, status in held:
+            unclaimed([customer_id], status).update(zoho_sync_status=SyncStatus.NEEDS_ATTENTION)
 
 
 class AnsweredCreates:
@@ -403,14 +478,16 @@ class AnsweredCreates:
 
     def __init__(self, claims: Claims) -> None:
         self.claims = claims
-        self._answered: list[tuple[Customer, SyncAttempt, str]] = []
+        self._answered: list[tuple[Customer, SyncAttempt, str, InStep]] = []
         # Created in Zoho, but the Zoho id turned out linked to another local customer: these
         # were counted synced when Zoho answered, and are left failed.
         self.linked_elsewhere = 0
 
-    def add(self, customer: Customer, attempt: SyncAttempt, zoho_customer_id: str) -> None:
-        """Zoho created `customer` as `zoho_customer_id` in `attempt`."""
-        self._answered.append((customer, attempt, zoho_customer_id))
+    def add(
+        self, customer: Customer, attempt: SyncAttempt, zoho_customer_id: str, in_step: InStep
+    ) -> None:
+        """Zoho created `customer` as `zoho_customer_id` in `attempt`, holding `in_step`."""
+        self._answered.append((customer, attempt, zoho_customer_id, in_step))
 
     def write(self) -> None:
         """Write the answered creates."""
@@ -423,16 +500,20 @@ class AnsweredCreates:
         except IntegrityError:  # a Zoho id already linked elsewhere: find which, one by one
             self.linked_elsewhere += sum(not self._write_one(*entry) for entry in answered)
 
-    def _write_all(self, answered: list[tuple[Customer, SyncAttempt, str]], now: datetime) -> None:
-        finish_created({attempt.pk: zoho_id for _, attempt, zoho_id in answered}, now)
+    def _write_all(
+        self, answered: list[tuple[Customer, SyncAttempt, str, InStep]], now: datetime
+    ) -> None:
+        finish_created({attempt.pk: zoho_id for _, attempt, zoho_id, _ in answered}, now)
         self.claims.mark_many_synced(
-            {customer.pk: zoho_id for customer, _, zoho_id in answered}, now
+            {customer.pk: (zoho_id, in_step) for customer, _, zoho_id, in_step in answered}, now
         )
 
-    def _write_one(self, customer: Customer, attempt: SyncAttempt, zoho_id: str) -> bool:
+    def _write_one(
+        self, customer: Customer, attempt: SyncAttempt, zoho_id: str, in_step: InStep
+    ) -> bool:
         try:
             with transaction.atomic():
-                self._write_all([(customer, attempt, zoho_id)], timezone.now())
+                self._write_all([(customer, attempt, zoho_id, in_step)], timezone.now())
         except IntegrityError as error:
             finish_attempt(attempt, AttemptOutcome.FAILED, error, zoho_customer_id=zoho_id)
             self.claims.release(customer, SyncStatus.FAILED, describe(error))

@@ -6,7 +6,8 @@ decide it. What decides it is what the request carried and whether the refusal r
   this customer: a person must fix the record (`needs_attention`);
 - an answer that names the custom field carrying our account number is about the
   organization's set-up: the run stops at once;
-- any other refusal is held: the customer stays claimed, and its fate waits for evidence.
+- any other refusal is held: the customer is left retryable (`failed`, or `synced` when Zoho
+  holds it already and only our edit was refused), and its fate waits for evidence.
   When creates of REFUSAL_STREAK different customers in a row are refused with the same code
   and message, the organization is refusing (a plan limit, a setting): the run stops and the
   customers stay retryable. When Zoho creates another customer after refusing this one, the
@@ -17,7 +18,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from billing_sync.models import Customer, SyncAttempt
+from billing_sync.models import Customer, SyncAttempt, SyncStatus
 from billing_sync.zoho.errors import CUSTOM_FIELD_CODES, ZohoConfigError, ZohoInvalidData
 
 REFUSAL_STREAK = 3
@@ -106,17 +107,19 @@ class RefusalStreak:
     """Refusals held in one run, waiting for evidence of whose fault they are."""
 
     threshold: int = REFUSAL_STREAK
-    # (customer id, attempt id) of each refusal held, released `failed` meanwhile.
-    held: list[tuple[int, int]] = field(default_factory=list)
+    # (customer id, attempt id, the status it was left with) of each refusal held.
+    held: list[tuple[int, int, SyncStatus]] = field(default_factory=list)
     _answer: tuple[object, object, str] | None = None
     _in_a_row: int = 0
 
-    def hold(self, customer: Customer, attempt: SyncAttempt, exc: ZohoInvalidData) -> None:
+    def hold(
+        self, customer: Customer, attempt: SyncAttempt, exc: ZohoInvalidData, left_as: SyncStatus
+    ) -> None:
         """Hold a refusal that named nothing of ours; raise SystemicRefusal on a streak."""
         answer = (exc.status, exc.code, exc.message)
         self._in_a_row = self._in_a_row + 1 if answer == self._answer else 1
         self._answer = answer
-        self.held.append((customer.pk, attempt.pk))
+        self.held.append((customer.pk, attempt.pk, left_as))
         if self._in_a_row >= self.threshold:
             raise SystemicRefusal(exc, customers=self._in_a_row)
 
@@ -124,7 +127,7 @@ class RefusalStreak:
         """A create ended otherwise: the refusals are no longer in a row."""
         self._answer, self._in_a_row = None, 0
 
-    def take_held(self) -> list[tuple[int, int]]:
+    def take_held(self) -> list[tuple[int, int, SyncStatus]]:
         """The refusals held so far, no longer held."""
         held, self.held = self.held, []
         return held

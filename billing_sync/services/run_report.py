@@ -44,6 +44,10 @@ class CustomerResult:
         return self.outcome == AttemptOutcome.ADOPTED
 
     @property
+    def updated(self) -> bool:
+        return self.outcome == AttemptOutcome.UPDATED
+
+    @property
     def failed(self) -> bool:
         return self.outcome in FAILED_OUTCOMES
 
@@ -100,6 +104,8 @@ class RunReport:
     selected_count: int
     finished_count: int = 0
     synced_count: int = 0
+    # Of those synced, customers Zoho held already whose local edits were sent.
+    updated_count: int = 0
     skipped_count: int = 0
     # Customers that ended failed, counting those a stopped run never reached.
     failed_count: int = 0
@@ -115,6 +121,7 @@ class RunReport:
         """Count one customer's result."""
         self.finished_count += 1
         self.synced_count += result.synced
+        self.updated_count += result.updated
         self.failed_count += result.failed
         self.waiting_count += result.waiting
         self.skipped_count += result.skipped

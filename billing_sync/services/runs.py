@@ -52,7 +52,7 @@ from billing_sync.models import (
     SyncStatus,
     SyncTrigger,
 )
-from billing_sync.selectors import backfill_q, customers_syncable, requeue_q, retry_q
+from billing_sync.selectors import backfill_q, customers_syncable, requeue_q, retry_q, sync_q
 from billing_sync.services.account_numbers import (
     AccountNumberNotKept,
     flag_account_number_missing,
@@ -92,6 +92,12 @@ def customers_retry_failed(**options: Unpack[RunOptions]) -> RunReport:
     return _run_over(SyncRunKind.RETRY_FAILED, retry_q, **options)
 
 
+def customers_sync(**options: Unpack[RunOptions]) -> RunReport:
+    """Keep Zoho in step: create the customers it lacks (as a backfill does) and send it the
+    local edits of those it holds; an unchanged table costs no request."""
+    return _run_over(SyncRunKind.SYNC, sync_q, **options)
+
+
 def _run_over(
     kind: SyncRunKind, wanted_for: Callable[[float], Q], **options: Unpack[RunOptions]
 ) -> RunReport:
@@ -107,9 +113,9 @@ def customer_sync(
     max_wait: float | None = None,
     observer: RunObserver | None = None,
 ) -> RunReport:
-    """Sync one customer, if it still needs it."""
+    """Sync one customer, if it still needs it: create it, or send Zoho its edits."""
     config = zoho_config()
-    wanted = Q(pk=customer_id) & backfill_q(config.stale_claim_seconds)
+    wanted = Q(pk=customer_id) & sync_q(config.stale_claim_seconds)
     return _run(
         SyncRunKind.SINGLE, wanted, config, trigger=trigger, max_wait=max_wait, observer=observer
     )

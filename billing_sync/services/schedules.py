@@ -1,4 +1,4 @@
-"""The django-q schedules that retry and backfill on their own, kept by name."""
+"""The django-q schedule that keeps Zoho in step on its own (the sync service), kept by name."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from django.db import transaction
 from django.utils import timezone
 from django_q.models import Schedule
 
-from billing_sync.selectors import BACKFILL_SCHEDULE, RETRY_SCHEDULE, SCHEDULE_NAMES
+from billing_sync.selectors import RETIRED_SCHEDULES, SCHEDULE_NAMES, SYNC_SCHEDULE
 
 
 @dataclass(frozen=True)
@@ -25,15 +25,8 @@ def schedule_specs() -> list[ScheduleSpec]:
     """The schedules we keep, with intervals from settings."""
     return [
         ScheduleSpec(
-            RETRY_SCHEDULE,
-            "billing_sync.tasks.retry_failed_task",
-            settings.ZOHO_RETRY_EVERY_MINUTES,
-        ),
-        ScheduleSpec(
-            BACKFILL_SCHEDULE,
-            "billing_sync.tasks.backfill_task",
-            settings.ZOHO_BACKFILL_EVERY_MINUTES,
-        ),
+            SYNC_SCHEDULE, "billing_sync.tasks.sync_task", settings.ZOHO_SYNC_EVERY_MINUTES
+        )
     ]
 
 
@@ -41,8 +34,10 @@ def schedule_specs() -> list[ScheduleSpec]:
 def schedules_ensure() -> list[Schedule]:
     """Create or update each schedule by name; running it twice leaves the same set.
 
-    Schedule.name is not unique in django-q, so extra rows with one of our names are removed.
+    Schedule.name is not unique in django-q, so extra rows with one of our names are removed,
+    and so are the schedules of earlier versions that the sync replaces.
     """
+    Schedule.objects.filter(name__in=RETIRED_SCHEDULES).delete()
     kept = []
     for spec in schedule_specs():
         rows = Schedule.objects.select_for_update().filter(name=spec.name).order_by("pk")

@@ -22,6 +22,10 @@ class ZohoCustomer:
     is_full: bool
     created_time: str = ""  # as Zoho wrote it; read with `created_at`
     custom_field_labels: tuple[str, ...] = ()
+    first_name: str = ""
+    last_name: str = ""
+    company_name: str = ""
+    phone: str = ""
 
     @classmethod
     def from_api(cls, data: dict[str, Any], *, account_field: str) -> ZohoCustomer:
@@ -34,6 +38,10 @@ class ZohoCustomer:
             account_number=_custom_field(custom_fields, account_field),
             is_full=custom_fields is not None,
             created_time=str(data.get("created_time") or ""),
+            first_name=str(data.get("first_name") or ""),
+            last_name=str(data.get("last_name") or ""),
+            company_name=str(data.get("company_name") or ""),
+            phone=str(data.get("phone") or ""),
             custom_field_labels=tuple(
                 str(field.get("label", "")) for field in custom_fields or () if field.get("label")
             ),

@@ -12,10 +12,10 @@ from billing_sync.services.schedules import schedules_ensure, schedules_list
 
 class Command(BaseCommand):
     help = (
-        "Create or update, by name, the schedules that retry failed customers "
-        "(every ZOHO_RETRY_EVERY_MINUTES) and backfill new ones (every "
-        "ZOHO_BACKFILL_EVERY_MINUTES); running it twice leaves the same set. A worker "
-        "(manage.py qcluster) runs them."
+        "Create or update, by name, the schedule that keeps Zoho in step (the sync service, "
+        "every ZOHO_SYNC_EVERY_MINUTES: creates what Zoho lacks, retries what failed, pushes "
+        "local edits); running it twice leaves the same set. A worker (manage.py qcluster) "
+        "runs it."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:

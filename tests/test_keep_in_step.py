@@ -1,0 +1,226 @@
+"""Keeping Zoho in step: local edits reach Zoho, one request each; an unchanged table costs none."""
+
+from __future__ import annotations
+
+import pytest
+from django.db import connection
+
+from billing_sync.models import AttemptOutcome, Customer, SyncAttempt, SyncStatus
+from billing_sync.services.run_report import RunObserver
+from billing_sync.services.runs import customers_backfill, customers_sync
+from billing_sync.tasks import sync_task
+from billing_sync.zoho.client import ZohoClient
+from billing_sync.zoho.config import zoho_config
+from tests.commands import run
+
+pytestmark = pytest.mark.django_db
+
+
+def zoho_record(emulator, customer: Customer) -> dict:
+    (record,) = [
+        r for r in emulator.customers() if r["customer_id"] == customer.zoho_billing_customer_id
+    ]
+    return record
+
+
+def puts(emulator) -> int:
+    return sum(1 for r in emulator.request_log if r.method == "PUT")
+
+
+def edit(customer: Customer, **fields: str) -> Customer:
+    """A person edits the customer (the admin saves the whole row)."""
+    customer.refresh_from_db()
+    for name, value in fields.items():
+        setattr(customer, name, value)
+    customer.save()
+    return customer
+
+
+@pytest.fixture
+def synced(emulator, make_customer) -> list[Customer]:
+    customers = [make_customer(phone=f"+27 21 555 010{n}") for n in range(5)]
+    assert customers_backfill(trigger="command").ok
+    for customer in customers:
+        customer.refresh_from_db()
+    return customers
+
+
+def test_an_unchanged_table_costs_no_request(emulator, synced):
+    requests, tokens = len(emulator.request_log), emulator.token_refresh_count
+
+    report = customers_sync(trigger="command")
+
+    assert report.ok
+    assert report.selected_count == 0
+    assert len(emulator.request_log) == requests
+    assert emulator.token_refresh_count == tokens
+
+
+def test_each_edit_costs_one_request_and_reaches_zoho(emulator, synced):
+    first, second, third = synced[:3]
+    edit(first, email="new-address@example.co.za")
+    edit(second, phone="")  # a cleared phone is cleared in Zoho too
+    edit(third, first_name="Thandi", company_name="Karoo Farms")
+    requests = len(emulator.request_log)
+
+    report = customers_sync(trigger="command")
+
+    assert report.ok
+    assert (report.selected_count, report.updated_count) == (3, 3)
+    assert len(emulator.request_log) - requests == 3
+    assert puts(emulator) == 3
+    assert zoho_record(emulator, first)["email"] == "new-address@example.co.za"
+    assert zoho_record(emulator, second)["phone"] == ""
+    karoo = zoho_record(emulator, third)
+    assert (karoo["first_name"], karoo["company_name"], karoo["display_name"]) == (
+        "Thandi",
+        "Karoo Farms",
+        "Karoo Farms",
+    )
+    for customer in (first, second, third):
+        customer.refresh_from_db()
+        assert customer.zoho_sync_status == SyncStatus.SYNCED
+        account = [f["value"] for f in zoho_record(emulator, customer)["custom_fields"]]
+        assert account == [customer.account_number]
+    outcomes = SyncAttempt.objects.filter(run=report.run).values_list("outcome", flat=True)
+    assert list(outcomes) == [AttemptOutcome.UPDATED] * 3
+    assert customers_sync(trigger="command").selected_count == 0
+
+
+def test_fields_we_do_not_own_are_left_as_zoho_holds_them(emulator, synced, settings):
+    customer = synced[0]
+    record = zoho_record(emulator, customer)
+    # A person in Zoho's web app adds a note and a website: those are not ours to send.
+    update = {"display_name": record["display_name"], "email": record["email"]}
+    ZohoClient(zoho_config()).update_customer(
+        customer.zoho_billing_customer_id, {**update, "notes": "VIP", "website": "karoo.co.za"}
+    )
+    edit(customer, last_name="Renamed")
+
+    customers_sync(trigger="command")
+
+    record = zoho_record(emulator, customer)
+    assert record["last_name"] == "Renamed"
+    assert (record["notes"], record["website"]) == ("VIP", "karoo.co.za")
+
+
+def test_a_save_that_changes_nothing_we_send_costs_no_request(emulator, synced):
+    edit(synced[0])  # saved as it was
+    requests = len(emulator.request_log)
+
+    report = customers_sync(trigger="command")
+
+    assert report.ok
+    assert report.skipped_count == 1
+    assert len(emulator.request_log) == requests
+    assert customers_sync(trigger="command").selected_count == 0
+
+
+def test_edits_made_outside_the_admin_are_found_too(emulator, synced):
+    Customer.objects.filter(pk=synced[0].pk).update(phone="+27 82 000 0001")
+    with connection.cursor() as cursor:  # an operator's SQL
+        cursor.execute("UPDATE customers SET last_name = %s WHERE id = %s", ["Sql", synced[1].pk])
+
+    report = customers_sync(trigger="command")
+
+    assert report.updated_count == 2
+    assert zoho_record(emulator, synced[0])["phone"] == "+27 82 000 0001"
+    assert zoho_record(emulator, synced[1])["last_name"] == "Sql"
+
+
+class EditsWhileSending(RunObserver):
+    """A person edits the customer after the run has read it, before its request goes out."""
+
+    def __init__(self, customer: Customer, **fields: str) -> None:
+        self.customer, self.fields = customer, fields
+
+    def customer_started(self, index: int, total: int, customer: Customer) -> None:
+        if customer.pk == self.customer.pk:
+            edit(Customer.objects.get(pk=customer.pk), **self.fields)
+
+
+def test_an_edit_made_while_its_customer_is_being_sent_is_sent_by_the_next_run(emulator, synced):
+    customer = edit(synced[0], phone="+27 82 111 1111")
+
+    customers_sync(trigger="command", observer=EditsWhileSending(customer, phone="+27 82 222"))
+    assert zoho_record(emulator, customer)["phone"] == "+27 82 111 1111"  # what the run read
+
+    report = customers_sync(trigger="command")
+
+    assert report.updated_count == 1
+    assert zoho_record(emulator, customer)["phone"] == "+27 82 222"
+    assert customers_sync(trigger="command").selected_count == 0
+
+
+def test_an_edit_zoho_refuses_needs_a_person_and_keeps_the_link(emulator, synced):
+    emulator.configure(display_name_unique=True)
+    twin = synced[1]
+    customer = edit(synced[0], first_name=twin.first_name, last_name=twin.last_name)
+
+    report = customers_sync(trigger="command")
+
+    customer.refresh_from_db()
+    assert not report.ok
+    assert customer.zoho_sync_status == SyncStatus.NEEDS_ATTENTION
+    assert customer.zoho_billing_customer_id == synced[0].zoho_billing_customer_id
+    assert "already exists" in customer.zoho_last_error
+    assert customers_sync(trigger="command").selected_count == 0  # left for a person
+
+    edit(customer, last_name="Unique")  # the person fixes it
+
+    assert customers_sync(trigger="command").updated_count == 1
+    assert zoho_record(emulator, customer)["last_name"] == "Unique"
+
+
+def test_a_customer_deleted_in_zoho_needs_a_person(emulator, synced):
+    customer = edit(synced[0], phone="+27 82 333")
+    emulator.reset()  # Zoho lost every customer (deleted in its web app)
+
+    customers_sync(trigger="command")
+
+    customer.refresh_from_db()
+    assert customer.zoho_sync_status == SyncStatus.NEEDS_ATTENTION
+    assert "Zoho no longer holds the customer" in customer.zoho_last_error
+
+
+def test_an_adopted_customer_gets_our_values_once(emulator, make_customer):
+    emulator.add_customer(display_name="Paid Online", email="paid@example.co.za")
+    adopted = make_customer(email="paid@example.co.za", first_name="Lerato", last_name="M")
+    customers_backfill(trigger="command")
+    assert zoho_record(emulator, Customer.objects.get(pk=adopted.pk))["display_name"] == (
+        "Paid Online"
+    )
+
+    report = customers_sync(trigger="command")
+
+    assert report.updated_count == 1
+    record = zoho_record(emulator, Customer.objects.get(pk=adopted.pk))
+    assert (record["display_name"], record["first_name"]) == ("Lerato M", "Lerato")
+    assert customers_sync(trigger="command").selected_count == 0
+
+
+def test_the_sync_creates_the_missing_and_pushes_the_edited_in_one_run(
+    emulator, synced, make_customer
+):
+    new = make_customer()
+    edit(synced[2], phone="+27 82 444")
+
+    output, code = run("zoho_sync_customers")
+
+    assert code == 0
+    assert "Found 2 new or edited customer(s)" in output
+    assert "Zoho is in step with every selected customer!" in output
+    assert Customer.objects.get(pk=new.pk).zoho_billing_customer_id
+    assert zoho_record(emulator, synced[2])["phone"] == "+27 82 444"
+
+
+def test_the_schedule_keeps_zoho_in_step(emulator, synced, make_customer):
+    new = make_customer()
+    edit(synced[3], last_name="Scheduled")
+
+    summary = sync_task()
+
+    assert "2 synced, 0 failed" in summary
+    assert "1 of the synced with edits sent to Zoho" in summary
+    assert Customer.objects.get(pk=new.pk).zoho_sync_status == SyncStatus.SYNCED
+    assert zoho_record(emulator, synced[3])["last_name"] == "Scheduled"
