@@ -273,3 +273,30 @@ class ZohoRequestLog(models.Model):
 
     def __str__(self) -> str:
         return f"{self.method} {self.path} at {self.sent_at:%H:%M:%S}"
+
+
+class AlertState(models.Model):
+    """What the alerts last reported, one row: an alert goes out only when this changes."""
+
+    singleton = models.PositiveSmallIntegerField(primary_key=True, default=1)
+    checked_at = models.DateTimeField(null=True, blank=True)
+    needs_attention_count = models.PositiveIntegerField(
+        default=0,
+        help_text="Customers needing attention when that alert went out; 0 while none do.",
+    )
+    block_until = models.DateTimeField(
+        null=True, blank=True, help_text="The end of Zoho's block the last check saw."
+    )
+    block_seen_at = models.DateTimeField(
+        null=True,
+        blank=True,
+        help_text="When a check first saw that block: it lasts at least from then to its end.",
+    )
+    block_alerted = models.BooleanField(default=False)
+    daily_budget_alerted = models.BooleanField(default=False)
+
+    class Meta:
+        verbose_name = "alert state"
+
+    def __str__(self) -> str:
+        return "Alert state"

@@ -14,6 +14,7 @@ from django.conf import settings
 from django.utils import timezone
 
 from billing_sync.models import SyncTrigger
+from billing_sync.services.alerts import alerts_check
 from billing_sync.services.run_report import RunReport
 from billing_sync.services.runs import customer_sync, customers_sync
 from billing_sync.zoho.state import current_block
@@ -45,6 +46,7 @@ def _unless_blocked(run: Callable[[float], RunReport]) -> str:
     max_wait = settings.ZOHO_SCHEDULE_MAX_WAIT_SECONDS
     until = current_block()
     if until is not None and until > timezone.now() + timedelta(seconds=max_wait):
+        alerts_check()
         return (
             f"Zoho is blocking requests until {until.astimezone(UTC):%H:%M:%S} UTC, longer than "
             f"a scheduled run waits ({max_wait:g} s): nothing done"

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import tempfile
 import warnings
+from email.utils import getaddresses
 from pathlib import Path
 
 import environ
@@ -46,6 +47,16 @@ def _flag(name: str, default: bool) -> bool:
     if raw not in TRUE_WORDS | FALSE_WORDS:
         raise ImproperlyConfigured(f"{name}={raw!r} is not one of: true, false, 1, 0, yes, no.")
     return raw in TRUE_WORDS
+
+
+def _addresses(name: str) -> list[tuple[str, str]]:
+    """Django's (name, address) pairs from a variable holding `Name <address>, ...`."""
+    raw = env.str(name, default="").strip()
+    pairs = getaddresses([raw]) if raw else []
+    for _person, address in pairs:
+        if "@" not in address:
+            raise ImproperlyConfigured(f"{name}={raw!r} is not a list of Name <address>.")
+    return pairs
 
 
 DJANGO_ENV = env.str("DJANGO_ENV", default="development")
@@ -167,7 +178,9 @@ LOGGING = {
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "loggers": {
-        "billing_sync": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="WARNING")}
+        "billing_sync": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="WARNING")},
+        # Alerts are always on, recoveries (INFO) included, whatever LOG_LEVEL says.
+        "billing_sync.alerts": {"level": "INFO"},
     },
 }
 
@@ -203,6 +216,31 @@ ZOHO_CREATE_SETTLE_SECONDS = _number("ZOHO_CREATE_SETTLE_SECONDS", 120.0, float)
 # A run lists Zoho once; before a create relies on that list when it is older than this, the run
 # reads the customers Zoho got since (another integration may have created one of ours).
 ZOHO_INDEX_MAX_AGE_SECONDS = _number("ZOHO_INDEX_MAX_AGE_SECONDS", 600.0, float)
+
+# --- Alerts (billing_sync/services/alerts.py) ---------------------------------------------------
+# Alerts go to the "billing_sync.alerts" logger, and by mail to ADMINS when ZOHO_ALERT_MAIL_ADMINS.
+ZOHO_ALERT_MAIL_ADMINS = _flag("ZOHO_ALERT_MAIL_ADMINS", False)
+# Where the site is reached, e.g. https://billing.example.com: links add the admin's path. Empty:
+# relative links (/admin/...).
+ZOHO_ALERT_ADMIN_URL = env.str("ZOHO_ALERT_ADMIN_URL", default="")
+# Alert when Zoho's block is known to last longer than this.
+ZOHO_ALERT_BLOCK_SECONDS = _number("ZOHO_ALERT_BLOCK_SECONDS", 300.0, float)
+# Alert when the last 24 hours used this share of ZOHO_DAILY_LIMIT - ZOHO_DAILY_RESERVE (0: never).
+ZOHO_ALERT_DAILY_BUDGET_PERCENT = _number("ZOHO_ALERT_DAILY_BUDGET_PERCENT", 80.0, float)
+ADMINS = _addresses("DJANGO_ADMINS")
+SERVER_EMAIL = env.str("DJANGO_SERVER_EMAIL", default="root@localhost")
+EMAIL_SUBJECT_PREFIX = "[CircleTel billing sync] "
+# How mail leaves, e.g. smtp+tls://user:password@host:587; empty: Django's SMTP on localhost:25.
+_EMAIL_URL = env.str("DJANGO_EMAIL_URL", default="")
+if _EMAIL_URL:
+    try:
+        _EMAIL = env.email_url_config(_EMAIL_URL)
+    except ImproperlyConfigured:
+        # Never echo the URL: it may hold a password.
+        raise ImproperlyConfigured(
+            "DJANGO_EMAIL_URL is not an email URL: use e.g. smtp+tls://user:password@host:587."
+        ) from None
+    globals().update({key: value for key, value in _EMAIL.items() if value not in (None, "")})
 
 # --- Scheduling (django-q2) ----------------------------------------------------------------------
 # Scheduled and queued runs wait out Zoho blocks of up to this many seconds in all (a concurrency

@@ -58,6 +58,7 @@ from billing_sync.services.account_numbers import (
     flag_account_number_missing,
     repair_account_numbers,
 )
+from billing_sync.services.alerts import alerts_check
 from billing_sync.services.audit import new_attempt, record_attempts
 from billing_sync.services.claims import Claims
 from billing_sync.services.customer_data import customer_validation_errors
@@ -162,6 +163,8 @@ def _run(
         _sync_all(report, selected, wanted, config, max_wait, observer)
     report.duration_seconds = time.monotonic() - started
     _finish_run(report)
+    if not dry_run:
+        alerts_check()  # tells monitoring when something started or stopped going wrong
     return report
 
 

@@ -122,6 +122,15 @@ def config_problems() -> list[str]:
         problems.append("ZOHO_MAX_ATTEMPTS must be at least 1.")
     if not settings.ZOHO_ACCOUNT_NUMBER_FIELD.strip():
         problems.append("ZOHO_ACCOUNT_NUMBER_FIELD must name the Zoho custom field's label.")
+    if settings.ZOHO_ALERT_BLOCK_SECONDS < 0:
+        problems.append("ZOHO_ALERT_BLOCK_SECONDS must be 0 or more.")
+    if not 0 <= settings.ZOHO_ALERT_DAILY_BUDGET_PERCENT <= 100:
+        problems.append("ZOHO_ALERT_DAILY_BUDGET_PERCENT must be between 0 (off) and 100.")
+    admin_url = settings.ZOHO_ALERT_ADMIN_URL.rstrip("/")
+    if admin_url and not admin_url.startswith(("http://", "https://")):
+        problems.append("ZOHO_ALERT_ADMIN_URL must start with http:// or https://.")
+    elif admin_url.endswith("/admin"):
+        problems.append("ZOHO_ALERT_ADMIN_URL is the site's address: the links add /admin/.")
     return problems
 
 

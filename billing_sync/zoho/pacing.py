@@ -104,6 +104,25 @@ def _minute(timestamp: float) -> int:
     return math.floor(timestamp / MINUTE_SECONDS)
 
 
+def _unanswered_seconds(request_timeout: float) -> float:
+    """How long an unanswered request counts: it may have waited in its lease first."""
+    return request_timeout + LEASE_SECONDS
+
+
+def _counting_minutes(
+    counts: dict[str, int], now: float, unanswered_seconds: float
+) -> dict[str, int]:
+    """The minutes of `counts` any part of which still lies within the counted span."""
+    first = _minute(now - DAY_SECONDS - unanswered_seconds)
+    return {key: n for key, n in counts.items() if int(key) >= first and n > 0}
+
+
+def daily_requests_counted(counts: dict[str, int], *, now: float, request_timeout: float) -> int:
+    """The requests a gate counts against the day's share at `now`, from the shared row's
+    `day_counts`: the same span and rule, for readers without a gate (the alerts)."""
+    return sum(_counting_minutes(counts, now, _unanswered_seconds(request_timeout)).values())
+
+
 class RequestGate:
     """Admits requests under the shared budget and any block Zoho has imposed."""
 
@@ -135,8 +154,7 @@ class RequestGate:
         self.block_waited = 0.0
         self.admitted = 0
         self.lease_size = max(1, min(MAX_LEASE, budget.limit // LEASE_SHARE))
-        # An unanswered request counts this long: it may have waited in its lease first.
-        self._unanswered_seconds = request_timeout + LEASE_SECONDS
+        self._unanswered_seconds = _unanswered_seconds(request_timeout)
         self._leased: list[int] = []  # logged as sent, not sent yet (newest lease last)
         self._leased_at = 0.0
         self._sending: dict[int, tuple[str, str]] = {}
@@ -238,7 +256,7 @@ class RequestGate:
         """
         if not self.daily.limit:
             return MAX_LEASE
-        counts = self._counting_minutes(state.day_counts, now)
+        counts = _counting_minutes(state.day_counts, now, self._unanswered_seconds)
         state.day_counts = counts
         used = sum(counts.values())
         share = self.daily.limit - self.daily.reserve
@@ -247,11 +265,6 @@ class RequestGate:
         raise DailyBudgetUsed(
             used=used, daily=self.daily, resets_at=self._daily_slot_frees_at(counts, used - share)
         )
-
-    def _counting_minutes(self, counts: dict[str, int], now: float) -> dict[str, int]:
-        """The minutes of `counts` any part of which still lies within the counted span."""
-        first = _minute(now - DAY_SECONDS - self._unanswered_seconds)
-        return {key: n for key, n in counts.items() if int(key) >= first and n > 0}
 
     def _daily_slot_frees_at(self, counts: dict[str, int], over: int) -> datetime:
         """When more than `over` of the counted requests have left the span (to the minute)."""
