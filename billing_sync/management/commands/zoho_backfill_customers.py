@@ -6,9 +6,8 @@ from typing import Any
 
 from django.core.management.base import CommandParser
 
-from billing_sync.management.printing import RunPrinter
 from billing_sync.management.sync_command import SyncCommand, positive_int
-from billing_sync.services.run_report import RunReport
+from billing_sync.services.run_report import RunObserver, RunReport
 from billing_sync.services.runs import customers_backfill
 
 
@@ -35,11 +34,11 @@ class Command(SyncCommand):
             help="Sync at most N customers (oldest first).",
         )
 
-    def run_service(self, options: dict[str, Any], printer: RunPrinter) -> RunReport:
+    def run_service(self, options: dict[str, Any], observer: RunObserver) -> RunReport:
         return customers_backfill(
             trigger=self.trigger,
             dry_run=options["dry_run"],
             limit=options["limit"],
             max_wait=options["max_wait"],
-            observer=printer,
+            observer=observer,
         )

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.core.management.base import BaseCommand, CommandParser
+from django.core.management.base import CommandParser
 from django.utils import timezone
 
+from billing_sync.management.json_output import ZohoCommand
 from billing_sync.services.schedules import schedules_ensure, schedules_list
 
 
-class Command(BaseCommand):
+class Command(ZohoCommand):
     help = (
         "Create or update, by name, the schedule that keeps Zoho in step (the sync service, "
         "every ZOHO_SYNC_EVERY_MINUTES: creates what Zoho lacks, retries what failed, pushes "
@@ -19,20 +20,41 @@ class Command(BaseCommand):
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
+        super().add_arguments(parser)
         parser.add_argument(
             "--list", action="store_true", help="Only show the schedules and their next run."
         )
 
+    def empty_document(self) -> dict[str, Any]:
+        return {"ensured": False, "schedules": []}
+
     def handle(self, *args: Any, **options: Any) -> None:
         if not options["list"]:
             schedules_ensure()
-            self.stdout.write(self.style.SUCCESS("Schedules are in place:"))
+            if not self.as_json:
+                self.stdout.write(self.style.SUCCESS("Schedules are in place:"))
         schedules = schedules_list()
-        if not schedules:
-            self.stdout.write("No Zoho schedules yet: run `manage.py zoho_schedule`.")
-        for schedule in schedules:
-            next_run = timezone.localtime(schedule.next_run).strftime("%Y-%m-%d %H:%M:%S %Z")
-            self.stdout.write(
-                f"  {schedule.name}: {schedule.func} every {schedule.minutes} minute(s), "
-                f"next run {next_run}"
-            )
+        missing = [] if schedules else ["No Zoho schedules yet: run `manage.py zoho_schedule`."]
+        if not self.as_json:
+            for problem in missing:
+                self.stdout.write(problem)
+            for schedule in schedules:
+                next_run = timezone.localtime(schedule.next_run).strftime("%Y-%m-%d %H:%M:%S %Z")
+                self.stdout.write(
+                    f"  {schedule.name}: {schedule.func} every {schedule.minutes} minute(s), "
+                    f"next run {next_run}"
+                )
+        self.end(
+            0,
+            problems=missing,
+            ensured=not options["list"],
+            schedules=[
+                {
+                    "name": schedule.name,
+                    "func": schedule.func,
+                    "minutes": schedule.minutes,
+                    "next_run": schedule.next_run,
+                }
+                for schedule in schedules
+            ],
+        )

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
-from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.core.management.base import CommandError, CommandParser
 
+from billing_sync.management.json_output import ZohoCommand
 from billing_sync.management.printing import Printer
 from billing_sync.management.sync_command import (
     EXIT_BAD_CONFIG,
@@ -15,8 +17,14 @@ from billing_sync.management.sync_command import (
 from billing_sync.services.verify import VerifyReport, zoho_verify
 from billing_sync.zoho.errors import ZohoConfigError, ZohoError
 
+# How the report words a duplicate and a wrong account number (see verify.py).
+DUPLICATE = re.compile(r"^(?P<by>email|account) (?P<value>.+): \d+ Zoho customers \((?P<ids>.*)\)$")
+MISSING_ACCOUNT = re.compile(
+    r"^account (?P<account>.+): Zoho customer (?P<zoho_id>\S+) carries (?P<found>.+)$"
+)
 
-class Command(BaseCommand):
+
+class Command(ZohoCommand):
     help = (
         "Verify the sync: local status summary, customers without a Zoho id, and against "
         "Zoho: total, local ids Zoho does not know, duplicate customers. --deep also reads "
@@ -24,6 +32,7 @@ class Command(BaseCommand):
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
+        super().add_arguments(parser)
         parser.add_argument(
             "--deep",
             action="store_true",
@@ -38,22 +47,39 @@ class Command(BaseCommand):
             help="Longest wait for a Zoho rate-limit block (default: ZOHO_MAX_WAIT_SECONDS).",
         )
 
+    def empty_document(self) -> dict[str, Any]:
+        return {
+            "deep": bool(self.options.get("deep")),
+            "status_counts": [],
+            "without_zoho_id": [],
+            "zoho": None,
+            "unknown_ids": [],
+            "duplicates": [],
+            "missing_accounts": None,
+        }
+
     def handle(self, *args: Any, **options: Any) -> None:
         printer = Printer(self.stdout, self.style)
-        printer.banner("dry", "ZOHO Billing Verification")
+        if not self.as_json:
+            printer.banner("dry", "ZOHO Billing Verification")
         try:
             report = zoho_verify(deep=options["deep"], max_wait=options["max_wait"])
         except ZohoConfigError as exc:
             raise CommandError(str(exc), returncode=EXIT_BAD_CONFIG) from exc
         except ZohoError as exc:
             raise CommandError(f"Could not read Zoho: {exc}") from exc
-        self._print(printer, report)
-        printer.rule()
-        if report.problems:
-            raise CommandError(
-                f"{report.problems} problem(s) found.", returncode=EXIT_FAILED_CUSTOMERS
-            )
-        printer.mark("ok", "All checks passed.")
+        exit_code = EXIT_FAILED_CUSTOMERS if report.problems else 0
+        if not self.as_json:
+            self._print(printer, report)
+            printer.rule()
+            if not exit_code:
+                printer.mark("ok", "All checks passed.")
+        self.end(
+            exit_code,
+            f"{report.problems} problem(s) found.",
+            verify_problems(report),
+            **verify_document(report),
+        )
 
     def _print(self, p: Printer, report: VerifyReport) -> None:
         p.line("Local status summary (customers that belong in Zoho):")
@@ -87,3 +113,71 @@ class Command(BaseCommand):
         p.mark(marker, f"{title}: {len(rows)}")
         for row in rows:
             p.line(f"    {row}")
+
+
+def verify_document(report: VerifyReport) -> dict[str, Any]:
+    """The report's findings as JSON values: one object per row."""
+    return {
+        "deep": report.deep,
+        "status_counts": [
+            {"status": status, "count": count} for status, count in report.status_counts
+        ],
+        "without_zoho_id": [
+            {"email": email, "account_number": account, "status": status}
+            for email, account, status in report.without_zoho_id
+        ],
+        "zoho": {
+            "total": report.zoho_total,
+            "requests": report.zoho_requests,
+            "unlinked": report.unlinked_zoho_count,
+        },
+        "unknown_ids": [
+            {"account_number": account, "zoho_customer_id": zoho_id}
+            for account, zoho_id in report.unknown_ids
+        ],
+        "duplicates": [_duplicate(text) for text in report.duplicates],
+        "missing_accounts": (
+            [_missing_account(text) for text in report.missing_accounts] if report.deep else None
+        ),
+    }
+
+
+def _duplicate(text: str) -> dict[str, Any]:
+    found = DUPLICATE.match(text)
+    if found is None:
+        return {"by": None, "value": None, "zoho_customer_ids": [], "text": text}
+    return {
+        "by": "account_number" if found["by"] == "account" else "email",
+        "value": found["value"],
+        "zoho_customer_ids": found["ids"].split(", "),
+        "text": text,
+    }
+
+
+def _missing_account(text: str) -> dict[str, Any]:
+    found = MISSING_ACCOUNT.match(text)
+    if found is None:
+        return {
+            "account_number": None,
+            "zoho_customer_id": None,
+            "zoho_account_number": None,
+            "text": text,
+        }
+    carried = found["found"]
+    return {
+        "account_number": found["account"],
+        "zoho_customer_id": found["zoho_id"],
+        "zoho_account_number": None if carried == "none" else carried,
+        "text": text,
+    }
+
+
+def verify_problems(report: VerifyReport) -> list[str]:
+    """One sentence per kind of problem found."""
+    counted = [
+        (len(report.without_zoho_id), "customer(s) without a Zoho id"),
+        (len(report.unknown_ids), "local Zoho id(s) unknown to Zoho"),
+        (len(report.duplicates), "duplicate(s) in Zoho"),
+        (len(report.missing_accounts), "account number(s) missing or wrong in Zoho"),
+    ]
+    return [f"{count} {what}" for count, what in counted if count]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import fields
 from typing import Any
 
@@ -73,6 +74,12 @@ class Command(BaseCommand):
             type=int,
             default=None,
             help="Requests allowed per day (default: no daily limit).",
+        )
+        parser.add_argument(
+            "--json",
+            action="store_true",
+            help="Announce with one JSON document on stdout (url, client settings without "
+            "secrets, limits), then print nothing more there.",
         )
         self._add_auth_arguments(parser)
         self._add_behaviour_arguments(parser)
@@ -151,13 +158,32 @@ class Command(BaseCommand):
             help="List customers in creation order whatever sort_column and sort_order say.",
         )
 
+    # The --json contract of billing_sync's ZohoCommand, kept here so that the emulator needs
+    # nothing from the app it stands in for Zoho to.
+    def execute(self, *args: Any, **options: Any) -> str | None:
+        """With --json, a refusal (a bad option, a port in use) is one document too."""
+        self.as_json = bool(options.get("json"))
+        try:
+            return super().execute(*args, **options)
+        except CommandError as error:
+            if self.as_json:
+                self._write_json(
+                    {"url": None, "settings": {}, "limits": {}, "changed": {}},
+                    exit_code=error.returncode,
+                    problems=[str(error)],
+                )
+            raise
+
     def handle(self, *args: Any, **options: Any) -> None:
         emulator = self._bind(self._config(options), options["host"], options["port"])
-        self._announce(emulator)
+        if self.as_json:
+            self._announce_json(emulator)
+        else:
+            self._announce(emulator)
         try:
             emulator.serve_forever()
         except KeyboardInterrupt:
-            self.stdout.write("Stopping the emulator.")
+            (self.stderr if self.as_json else self.stdout).write("Stopping the emulator.")
         finally:
             emulator.stop()
 
@@ -217,18 +243,50 @@ class Command(BaseCommand):
         self.stdout.write("Press Ctrl-C to stop.")
         self.stdout.flush()
 
+    def _announce_json(self, emulator: ZohoEmulator) -> None:
+        """The announcement as one document; the dummy secrets stay out (use the text one)."""
+        config = emulator.config
+        self._write_json(
+            {
+                "url": emulator.url,
+                "settings": {
+                    "ZOHO_ACCOUNTS_URL": emulator.accounts_url,
+                    "ZOHO_API_BASE_URL": emulator.api_base_url,
+                    "ZOHO_CLIENT_ID": EMULATOR_CLIENT_ID,
+                    "ZOHO_ORGANIZATION_ID": config.organization_id,
+                },
+                "limits": {name: getattr(config, name) for name in LIMIT_SETTINGS},
+                "changed": _changed_values(config),
+            },
+            exit_code=0,
+            problems=[],
+        )
+
+    def _write_json(self, values: dict[str, Any], *, exit_code: int, problems: list[str]) -> None:
+        document = {"command": "zoho_emulator", **values}
+        document.update(exit_code=exit_code, problems=problems)
+        self.stdout.write(json.dumps(document, default=str))
+        self.stdout.flush()
+
 
 def _comma_separated(text: str) -> tuple[str, ...]:
     return tuple(part.strip() for part in text.split(",") if part.strip())
 
 
-def _changed_settings(config: EmulatorConfig) -> list[str]:
-    """`name=value` for each setting that differs from the default and is not a limit."""
-    changed = []
+def _changed_values(config: EmulatorConfig) -> dict[str, Any]:
+    """Each setting that differs from the default and is not a limit, with its value."""
+    changed: dict[str, Any] = {}
     for field in fields(config):
         value = getattr(config, field.name)
         if field.name in LIMIT_SETTINGS or value == getattr(DEFAULTS, field.name):
             continue
-        shown = (",".join(value) or "(none)") if isinstance(value, tuple) else value
-        changed.append(f"{field.name}={shown}")
+        changed[field.name] = list(value) if isinstance(value, tuple) else value
     return changed
+
+
+def _changed_settings(config: EmulatorConfig) -> list[str]:
+    """`name=value` for each setting that differs from the default and is not a limit."""
+    return [
+        f"{name}={(','.join(value) or '(none)') if isinstance(value, list) else value}"
+        for name, value in _changed_values(config).items()
+    ]

@@ -1,0 +1,146 @@
+"""A progress bar for long runs on a terminal: count, rate, ETA, and why the run waits.
+
+Drawn with tqdm: it writes to any stream we hand it (the command's own stdout, or stderr
+under --json), draws only when a hook of the run calls it (miniters=1: its monitor thread
+never redraws), and lets us clear and redraw the bar around our lines, so the runbook's
+per-customer lines keep scrolling above it, unchanged.
+Nothing is drawn where the stream is not a terminal: there the output stays plain lines.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterable, Iterator
+from datetime import UTC, datetime
+from typing import Any
+
+from django.core.management.base import OutputWrapper
+from tqdm import tqdm
+
+from billing_sync.models import Customer, SyncRun
+from billing_sync.services.run_report import CustomerResult, RunObserver
+
+
+def _clock(until: datetime) -> str:
+    return f"{until.astimezone(UTC):%H:%M:%S} UTC"
+
+
+class RunProgress(RunObserver):
+    """Counts finished customers on a bar under the run's lines; shows each wait's reason.
+
+    The bar appears with the first customer (the list of selected customers prints before
+    it) and goes when `close` is called, before the results block.
+    """
+
+    def __init__(self, stream: OutputWrapper, *, label: str) -> None:
+        self.stream = stream
+        self.label = label
+        self.total = 0
+        self.bar: tqdm | None = None
+
+    @classmethod
+    def on_terminal(cls, stream: OutputWrapper, *, label: str) -> RunProgress | None:
+        """A progress display on `stream` if it is a terminal, else None."""
+        return cls(stream, label=label) if stream.isatty() else None
+
+    def run_started(self, run: SyncRun, customers: Iterable[Customer]) -> None:
+        self.total = run.selected_count
+
+    def customer_started(self, index: int, total: int, customer: Customer) -> None:
+        self._shown().set_postfix_str("", refresh=False)
+
+    def customer_finished(self, index: int, total: int, result: CustomerResult) -> None:
+        bar = self._shown()
+        bar.set_postfix_str("", refresh=False)
+        bar.update(1)
+
+    # Zoho's own words for a block go to the run's lines and the log; the bar names the wait.
+    def block_wait(self, until: datetime, reason: str) -> None:
+        self._waiting("Zoho block", until)
+
+    def settle_wait(self, until: datetime) -> None:
+        self._waiting("create settling", until)
+
+    def pace_wait(self, until: datetime) -> None:
+        self._waiting("request budget", until)
+
+    def _waiting(self, reason: str, until: datetime) -> None:
+        self._shown().set_postfix_str(f"waiting: {reason} until {_clock(until)}")
+
+    def _shown(self) -> tqdm:
+        if self.bar is None:
+            self.bar = tqdm(
+                total=self.total,
+                desc=self.label,
+                unit=" customers",
+                file=_RawStream(self.stream),
+                dynamic_ncols=True,
+                miniters=1,
+                # The run's average rate, not a recent one: paced runs come in bursts.
+                smoothing=0,
+                leave=False,
+            )
+        return self.bar
+
+    @contextlib.contextmanager
+    def above(self) -> Iterator[None]:
+        """Lines written meanwhile go above the bar."""
+        if self.bar is None:
+            yield
+            return
+        self.bar.clear()
+        try:
+            yield
+        finally:
+            self.bar.refresh()
+
+    def lines_above(self, stdout: OutputWrapper) -> _LinesAbove:
+        """`stdout` (for a Printer), its writes kept above the bar."""
+        return _LinesAbove(stdout, self)
+
+    def close(self) -> None:
+        """Take the bar away (the results block follows)."""
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+
+def _unstyled(text: str) -> str:
+    return text
+
+
+class _RawStream:
+    """The command's stream as tqdm needs it: written as is, no line ending added."""
+
+    def __init__(self, stream: OutputWrapper) -> None:
+        self._stream = stream
+
+    def write(self, text: str) -> None:
+        # Unstyled: Django colours whatever goes to a command's stderr as an error.
+        self._stream.write(text, style_func=_unstyled, ending="")
+
+    def flush(self) -> None:
+        self._stream.flush()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
+
+
+class _LinesAbove:
+    """An OutputWrapper whose lines clear the bar first and redraw it after."""
+
+    def __init__(self, stdout: OutputWrapper, progress: RunProgress) -> None:
+        self._stdout = stdout
+        self._progress = progress
+
+    def write(
+        self,
+        msg: str = "",
+        style_func: Callable[[str], str] | None = None,
+        ending: str | None = None,
+    ) -> None:
+        with self._progress.above():
+            self._stdout.write(msg, style_func=style_func, ending=ending)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stdout, name)
