@@ -11,7 +11,7 @@ from billing_sync.services.runs import customers_backfill, customers_sync
 from billing_sync.tasks import sync_task
 from billing_sync.zoho.client import ZohoClient
 from billing_sync.zoho.config import zoho_config
-from tests.commands import run
+from tests.commands import run, run_json
 
 pytestmark = pytest.mark.django_db
 
@@ -209,6 +209,9 @@ def test_the_sync_creates_the_missing_and_pushes_the_edited_in_one_run(
 
     assert code == 0
     assert "Found 2 new or edited customer(s)" in output
+    assert "Successfully synced: " in output
+    assert "(local edits sent to Zoho)" in output
+    assert "Of those synced, local edits sent to Zoho: 1" in output
     assert "Zoho is in step with every selected customer!" in output
     assert Customer.objects.get(pk=new.pk).zoho_billing_customer_id
     assert zoho_record(emulator, synced[2])["phone"] == "+27 82 444"
@@ -224,3 +227,89 @@ def test_the_schedule_keeps_zoho_in_step(emulator, synced, make_customer):
     assert "1 of the synced with edits sent to Zoho" in summary
     assert Customer.objects.get(pk=new.pk).zoho_sync_status == SyncStatus.SYNCED
     assert zoho_record(emulator, synced[3])["last_name"] == "Scheduled"
+
+
+# Drift: Zoho-side edits found by zoho_verify and repaired by --fix
+
+
+def edit_in_zoho(emulator, customer: Customer, **fields: str) -> None:
+    """A person edits the customer in Zoho's web app."""
+    record = zoho_record(emulator, customer)
+    ZohoClient(zoho_config()).update_customer(
+        customer.zoho_billing_customer_id,
+        {"display_name": record["display_name"], "email": record["email"], **fields},
+    )
+
+
+def test_verify_names_each_field_zoho_changed_and_fix_sends_ours(emulator, synced):
+    customer = synced[0]
+    edit_in_zoho(emulator, customer, phone="+1 555 0000", last_name="Changed")
+
+    output, code = run("zoho_verify")
+
+    assert code == 1
+    assert "Customers whose Zoho record differs from ours: 1" in output
+    assert (
+        f"{customer.account_number} (Zoho {customer.zoho_billing_customer_id}): "
+        "last_name, phone (changed in Zoho)"
+    ) in output
+
+    document, code = run_json("zoho_verify", "--fix")
+
+    assert code == 0
+    assert document["drift"] == []
+    assert document["fix"]["updated"] == 1
+    record = zoho_record(emulator, customer)
+    assert (record["phone"], record["last_name"]) == (customer.phone, customer.last_name)
+
+
+def test_verify_tells_an_edit_not_yet_sent_from_one_made_in_zoho(emulator, synced):
+    edit(synced[1], phone="+27 82 555")
+
+    document, code = run_json("zoho_verify")
+
+    assert code == 1
+    (drift,) = document["drift"]
+    assert (drift["fields"], drift["edited_here"]) == (["phone"], True)
+    assert drift["zoho_customer_id"] == synced[1].zoho_billing_customer_id
+
+
+def test_fix_relinks_a_customer_that_lost_its_zoho_id_by_its_account_number(emulator, synced):
+    customer = synced[2]
+    zoho_id = customer.zoho_billing_customer_id
+    # The id is lost here (a restore, a manual change), and the email changed meanwhile: only
+    # the account number still ties the two together.
+    Customer.objects.filter(pk=customer.pk).update(
+        zoho_billing_customer_id=None,
+        zoho_sync_status=SyncStatus.PENDING,
+        email="moved@example.co.za",
+    )
+
+    document, code = run_json("zoho_verify", "--deep", "--fix")
+
+    customer.refresh_from_db()
+    assert code == 0
+    assert document["fix"]["relinked"] == 1
+    assert customer.zoho_billing_customer_id == zoho_id
+    assert len(emulator.customers()) == len(synced)  # relinked, not created again
+    assert zoho_record(emulator, customer)["email"] == "moved@example.co.za"
+
+
+def test_fix_writes_an_account_number_zoho_lacks(emulator, make_customer):
+    emulator.configure(unknown_custom_field="drop")
+    customer = make_customer()
+    customers_backfill(trigger="command")
+    # Created while the field was missing, by a version that did not mark it.
+    Customer.objects.filter(pk=customer.pk).update(zoho_account_number_missing=False)
+    emulator.configure(custom_field_labels=("Account Number",))
+
+    output, code = run("zoho_verify", "--deep")
+    assert code == 1
+    assert "Account numbers missing or wrong in Zoho: 1" in output
+
+    output, code = run("zoho_verify", "--deep", "--fix")
+
+    assert code == 0, output
+    customer.refresh_from_db()
+    account = [f["value"] for f in zoho_record(emulator, customer)["custom_fields"]]
+    assert account == [customer.account_number]

@@ -129,6 +129,7 @@ class RunPrinter(RunObserver):
             return
         if result.synced:
             how = " (adopted existing Zoho customer)" if result.adopted else ""
+            how = " (local edits sent to Zoho)" if result.updated else how
             self.p.mark("ok", f"Successfully synced: {result.zoho_customer_id}{how}", indent="  ")
         elif result.skipped:
             self.p.line(f"  Skipped: {result.error}")
@@ -173,6 +174,8 @@ class RunPrinter(RunObserver):
         self.p.mark("fail", f"Failed: {report.failed_count}")
         if report.skipped_count:
             self.p.line(f"Skipped: {report.skipped_count}")
+        if report.updated_count:
+            self.p.line(f"Of those synced, local edits sent to Zoho: {report.updated_count}")
         if report.waiting_count:
             self.p.mark("wait", f"Waiting for an earlier create to settle: {report.waiting_count}")
         self.p.line(f"{self.p.marks['time']} Duration: {report.duration_seconds:.2f} seconds")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import re
+from dataclasses import asdict
 from typing import Any
 
 from django.core.management.base import CommandError, CommandParser
@@ -17,18 +17,14 @@ from billing_sync.management.sync_command import (
 from billing_sync.services.verify import VerifyReport, zoho_verify
 from billing_sync.zoho.errors import ZohoConfigError, ZohoError
 
-# How the report words a duplicate and a wrong account number (see verify.py).
-DUPLICATE = re.compile(r"^(?P<by>email|account) (?P<value>.+): \d+ Zoho customers \((?P<ids>.*)\)$")
-MISSING_ACCOUNT = re.compile(
-    r"^account (?P<account>.+): Zoho customer (?P<zoho_id>\S+) carries (?P<found>.+)$"
-)
-
 
 class Command(ZohoCommand):
     help = (
         "Verify the sync: local status summary, customers without a Zoho id, and against "
-        "Zoho: total, local ids Zoho does not know, duplicate customers. --deep also reads "
-        "every Zoho customer to check account numbers. Exits non-zero on any problem."
+        "Zoho: total, local ids Zoho does not know, duplicate customers, and drift (fields "
+        "Zoho holds otherwise than we do). --deep also reads every Zoho customer to check "
+        "account numbers; --fix sends our values, relinks and creates what it can, then checks "
+        "again. Exits non-zero while any problem remains."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
@@ -38,6 +34,13 @@ class Command(ZohoCommand):
             action="store_true",
             help="Also read each Zoho customer (one request each, paced) to check that every "
             "account number is present exactly once.",
+        )
+        parser.add_argument(
+            "--fix",
+            action="store_true",
+            help="Repair what our data decides: send our values to drifted customers and to "
+            "those lacking our account number, relink customers whose account number Zoho "
+            "holds (with --deep), create those Zoho lacks; then check again.",
         )
         parser.add_argument(
             "--max-wait",
@@ -56,6 +59,9 @@ class Command(ZohoCommand):
             "unknown_ids": [],
             "duplicates": [],
             "missing_accounts": None,
+            "drift": [],
+            "relinkable": None,
+            "fix": None,
         }
 
     def handle(self, *args: Any, **options: Any) -> None:
@@ -63,7 +69,9 @@ class Command(ZohoCommand):
         if not self.as_json:
             printer.banner("dry", "ZOHO Billing Verification")
         try:
-            report = zoho_verify(deep=options["deep"], max_wait=options["max_wait"])
+            report = zoho_verify(
+                deep=options["deep"], fix=options["fix"], max_wait=options["max_wait"]
+            )
         except ZohoConfigError as exc:
             raise CommandError(str(exc), returncode=EXIT_BAD_CONFIG) from exc
         except ZohoError as exc:
@@ -103,12 +111,19 @@ class Command(ZohoCommand):
             [f"{account}: {zoho_id}" for account, zoho_id in report.unknown_ids],
         )
         self._section(p, "Duplicate customers in Zoho", report.duplicates)
+        self._section(p, "Customers whose Zoho record differs from ours", report.drift)
         if report.deep:
             self._section(p, "Account numbers missing or wrong in Zoho", report.missing_accounts)
         else:
             p.line("Account numbers in Zoho: not read (use --deep: one request per customer)")
+        if report.fix_run is not None:
+            run = report.fix_run
+            p.line(
+                f"Fixed: {report.relinked} relinked; sync run #{run.run.pk}: {run.synced_count} "
+                f"synced ({run.updated_count} sent our values), {run.failed_count} failed"
+            )
 
-    def _section(self, p: Printer, title: str, rows: list[str]) -> None:
+    def _section(self, p: Printer, title: str, rows: list[Any]) -> None:
         marker = "fail" if rows else "ok"
         p.mark(marker, f"{title}: {len(rows)}")
         for row in rows:
@@ -135,40 +150,38 @@ def verify_document(report: VerifyReport) -> dict[str, Any]:
             {"account_number": account, "zoho_customer_id": zoho_id}
             for account, zoho_id in report.unknown_ids
         ],
-        "duplicates": [_duplicate(text) for text in report.duplicates],
+        "duplicates": [
+            {**asdict(duplicate), "text": str(duplicate)} for duplicate in report.duplicates
+        ],
         "missing_accounts": (
-            [_missing_account(text) for text in report.missing_accounts] if report.deep else None
+            [
+                {
+                    "account_number": wrong.account_number,
+                    "zoho_customer_id": wrong.zoho_customer_id,
+                    "zoho_account_number": wrong.carried,
+                    "text": str(wrong),
+                }
+                for wrong in report.missing_accounts
+            ]
+            if report.deep
+            else None
         ),
+        "drift": [{**asdict(drift), "text": str(drift)} for drift in report.drift],
+        "relinkable": ([asdict(relink) for relink in report.relinkable] if report.deep else None),
+        "fix": _fix_document(report),
     }
 
 
-def _duplicate(text: str) -> dict[str, Any]:
-    found = DUPLICATE.match(text)
-    if found is None:
-        return {"by": None, "value": None, "zoho_customer_ids": [], "text": text}
+def _fix_document(report: VerifyReport) -> dict[str, Any] | None:
+    run = report.fix_run
+    if run is None:
+        return None
     return {
-        "by": "account_number" if found["by"] == "account" else "email",
-        "value": found["value"],
-        "zoho_customer_ids": found["ids"].split(", "),
-        "text": text,
-    }
-
-
-def _missing_account(text: str) -> dict[str, Any]:
-    found = MISSING_ACCOUNT.match(text)
-    if found is None:
-        return {
-            "account_number": None,
-            "zoho_customer_id": None,
-            "zoho_account_number": None,
-            "text": text,
-        }
-    carried = found["found"]
-    return {
-        "account_number": found["account"],
-        "zoho_customer_id": found["zoho_id"],
-        "zoho_account_number": None if carried == "none" else carried,
-        "text": text,
+        "relinked": report.relinked,
+        "run_id": run.run.pk,
+        "synced": run.synced_count,
+        "updated": run.updated_count,
+        "failed": run.failed_count,
     }
 
 
@@ -179,5 +192,6 @@ def verify_problems(report: VerifyReport) -> list[str]:
         (len(report.unknown_ids), "local Zoho id(s) unknown to Zoho"),
         (len(report.duplicates), "duplicate(s) in Zoho"),
         (len(report.missing_accounts), "account number(s) missing or wrong in Zoho"),
+        (len(report.drift), "customer(s) whose Zoho record differs from ours"),
     ]
     return [f"{count} {what}" for count, what in counted if count]
