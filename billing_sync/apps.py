@@ -9,3 +9,6 @@ class BillingSyncConfig(AppConfig):
     name = "billing_sync"
     verbose_name = "Zoho Billing sync"
     default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self) -> None:
+        from billing_sync import signals  # noqa: F401 - connects the receivers

@@ -6,6 +6,7 @@ from typing import Any
 
 from django.db import models
 from django.db.models import Q
+from django.dispatch import Signal
 
 
 class TimestampedModel(models.Model):
@@ -32,8 +33,40 @@ class SyncStatus(models.TextChoices):
     NEEDS_ATTENTION = "needs_attention", "Needs attention (fix the data)"
 
 
+# The columns the sync owns (a person's save leaves them alone).
+SYNC_COLUMNS = frozenset(
+    {
+        "zoho_billing_customer_id",
+        "zoho_sync_status",
+        "zoho_last_error",
+        "zoho_last_synced_at",
+        "zoho_claimed_at",
+        "zoho_claimed_by",
+        "zoho_create_sent_at",
+        "zoho_synced_data_at",
+        "zoho_synced_hash",
+        "zoho_sync_queued_at",
+        "zoho_account_number_missing",
+    }
+)
 # The fields we send Zoho: a person editing any of them may have fixed what Zoho refused.
 ZOHO_DATA_FIELDS = ("email", "account_number", "first_name", "last_name", "company_name", "phone")
+
+
+class CustomerQuerySet(models.QuerySet):
+    """Customers; an update() of the fields we send Zoho is heard like a save (see signals)."""
+
+    def update(self, **kwargs: Any) -> int:
+        edits = [name for name in kwargs if name in ZOHO_DATA_FIELDS]
+        edited_ids = list(self.values_list("pk", flat=True)) if edits else []
+        count = super().update(**kwargs)
+        if edited_ids:
+            customers_edited.send(sender=Customer, customer_ids=edited_ids)
+        return count
+
+
+# Sent when update() changes fields we send Zoho, with the ids of the customers it changed.
+customers_edited = Signal()
 
 
 class Customer(TimestampedModel):
@@ -82,12 +115,20 @@ class Customer(TimestampedModel):
         help_text="Hash of the fields we own, as Zoho last accepted them: a save that changes "
         "none of them costs no request.",
     )
+    zoho_sync_queued_at = models.DateTimeField(
+        null=True,
+        blank=True,
+        help_text="A sync task for this customer was queued then and has not started: saves "
+        "meanwhile queue no other.",
+    )
     zoho_account_number_missing = models.BooleanField(
         default=False,
         db_index=True,
         help_text="Zoho holds this customer without our account number (its custom field was "
         "missing or changed the value): no run creates more customers until it is written.",
     )
+
+    objects = CustomerQuerySet.as_manager()
 
     class Meta:
         db_table = "customers"
@@ -104,18 +145,23 @@ class Customer(TimestampedModel):
         return f"{self.account_number} <{self.email}>"
 
     def save(self, *args: Any, **kwargs: Any) -> None:
-        """Save; an edit of the data Zoho refused puts the customer back in the queue."""
+        """Save what a person owns; the sync's columns are left as the database holds them, so
+        an edit never undoes what a run wrote meanwhile. An edit of the data Zoho refused puts
+        the customer back in the queue."""
         loaded = getattr(self, "_loaded_zoho_data", None)
-        if (
-            self.zoho_sync_status == SyncStatus.NEEDS_ATTENTION
-            and loaded is not None
-            and loaded != self._zoho_data()
-        ):
-            self.zoho_sync_status = SyncStatus.PENDING
-            if kwargs.get("update_fields") is not None:
-                kwargs["update_fields"] = {*kwargs["update_fields"], "zoho_sync_status"}
+        edited = loaded is not None and loaded != self._zoho_data()
+        if not self._state.adding and kwargs.get("update_fields") is None:
+            kwargs["update_fields"] = [
+                field.name
+                for field in self._meta.concrete_fields
+                if not field.primary_key and field.name not in SYNC_COLUMNS
+            ]
         super().save(*args, **kwargs)
         self._loaded_zoho_data = self._zoho_data()
+        if edited and Customer.objects.filter(
+            pk=self.pk, zoho_sync_status=SyncStatus.NEEDS_ATTENTION
+        ).update(zoho_sync_status=SyncStatus.PENDING):
+            self.zoho_sync_status = SyncStatus.PENDING
 
     @classmethod
     def from_db(cls, db: str | None, field_names: Any, values: Any) -> Customer:
@@ -140,6 +186,7 @@ class SyncTrigger(models.TextChoices):
     COMMAND = "command", "Command"
     SCHEDULE = "schedule", "Schedule"
     ADMIN = "admin", "Admin"
+    EDIT = "edit", "A saved edit"
 
 
 class SyncRunKind(models.TextChoices):

@@ -15,16 +15,18 @@ from django.utils import timezone
 
 from billing_sync.models import SyncTrigger
 from billing_sync.services.alerts import alerts_check
+from billing_sync.services.queueing import customer_task_started
 from billing_sync.services.run_report import RunReport
 from billing_sync.services.runs import customer_sync, customers_sync
 from billing_sync.zoho.state import current_block
 
 
-def sync_customer_task(customer_id: int) -> str:
-    """Sync one customer (queued by a person from the admin)."""
+def sync_customer_task(customer_id: int, trigger: str = SyncTrigger.ADMIN) -> str:
+    """Sync one customer: queued by a person from the admin, or by a saved edit."""
+    customer_task_started(customer_id)
     return _unless_blocked(
         lambda max_wait: customer_sync(
-            customer_id=customer_id, trigger=SyncTrigger.ADMIN, max_wait=max_wait
+            customer_id=customer_id, trigger=SyncTrigger(trigger), max_wait=max_wait
         )
     )
 

@@ -251,6 +251,9 @@ ZOHO_SCHEDULE_MAX_WAIT_SECONDS = _number("ZOHO_SCHEDULE_MAX_WAIT_SECONDS", 30.0,
 # 17 minutes).
 ZOHO_SCHEDULE_BATCH_SIZE = _number("ZOHO_SCHEDULE_BATCH_SIZE", 500, int)
 ZOHO_SYNC_EVERY_MINUTES = _number("ZOHO_SYNC_EVERY_MINUTES", 10, int)
+# Saving a customer queues its sync once the transaction commits (one task however many saves),
+# so that with a worker running an edit reaches Zoho within seconds.
+ZOHO_SYNC_ON_SAVE = env.bool("ZOHO_SYNC_ON_SAVE", default=True)
 Q_TASK_TIMEOUT_SECONDS = _number("Q_TASK_TIMEOUT_SECONDS", 3600, int)
 
 _BROKER_URL = env.str("Q_BROKER_URL", default="") or env.str("REDIS_URL", default="")

@@ -29,6 +29,13 @@ from zoho_emulator import (
 )
 
 
+@pytest.fixture(autouse=True)
+def no_sync_on_save(settings: Any) -> None:
+    """Saving a customer queues its sync only in the tests of that (tests/test_sync_on_save.py):
+    elsewhere such a task would run in the tests that run the queue and change what they check."""
+    settings.ZOHO_SYNC_ON_SAVE = False
+
+
 @pytest.fixture(scope="session")
 def emulator_server() -> Iterator[ZohoEmulator]:
     """One real emulator HTTP server for the whole session, on a free loopback port."""

@@ -152,6 +152,21 @@ def test_an_edit_made_while_its_customer_is_being_sent_is_sent_by_the_next_run(e
     assert customers_sync(trigger="command").selected_count == 0
 
 
+def test_a_form_opened_before_a_run_does_not_undo_the_run_when_saved(emulator, make_customer):
+    customer = make_customer()
+    form = Customer.objects.get(pk=customer.pk)  # a person opens the customer's page...
+    customers_backfill(trigger="command")  # ...a run creates it in Zoho meanwhile...
+    form.phone = "+27 82 999"
+    form.save()  # ...and the person saves an edit
+
+    customer.refresh_from_db()
+    assert customer.zoho_sync_status == SyncStatus.SYNCED
+    assert customer.zoho_billing_customer_id  # not undone: no second create
+    assert customer.phone == "+27 82 999"
+    assert customers_sync(trigger="command").updated_count == 1
+    assert len(emulator.customers()) == 1
+
+
 def test_an_edit_zoho_refuses_needs_a_person_and_keeps_the_link(emulator, synced):
     emulator.configure(display_name_unique=True)
     twin = synced[1]

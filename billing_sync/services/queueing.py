@@ -1,15 +1,20 @@
-"""Handing customers to the django-q workers: a person's re-queue from the admin."""
+"""Handing customers to the django-q workers: a person's re-queue from the admin, and every
+saved edit, so that it reaches Zoho within seconds when a worker runs (the schedule is the
+safety net)."""
 
 from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass, field
+from datetime import timedelta
 
 from django.conf import settings
 from django.db import transaction
+from django.db.models import Q
+from django.utils import timezone
 from django_q.tasks import async_task
 
-from billing_sync.models import AccountType, Customer, SyncStatus
+from billing_sync.models import AccountType, Customer, SyncStatus, SyncTrigger
 from billing_sync.selectors import stale_claim_q
 
 SYNC_CUSTOMER_TASK = "billing_sync.tasks.sync_customer_task"
@@ -69,3 +74,34 @@ def customers_requeue(*, customer_ids: list[int]) -> RequeueResult:
 def _enqueue(customer_ids: list[int]) -> None:
     for customer_id in customer_ids:
         async_task(SYNC_CUSTOMER_TASK, customer_id, task_name=f"zoho-sync-customer-{customer_id}")
+
+
+# A queued task that never started (a worker died with it: the Redis broker keeps no receipt)
+# stops holding back new ones after this long.
+QUEUED_MARK_SECONDS = 600
+
+
+def customers_queue_sync(*, customer_ids: list[int]) -> None:
+    """Once the current transaction commits, queue one sync task per customer, unless one is
+    queued and not started yet: many saves in a row cost one task."""
+    transaction.on_commit(lambda: _enqueue_once(customer_ids))
+
+
+def _enqueue_once(customer_ids: list[int]) -> None:
+    now = timezone.now()
+    free = Q(zoho_sync_queued_at__isnull=True) | Q(
+        zoho_sync_queued_at__lt=now - timedelta(seconds=QUEUED_MARK_SECONDS)
+    )
+    for customer_id in customer_ids:
+        if Customer.objects.filter(free, pk=customer_id).update(zoho_sync_queued_at=now):
+            async_task(
+                SYNC_CUSTOMER_TASK,
+                customer_id,
+                SyncTrigger.EDIT,
+                task_name=f"zoho-sync-customer-{customer_id}",
+            )
+
+
+def customer_task_started(customer_id: int) -> None:
+    """The queued task runs: saves from now on queue another, which sends what they change."""
+    Customer.objects.filter(pk=customer_id).update(zoho_sync_queued_at=None)
