@@ -29,7 +29,9 @@ are not ours, and it does not share our GIL.
    both sides): N / wall time of the backfill = what the database, Django, HTTP and JSON cost
    per customer; `requests` is the emulator's request count (read from /__emulator__/state as
    a stream, so its customers never enter our memory). Then `peak RSS` of this process
-   (ru_maxrss, KiB), which includes all setup before it but not the emulator.
+   (ru_maxrss, KiB), which includes all setup before it but not the emulator. Then
+   `zoho_sync_customers` over the synced, unchanged table: requests (must be 0) and wall time
+   (must stay well under 2 s at 100,000 customers).
 3. Old policy (not with --skip-old-policy; it never touches the database): per customer a
    search (GET /customers?email=), a create (POST /customers), then a fixed 2 s * window/60
    wait, with `requests`, against a fresh emulator with the same budget. On a 429 it waits
@@ -78,6 +80,7 @@ from zoho_emulator import (  # noqa: E402 - needs the project on sys.path
 from zoho_emulator.emulator import API_PREFIX  # noqa: E402
 
 BLOCK_SECONDS = 30.0
+UNCHANGED_SYNC_SECONDS = 2.0  # DECISIONS: well under 2 s of local work for 100,000 customers
 UNLIMITED = 10**9
 BATCH_SIZE = 1000
 OLD_WAIT_SECONDS = 2.0  # per customer, against Zoho's 60 s window
@@ -263,16 +266,16 @@ def fresh_customers(count: int) -> None:
         Customer.objects.bulk_create(batch)
 
 
-def timed_backfill() -> float:
-    """Run the backfill command; return its wall time."""
+def timed_backfill(command: str = "zoho_backfill_customers") -> float:
+    """Run the backfill command (or `command`); return its wall time."""
     from django.core.management import CommandError, call_command
 
     with open(os.devnull, "w", encoding="utf-8") as sink:  # a buffer would grow with N
         started = time.monotonic()
         try:
-            call_command("zoho_backfill_customers", stdout=sink, stderr=sink)
+            call_command(command, stdout=sink, stderr=sink)
         except CommandError as exc:
-            print(f"  backfill: {exc}")
+            print(f"  {command}: {exc}")
         return time.monotonic() - started
 
 
@@ -345,11 +348,17 @@ def local_cost(count: int) -> None:
     with emulator_process(UNLIMITED, 60.0) as url:
         wall = timed_backfill()
         requests_seen = emulator_request_count(url)
+        unchanged_wall = timed_backfill("zoho_sync_customers")
+        unchanged_requests = (emulator_request_count(url) or 0) - (requests_seen or 0)
     synced, rate = synced_count(), count / wall
     print(f"local cost: {rate:.0f} customers/s ({count} in {wall:.2f} s)")
     seen = "n/a" if requests_seen is None else requests_seen
     print(f"  synced: {synced}/{count}, requests: {seen}")
+    print(f"  sync of the unchanged table: {unchanged_requests} requests, {unchanged_wall:.2f} s")
     judge("local cost >= 300 customers/s", f"{rate:.0f}/s", rate >= 300 and synced == count)
+    figure = f"{unchanged_requests} requests, {unchanged_wall:.2f} s for {count} customers"
+    met = unchanged_requests == 0 and unchanged_wall < UNCHANGED_SYNC_SECONDS
+    judge(f"sync of an unchanged table: 0 requests, < {UNCHANGED_SYNC_SECONDS:g} s", figure, met)
 
 
 def peak_rss_kib() -> int:
