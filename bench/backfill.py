@@ -61,12 +61,13 @@ from contextlib import contextmanager
 from itertools import islice
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import requests
 
 PROJECT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(PROJECT))
+
+from benchlib import emulator_credentials, ensure_database  # noqa: E402
 
 from zoho_emulator import (  # noqa: E402 - needs the project on sys.path
     EMULATOR_CLIENT_ID,
@@ -112,34 +113,14 @@ def parse_args() -> argparse.Namespace:
     return parser.parse_args()
 
 
-def ensure_database(url: str) -> None:
-    """Create a missing PostgreSQL database (SQLite creates its file itself)."""
-    parts = urlsplit(url)
-    if not parts.scheme.startswith("postgres"):
-        return
-    import psycopg
-    from psycopg import sql
-
-    try:
-        psycopg.connect(url).close()
-    except psycopg.OperationalError:
-        with psycopg.connect(parts._replace(path="/postgres").geturl(), autocommit=True) as conn:
-            name = sql.Identifier(parts.path.lstrip("/"))
-            conn.execute(sql.SQL("CREATE DATABASE {}").format(name))
-
-
 def setup_django(database_url: str) -> None:
     """Credentials and the database from the environment; emulator URLs come per phase."""
     ensure_database(database_url)
     os.environ.update(
         {
-            "DJANGO_SETTINGS_MODULE": "circletel.settings",
+            **emulator_credentials(),
             "DJANGO_DEBUG": "false",
             "DATABASE_URL": database_url,
-            "ZOHO_CLIENT_ID": EMULATOR_CLIENT_ID,
-            "ZOHO_CLIENT_SECRET": EMULATOR_CLIENT_SECRET,
-            "ZOHO_REFRESH_TOKEN": EMULATOR_REFRESH_TOKEN,
-            "ZOHO_ORGANIZATION_ID": EMULATOR_ORGANIZATION_ID,
             "ZOHO_TIMEOUT_SECONDS": str(TIMEOUT_SECONDS),
             "ZOHO_DAILY_LIMIT": "0",  # the emulator has no daily cap either
             "LOG_LEVEL": os.environ.get("LOG_LEVEL", "ERROR"),

@@ -23,19 +23,13 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from urllib.parse import urlsplit
 
 PROJECT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(PROJECT))
 
-from zoho_emulator import (  # noqa: E402 - needs the project on sys.path
-    EMULATOR_CLIENT_ID,
-    EMULATOR_CLIENT_SECRET,
-    EMULATOR_ORGANIZATION_ID,
-    EMULATOR_REFRESH_TOKEN,
-    EmulatorConfig,
-    ZohoEmulator,
-)
+from benchlib import emulator_credentials, ensure_database  # noqa: E402
+
+from zoho_emulator import EmulatorConfig, ZohoEmulator  # noqa: E402 - needs the project on sys.path
 
 CUSTOMERS = 10
 EDIT_TIMEOUT_SECONDS = 30.0
@@ -100,13 +94,9 @@ def measure(broker: str, edits: int, database_url: str | None) -> int:
 
 def environment(url: str, emulator: ZohoEmulator, broker: str) -> dict[str, str]:
     env = {
-        "DJANGO_SETTINGS_MODULE": "circletel.settings",
+        **emulator_credentials(),
         "DJANGO_DEBUG": "false",
         "DATABASE_URL": url,
-        "ZOHO_CLIENT_ID": EMULATOR_CLIENT_ID,
-        "ZOHO_CLIENT_SECRET": EMULATOR_CLIENT_SECRET,
-        "ZOHO_REFRESH_TOKEN": EMULATOR_REFRESH_TOKEN,
-        "ZOHO_ORGANIZATION_ID": EMULATOR_ORGANIZATION_ID,
         "ZOHO_ACCOUNTS_URL": emulator.accounts_url,
         "ZOHO_API_BASE_URL": emulator.api_base_url,
         "ZOHO_RATE_LIMIT_REQUESTS": str(UNLIMITED),
@@ -123,21 +113,6 @@ def environment(url: str, emulator: ZohoEmulator, broker: str) -> dict[str, str]
         os.environ.pop("REDIS_URL", None)
         os.environ.pop("Q_BROKER_URL", None)
     return env
-
-
-def ensure_database(url: str) -> None:
-    """Create a missing PostgreSQL database (SQLite creates its file itself)."""
-    parts = urlsplit(url)
-    if not parts.scheme.startswith("postgres"):
-        return
-    import psycopg
-    from psycopg import sql
-
-    try:
-        psycopg.connect(url).close()
-    except psycopg.OperationalError:
-        with psycopg.connect(parts._replace(path="/postgres").geturl(), autocommit=True) as conn:
-            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(parts.path[1:])))
 
 
 def prepare_database(broker: str, *, flush: bool) -> None:

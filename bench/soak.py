@@ -42,11 +42,9 @@ from pathlib import Path
 PROJECT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(PROJECT))
 
+from benchlib import emulator_credentials  # noqa: E402
+
 from zoho_emulator import (  # noqa: E402 - needs the project on sys.path
-    EMULATOR_CLIENT_ID,
-    EMULATOR_CLIENT_SECRET,
-    EMULATOR_ORGANIZATION_ID,
-    EMULATOR_REFRESH_TOKEN,
     EmulatorConfig,
     ZohoEmulator,
 )
@@ -73,12 +71,8 @@ def setup_django(emu: ZohoEmulator, database_url: str) -> None:
     """Point the settings at the emulator and the database, then start Django."""
     os.environ.update(
         {
-            "DJANGO_SETTINGS_MODULE": "circletel.settings",
+            **emulator_credentials(),
             "DATABASE_URL": database_url,
-            "ZOHO_CLIENT_ID": EMULATOR_CLIENT_ID,
-            "ZOHO_CLIENT_SECRET": EMULATOR_CLIENT_SECRET,
-            "ZOHO_REFRESH_TOKEN": EMULATOR_REFRESH_TOKEN,
-            "ZOHO_ORGANIZATION_ID": EMULATOR_ORGANIZATION_ID,
             "ZOHO_ACCOUNTS_URL": emu.accounts_url,
             "ZOHO_API_BASE_URL": emu.api_base_url,
             "ZOHO_TIMEOUT_SECONDS": "0.5",

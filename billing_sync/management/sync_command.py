@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import argparse
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import datetime
-from typing import Any
+from typing import Any, ClassVar
 
 from django.core.management.base import CommandError, CommandParser
 
@@ -53,6 +53,9 @@ class SyncCommand(ZohoCommand):
     """Base for commands that run the sync service and print the runbook's report."""
 
     trigger = SyncTrigger.COMMAND
+    # The sync service this command runs (runs.py), and whether it takes --limit.
+    service: ClassVar[Callable[..., RunReport]]
+    takes_limit = False
     title = ""
     noun = ""
     verb = ""
@@ -75,6 +78,14 @@ class SyncCommand(ZohoCommand):
             help="Longest total wait for a Zoho rate-limit block to end before stopping "
             "(default: ZOHO_MAX_WAIT_SECONDS; 0 stops at the first block).",
         )
+        if self.takes_limit:
+            parser.add_argument(
+                "--limit",
+                type=positive_int,
+                default=None,
+                metavar="N",
+                help="Sync at most N customers (oldest first).",
+            )
 
     def empty_document(self) -> dict[str, Any]:
         return empty_run_document(dry_run=bool(self.options.get("dry_run")))
@@ -134,7 +145,14 @@ class SyncCommand(ZohoCommand):
 
     def run_service(self, options: dict[str, Any], observer: RunObserver) -> RunReport:
         """Call the sync service for this command, `observer` hearing about the run."""
-        raise NotImplementedError
+        limit = {"limit": options["limit"]} if self.takes_limit else {}
+        return type(self).service(
+            trigger=self.trigger,
+            dry_run=options["dry_run"],
+            max_wait=options["max_wait"],
+            observer=observer,
+            **limit,
+        )
 
 
 def run_exit(report: RunReport, *, dry_run: bool) -> tuple[int, str]:

@@ -270,13 +270,7 @@ class CustomerSync:
                     return self._waiting(customer, error.settles_at)
                 if step is Next.PLACE_REFUSAL:
                     return self._refused(customer, attempt, error)
-                limited = isinstance(error, ZohoRateLimited)
-                outcome = AttemptOutcome.RATE_LIMITED if limited else AttemptOutcome.FAILED
-                finish_attempt(attempt, outcome, error)
-                if step is Next.STOP_RUN:
-                    raise
-                if step is Next.WAIT_FOR_BLOCK:
-                    self.client.gate.wait_while_blocked()  # nothing was created: go on after it
+                if self._failed_request(attempt, error, step):
                     continue
                 failures += 1
                 if step is Next.GIVE_UP or failures >= self.config.max_attempts:
@@ -305,22 +299,19 @@ class CustomerSync:
                 step = next_step(error)
                 if step is Next.PLACE_REFUSAL:
                     return self._refused(customer, attempt, error, left_as=SyncStatus.SYNCED)
-                limited = isinstance(error, ZohoRateLimited)
-                outcome = AttemptOutcome.RATE_LIMITED if limited else AttemptOutcome.FAILED
-                finish_attempt(attempt, outcome, error)
-                if step is Next.STOP_RUN:
-                    raise
-                if step is Next.WAIT_FOR_BLOCK:
-                    self.client.gate.wait_while_blocked()
+                if self._failed_request(attempt, error, step):
                     continue
                 if isinstance(error, ZohoNotFound):
                     return self._fail(
-                        customer, SyncStatus.NEEDS_ATTENTION, outcome, NotInZoho(error)
+                        customer,
+                        SyncStatus.NEEDS_ATTENTION,
+                        AttemptOutcome.FAILED,
+                        NotInZoho(error),
                     )
                 failures += 1
                 if step is Next.GIVE_UP or failures >= self.config.max_attempts:
                     # Still in Zoho, still changed here: the next sync sends the edit again.
-                    return self._fail(customer, SyncStatus.SYNCED, outcome, error)
+                    return self._fail(customer, SyncStatus.SYNCED, AttemptOutcome.FAILED, error)
                 self._back_off(customer, failures)
                 continue
             finish_attempt(attempt, AttemptOutcome.UPDATED, zoho_customer_id=answer.customer_id)
@@ -331,6 +322,21 @@ class CustomerSync:
             )
             check_account_number(result, answer, account_field=self.config.account_number_field)
             return result
+
+    def _failed_request(self, attempt: SyncAttempt, error: Exception, step: Next) -> bool:
+        """Finish the attempt of a request that failed; raise what stops the run. True when
+        the request may go again at once: Zoho's block has passed (it refused the request, so
+        nothing was written)."""
+        limited = isinstance(error, ZohoRateLimited)
+        finish_attempt(
+            attempt, AttemptOutcome.RATE_LIMITED if limited else AttemptOutcome.FAILED, error
+        )
+        if step is Next.STOP_RUN:
+            raise error
+        if step is Next.WAIT_FOR_BLOCK:
+            self.client.gate.wait_while_blocked()
+            return True
+        return False
 
     def _fields(self, customer: Customer) -> dict[str, Any]:
         return customer_zoho_fields(customer, account_field=self.config.account_number_field)

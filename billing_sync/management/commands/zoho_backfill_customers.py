@@ -2,12 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
-
-from django.core.management.base import CommandParser
-
-from billing_sync.management.sync_command import SyncCommand, positive_int
-from billing_sync.services.run_report import RunObserver, RunReport
+from billing_sync.management.sync_command import SyncCommand
 from billing_sync.services.runs import customers_backfill
 
 
@@ -23,22 +18,5 @@ class Command(SyncCommand):
     action = "sync"
     results_heading = "Backfill Results"
     success_message = "All selected customers successfully synced!"
-
-    def add_arguments(self, parser: CommandParser) -> None:
-        super().add_arguments(parser)
-        parser.add_argument(
-            "--limit",
-            type=positive_int,
-            default=None,
-            metavar="N",
-            help="Sync at most N customers (oldest first).",
-        )
-
-    def run_service(self, options: dict[str, Any], observer: RunObserver) -> RunReport:
-        return customers_backfill(
-            trigger=self.trigger,
-            dry_run=options["dry_run"],
-            limit=options["limit"],
-            max_wait=options["max_wait"],
-            observer=observer,
-        )
+    service = staticmethod(customers_backfill)
+    takes_limit = True

@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from billing_sync.management.sync_command import SyncCommand
-from billing_sync.services.run_report import RunObserver, RunReport
 from billing_sync.services.runs import customers_retry_failed
 
 
@@ -20,11 +17,4 @@ class Command(SyncCommand):
     action = "retry"
     results_heading = "Retry Results"
     success_message = "All failed customers successfully synced!"
-
-    def run_service(self, options: dict[str, Any], observer: RunObserver) -> RunReport:
-        return customers_retry_failed(
-            trigger=self.trigger,
-            dry_run=options["dry_run"],
-            max_wait=options["max_wait"],
-            observer=observer,
-        )
+    service = staticmethod(customers_retry_failed)

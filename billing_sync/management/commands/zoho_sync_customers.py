@@ -2,13 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
-
-from django.core.management.base import CommandParser
-
-from billing_sync.management.printing import RunPrinter
-from billing_sync.management.sync_command import SyncCommand, positive_int
-from billing_sync.services.run_report import RunReport
+from billing_sync.management.sync_command import SyncCommand
 from billing_sync.services.runs import customers_sync
 
 
@@ -26,22 +20,5 @@ class Command(SyncCommand):
     action = "sync"
     results_heading = "Sync Results"
     success_message = "Zoho is in step with every selected customer!"
-
-    def add_arguments(self, parser: CommandParser) -> None:
-        super().add_arguments(parser)
-        parser.add_argument(
-            "--limit",
-            type=positive_int,
-            default=None,
-            metavar="N",
-            help="Sync at most N customers (oldest first).",
-        )
-
-    def run_service(self, options: dict[str, Any], printer: RunPrinter) -> RunReport:
-        return customers_sync(
-            trigger=self.trigger,
-            dry_run=options["dry_run"],
-            limit=options["limit"],
-            max_wait=options["max_wait"],
-            observer=printer,
-        )
+    service = staticmethod(customers_sync)
+    takes_limit = True

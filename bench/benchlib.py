@@ -1,0 +1,41 @@
+"""What the benchmarks share: the emulator's credentials as settings, and a database to use.
+
+Imported by the scripts beside it (`python bench/<script>.py` puts this folder on sys.path).
+"""
+
+from __future__ import annotations
+
+from urllib.parse import urlsplit
+
+from zoho_emulator import (
+    EMULATOR_CLIENT_ID,
+    EMULATOR_CLIENT_SECRET,
+    EMULATOR_ORGANIZATION_ID,
+    EMULATOR_REFRESH_TOKEN,
+)
+
+
+def emulator_credentials() -> dict[str, str]:
+    """The settings that make our client log in to the emulator (public dummies)."""
+    return {
+        "DJANGO_SETTINGS_MODULE": "circletel.settings",
+        "ZOHO_CLIENT_ID": EMULATOR_CLIENT_ID,
+        "ZOHO_CLIENT_SECRET": EMULATOR_CLIENT_SECRET,
+        "ZOHO_REFRESH_TOKEN": EMULATOR_REFRESH_TOKEN,
+        "ZOHO_ORGANIZATION_ID": EMULATOR_ORGANIZATION_ID,
+    }
+
+
+def ensure_database(url: str) -> None:
+    """Create a missing PostgreSQL database (SQLite creates its file itself)."""
+    parts = urlsplit(url)
+    if not parts.scheme.startswith("postgres"):
+        return
+    import psycopg
+    from psycopg import sql
+
+    try:
+        psycopg.connect(url).close()
+    except psycopg.OperationalError:
+        with psycopg.connect(parts._replace(path="/postgres").geturl(), autocommit=True) as conn:
+            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(parts.path[1:])))
