@@ -17,7 +17,7 @@ from billing_sync.models import SyncTrigger
 from billing_sync.services.alerts import alerts_check
 from billing_sync.services.queueing import customer_task_started
 from billing_sync.services.run_report import RunReport
-from billing_sync.services.runs import customer_sync, customers_sync
+from billing_sync.services.runs import customer_sync, customers_sync, customers_sync_selected
 from billing_sync.zoho.state import current_block
 
 
@@ -27,6 +27,15 @@ def sync_customer_task(customer_id: int, trigger: str = SyncTrigger.ADMIN) -> st
     return _unless_blocked(
         lambda max_wait: customer_sync(
             customer_id=customer_id, trigger=SyncTrigger(trigger), max_wait=max_wait
+        )
+    )
+
+
+def sync_selected_task(customer_ids: list[int]) -> str:
+    """Sync a selection of customers in one run (re-queued by a person from the admin)."""
+    return _unless_blocked(
+        lambda max_wait: customers_sync_selected(
+            customer_ids=customer_ids, trigger=SyncTrigger.ADMIN, max_wait=max_wait
         )
     )
 

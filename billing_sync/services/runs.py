@@ -122,6 +122,22 @@ def customer_sync(
     )
 
 
+def customers_sync_selected(
+    *,
+    customer_ids: list[int],
+    trigger: SyncTrigger,
+    max_wait: float | None = None,
+    observer: RunObserver | None = None,
+) -> RunReport:
+    """Sync these customers in one run (a person's re-queue of a selection): create those Zoho
+    lacks, send the edits of those it holds."""
+    config = zoho_config()
+    wanted = Q(pk__in=customer_ids) & sync_q(config.stale_claim_seconds)
+    return _run(
+        SyncRunKind.SELECTED, wanted, config, trigger=trigger, max_wait=max_wait, observer=observer
+    )
+
+
 def customers_preview(
     *, customer_ids: list[int], trigger: SyncTrigger, observer: RunObserver | None = None
 ) -> RunReport:
