@@ -9,7 +9,7 @@ import pytest
 from django.db import IntegrityError
 
 from billing_sync.services.account_numbers import AccountFieldUnchecked
-from billing_sync.services.customer_sync import CreateNotSettled, Next, next_step
+from billing_sync.services.customer_sync import Next, next_step
 from billing_sync.zoho.errors import (
     RateLimitWaitExceeded,
     ZohoAuthError,
@@ -63,7 +63,6 @@ def test_backoff_spreads_processes_that_retry_together():
         (ZohoAuthError("scope"), Next.STOP_RUN),
         (AccountFieldUnchecked(ZohoTransient("500")), Next.STOP_RUN),
         (ZohoRateLimited("code 1070"), Next.WAIT_FOR_BLOCK),
-        (CreateNotSettled(datetime(2026, 1, 1, tzinfo=UTC)), Next.WAIT_TO_SETTLE),
         (ZohoInvalidData("refused"), Next.PLACE_REFUSAL),
         (ZohoTransient("502"), Next.RETRY),
         (ZohoNotFound("gone"), Next.GIVE_UP),

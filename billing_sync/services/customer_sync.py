@@ -21,7 +21,7 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from enum import Enum
 from typing import Any
 
@@ -52,6 +52,13 @@ from billing_sync.services.customer_data import (
     zoho_fields_hash,
     zoho_held_fields,
 )
+from billing_sync.services.decisions import (
+    Action,
+    Decision,
+    decide,
+    not_settled_message,
+    settles_at,
+)
 from billing_sync.services.matching import ZohoCustomerFinder
 from billing_sync.services.refusals import (
     AccountFieldRefused,
@@ -74,8 +81,6 @@ from billing_sync.zoho.errors import (
 from billing_sync.zoho.records import ZohoCustomer
 from billing_sync.zoho.retry import backoff_seconds, should_retry
 
-UNCHANGED = "nothing Zoho holds of it changed since Zoho last accepted it"
-
 
 class NotInZoho(ZohoError):
     """The Zoho customer we are linked to is gone (deleted in Zoho?): a person decides."""
@@ -86,14 +91,6 @@ class NotInZoho(ZohoError):
             "in Zoho on purpose, unlink it; `zoho_verify --fix` relinks a customer Zoho holds "
             "under our account number"
         )
-
-
-class CreateNotSettled(Exception):
-    """An earlier create got no clear answer and it is too soon to look for it in Zoho."""
-
-    def __init__(self, settles_at: datetime) -> None:
-        super().__init__(settles_at)
-        self.settles_at = settles_at
 
 
 # Failures that no other customer in the run would escape: stop the run, leave the rest failed.
@@ -107,7 +104,6 @@ class Next(Enum):
 
     STOP_RUN = "stop the run: no other customer would fare better"
     WAIT_FOR_BLOCK = "Zoho refused the organization for now: wait, then try again"
-    WAIT_TO_SETTLE = "leave the customer until its earlier create has settled"
     PLACE_REFUSAL = "Zoho refused the data: the customer's fault, or the organization's?"
     RETRY = "a passing failure: try again after a back-off"
     GIVE_UP = "leave the customer failed for a later run"
@@ -119,21 +115,11 @@ def next_step(error: Exception) -> Next:
         return Next.STOP_RUN
     if isinstance(error, ZohoRateLimited):
         return Next.WAIT_FOR_BLOCK
-    if isinstance(error, CreateNotSettled):
-        return Next.WAIT_TO_SETTLE
     if isinstance(error, ZohoInvalidData):
         return Next.PLACE_REFUSAL
     if isinstance(error, ZohoError) and should_retry(error):
         return Next.RETRY
     return Next.GIVE_UP
-
-
-def not_settled_message(settles_at: datetime) -> str:
-    """What a customer waiting for its earlier create to settle says."""
-    return (
-        "Zoho may still be creating this customer (a create got no clear answer); looking in "
-        f"Zoho after {settles_at.astimezone(UTC):%H:%M:%S} UTC, before creating again"
-    )
 
 
 class CustomerSync:
@@ -215,14 +201,6 @@ class CustomerSync:
             _, written_ahead = self._written_ahead.pop(customer.pk)
         if taken_over or (customer.zoho_create_sent_at is not None and written_ahead is None):
             close_interrupted_attempts(customer, self.run)
-        errors = customer_validation_errors(customer)
-        if errors:
-            message = "; ".join(errors)
-            record_attempt(self.run, customer, AttemptOutcome.INVALID, error=message)
-            self.claims.release(customer, SyncStatus.NEEDS_ATTENTION, message)
-            return CustomerResult.of(customer, AttemptOutcome.INVALID, error=message)
-        if customer.zoho_billing_customer_id:
-            return self._push(customer)
         return self._attempt_until_done(customer, written_ahead)
 
     def sync_settled(self, customer: Customer) -> CustomerResult:
@@ -240,9 +218,7 @@ class CustomerSync:
 
     def settles_at(self, customer: Customer) -> datetime | None:
         """When an earlier create of this customer that got no clear answer may be looked for."""
-        if customer.zoho_create_sent_at is None:
-            return None
-        return customer.zoho_create_sent_at + timedelta(seconds=self.config.create_settle_seconds)
+        return settles_at(customer, self.config)
 
     def finish(self) -> None:
         """The run ends: write what Zoho answered; refusals still held stay `failed`."""
@@ -252,76 +228,119 @@ class CustomerSync:
     def _attempt_until_done(
         self, customer: Customer, written_ahead: SyncAttempt | None = None
     ) -> CustomerResult:
-        """Attempt until synced, failed or waiting. `written_ahead`: the first attempt is a
-        create whose intent is on record."""
+        """Decide and act until synced, failed, refused or waiting. `written_ahead`: the first
+        attempt is a create whose intent is on record (surely absent from Zoho: no search)."""
+        linked = bool(customer.zoho_billing_customer_id)
         failures = 0
         while True:
             attempt = written_ahead or new_attempt(self.run, customer)
             intent_on_record, written_ahead = written_ahead is not None, None
             try:
-                if intent_on_record:  # surely absent from Zoho: no search
-                    found, outcome = self._create(customer), AttemptOutcome.CREATED
+                if intent_on_record:
+                    decision = Decision(Action.CREATE, "not in Zoho (by the run's index)")
                 else:
-                    found, outcome = self._adopt_or_create(customer, attempt)
-                self._link_or_queue(customer, attempt, found, outcome)
-            except (ZohoError, IntegrityError, CreateNotSettled) as error:
+                    decision = decide(customer, finder=self.finder, config=self.config)
+                return self._act(customer, attempt, decision, intent_on_record=intent_on_record)
+            except (ZohoError, IntegrityError) as error:
                 step = next_step(error)
-                if step is Next.WAIT_TO_SETTLE:
-                    return self._waiting(customer, error.settles_at)
                 if step is Next.PLACE_REFUSAL:
-                    return self._refused(customer, attempt, error)
+                    left_as = SyncStatus.SYNCED if linked else SyncStatus.FAILED
+                    return self._refused(customer, attempt, error, left_as=left_as)
                 if self._failed_request(attempt, error, step):
                     continue
+                if linked and isinstance(error, ZohoNotFound):
+                    gone = NotInZoho(error)
+                    return self._fail(customer, SyncStatus.NEEDS_ATTENTION, gone)
                 failures += 1
                 if step is Next.GIVE_UP or failures >= self.config.max_attempts:
-                    return self._fail(customer, SyncStatus.FAILED, AttemptOutcome.FAILED, error)
-                self._back_off(customer, failures)
-                continue
-            result = CustomerResult.of(customer, outcome, zoho_customer_id=found.customer_id)
-            check_account_number(result, found, account_field=self.config.account_number_field)
-            return result
-
-    def _push(self, customer: Customer) -> CustomerResult:
-        """Zoho holds the customer: send it the fields we own, if they changed since Zoho last
-        accepted them (a PUT may be repeated safely, so passing failures are retried)."""
-        ours = self._fields(customer)
-        in_step = InStep(customer.updated_at, zoho_fields_hash(ours))
-        if in_step.fields_hash == customer.zoho_synced_hash:
-            self.claims.mark_pushed(customer, in_step)
-            return CustomerResult.of(customer, AttemptOutcome.SKIPPED, error=UNCHANGED)
-        failures = 0
-        while True:
-            attempt = new_attempt(self.run, customer)
-            save_before_request(attempt)
-            try:
-                answer = self.client.update_customer(customer.zoho_billing_customer_id, ours)
-            except ZohoError as error:
-                step = next_step(error)
-                if step is Next.PLACE_REFUSAL:
-                    return self._refused(customer, attempt, error, left_as=SyncStatus.SYNCED)
-                if self._failed_request(attempt, error, step):
-                    continue
-                if isinstance(error, ZohoNotFound):
+                    # Linked, it is still in Zoho and still changed here: the next sync sends
+                    # the edit again. Not linked, the next run (or retry) takes it.
                     return self._fail(
-                        customer,
-                        SyncStatus.NEEDS_ATTENTION,
-                        AttemptOutcome.FAILED,
-                        NotInZoho(error),
+                        customer, SyncStatus.SYNCED if linked else SyncStatus.FAILED, error
                     )
-                failures += 1
-                if step is Next.GIVE_UP or failures >= self.config.max_attempts:
-                    # Still in Zoho, still changed here: the next sync sends the edit again.
-                    return self._fail(customer, SyncStatus.SYNCED, AttemptOutcome.FAILED, error)
                 self._back_off(customer, failures)
-                continue
-            finish_attempt(attempt, AttemptOutcome.UPDATED, zoho_customer_id=answer.customer_id)
-            self.claims.mark_pushed(customer, in_step)
-            self._refusals_were_their_own()
-            result = CustomerResult.of(
-                customer, AttemptOutcome.UPDATED, zoho_customer_id=answer.customer_id
+
+    def _act(
+        self,
+        customer: Customer,
+        attempt: SyncAttempt,
+        decision: Decision,
+        *,
+        intent_on_record: bool = False,
+    ) -> CustomerResult:
+        """Carry out a decision: the writes (to Zoho, then here) that `decide` leaves out."""
+        match decision.action:
+            case Action.INVALID:
+                record_attempt(self.run, customer, AttemptOutcome.INVALID, error=decision.reason)
+                self.claims.release(customer, SyncStatus.NEEDS_ATTENTION, decision.reason)
+                return CustomerResult.of(customer, AttemptOutcome.INVALID, error=decision.reason)
+            case Action.WAIT:
+                return CustomerResult.of(
+                    customer, None, error=decision.reason, waiting_until=decision.settles_at
+                )
+            case Action.SKIP:
+                self.claims.mark_pushed(customer, self._in_step(customer))
+                return CustomerResult.of(customer, AttemptOutcome.SKIPPED, error=decision.reason)
+            case Action.UPDATE:
+                return self._update(customer, attempt)
+            case Action.ADOPT:
+                return self._adopt(customer, attempt, decision)
+            case Action.CREATE:
+                if not intent_on_record:
+                    save_before_request(attempt)
+                    self.claims.set_create_sent(customer, timezone.now())
+                created = self._create(customer)
+                self.answered.add(customer, attempt, created.customer_id, self._in_step(customer))
+                self._refusals_were_their_own()
+                return self._found(customer, AttemptOutcome.CREATED, created)
+        raise AssertionError(f"no way to carry out {decision.action!r}")
+
+    def _update(self, customer: Customer, attempt: SyncAttempt) -> CustomerResult:
+        """Send Zoho the fields we own (a PUT may be repeated safely)."""
+        save_before_request(attempt)
+        answer = self.client.update_customer(
+            customer.zoho_billing_customer_id, self._fields(customer)
+        )
+        finish_attempt(attempt, AttemptOutcome.UPDATED, zoho_customer_id=answer.customer_id)
+        self.claims.mark_pushed(customer, self._in_step(customer))
+        self._refusals_were_their_own()
+        return self._found(customer, AttemptOutcome.UPDATED, answer)
+
+    def _adopt(
+        self, customer: Customer, attempt: SyncAttempt, decision: Decision
+    ) -> CustomerResult:
+        """Link the Zoho customer found, writing our account number into it when it has none."""
+        found = decision.found
+        assert found is not None
+        save_before_request(attempt)
+        if decision.writes_account_number:
+            payload = account_number_update(
+                customer,
+                display_name=found.display_name,
+                email=found.email,
+                account_field=self.config.account_number_field,
             )
-            check_account_number(result, answer, account_field=self.config.account_number_field)
-            return result
+            found = self.client.update_customer(found.customer_id, payload)
+        # The audit first: should we die before the customer row is written, the next run
+        # finds the adoption on record and the customer in Zoho again.
+        finish_attempt(attempt, AttemptOutcome.ADOPTED, zoho_customer_id=found.customer_id)
+        ours = self._fields(customer)
+        held = zoho_held_fields(found, account_field=self.config.account_number_field)
+        in_step = self._in_step(customer) if held == ours else None  # else the next sync sends ours
+        self.claims.mark_synced(customer, found.customer_id, in_step)
+        return self._found(customer, AttemptOutcome.ADOPTED, found)
+
+    def _found(
+        self, customer: Customer, outcome: AttemptOutcome, zoho_customer: ZohoCustomer
+    ) -> CustomerResult:
+        """Zoho holds the customer now: its answer must carry our account number back."""
+        result = CustomerResult.of(customer, outcome, zoho_customer_id=zoho_customer.customer_id)
+        check_account_number(result, zoho_customer, account_field=self.config.account_number_field)
+        return result
+
+    def _in_step(self, customer: Customer) -> InStep:
+        """What Zoho holds once it has accepted this customer's fields as they are."""
+        return InStep(customer.updated_at, zoho_fields_hash(self._fields(customer)))
 
     def _failed_request(self, attempt: SyncAttempt, error: Exception, step: Next) -> bool:
         """Finish the attempt of a request that failed; raise what stops the run. True when
@@ -352,29 +371,6 @@ class CustomerSync:
         self.sleep(delay)
         self.heartbeat()
 
-    def _adopt_or_create(
-        self, customer: Customer, attempt: SyncAttempt
-    ) -> tuple[ZohoCustomer, AttemptOutcome]:
-        settles_at = self.settles_at(customer)
-        if settles_at is not None and timezone.now() < settles_at:
-            # Searching before Zoho finishes (or its search catches up) could miss the
-            # customer and lead to a duplicate.
-            raise CreateNotSettled(settles_at)
-        save_before_request(attempt)
-        existing = self.finder.find(customer, outcome_unknown=settles_at is not None)
-        if existing is not None:
-            if existing.account_number is None:
-                payload = account_number_update(
-                    customer,
-                    display_name=existing.display_name,
-                    email=existing.email,
-                    account_field=self.config.account_number_field,
-                )
-                existing = self.client.update_customer(existing.customer_id, payload)
-            return existing, AttemptOutcome.ADOPTED
-        self.claims.set_create_sent(customer, timezone.now())
-        return self._create(customer), AttemptOutcome.CREATED
-
     def _create(self, customer: Customer) -> ZohoCustomer:
         """Send the create, whose intent (attempt and create-sent mark) is on record.
 
@@ -395,37 +391,15 @@ class CustomerSync:
             self.claims.set_create_sent(customer, None)
             raise
 
-    def _link_or_queue(
-        self,
-        customer: Customer,
-        attempt: SyncAttempt,
-        found: ZohoCustomer,
-        outcome: AttemptOutcome,
-    ) -> None:
-        """Zoho holds the customer: an adoption is linked at once, a create is queued to be
-        linked with the rest of its group (AnsweredCreates)."""
-        ours = self._fields(customer)
-        if outcome == AttemptOutcome.CREATED:
-            in_step = InStep(customer.updated_at, zoho_fields_hash(ours))
-            self.answered.add(customer, attempt, found.customer_id, in_step)
-            self._refusals_were_their_own()
-        else:
-            # The audit first: should we die before the customer row is written, the
-            # next run finds the adoption on record and the customer in Zoho again.
-            finish_attempt(attempt, outcome, zoho_customer_id=found.customer_id)
-            held = zoho_held_fields(found, account_field=self.config.account_number_field)
-            in_step = InStep(customer.updated_at, zoho_fields_hash(ours)) if held == ours else None
-            self.claims.mark_synced(customer, found.customer_id, in_step)
-
-    def _waiting(self, customer: Customer, settles_at: datetime) -> CustomerResult:
-        message = not_settled_message(settles_at)
-        return CustomerResult.of(customer, None, error=message, waiting_until=settles_at)
-
-    def _fail(
-        self, customer: Customer, status: SyncStatus, outcome: AttemptOutcome, error: Exception
-    ) -> CustomerResult:
+    def _fail(self, customer: Customer, status: SyncStatus, error: Exception) -> CustomerResult:
+        """Let go of the customer with `status` and the error's message."""
         message = describe(error)
         self.claims.release(customer, status, message)
+        outcome = (
+            AttemptOutcome.INVALID
+            if status == SyncStatus.NEEDS_ATTENTION
+            else AttemptOutcome.FAILED
+        )
         return CustomerResult.of(customer, outcome, error=message)
 
     # --- refusals ----------------------------------------------------------------------------
@@ -447,7 +421,7 @@ class CustomerSync:
         ):
             self.refusals.interrupt()
             finish_attempt(attempt, AttemptOutcome.INVALID, error)
-            return self._fail(customer, SyncStatus.NEEDS_ATTENTION, AttemptOutcome.INVALID, error)
+            return self._fail(customer, SyncStatus.NEEDS_ATTENTION, error)
         finish_attempt(attempt, AttemptOutcome.FAILED, error)
         message = (
             f"{describe(error)}; Zoho named none of this customer's fields, so it is retried: "

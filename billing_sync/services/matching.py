@@ -93,6 +93,14 @@ class ZohoCustomerFinder:
             and _key(customer.email) not in self._index
         )
 
+    def listed(self, zoho_customer_id: str) -> ZohoCustomer | None:
+        """Zoho's list item for this id (from the run's index, listing Zoho if it has not yet)."""
+        for entries in self._current_index().values():
+            for zoho_customer in entries:
+                if zoho_customer.customer_id == zoho_customer_id:
+                    return zoho_customer
+        return None
+
     def _current_index(self) -> dict[str, list[ZohoCustomer]]:
         if self._index is None:
             self._listed_at = self.clock()

@@ -1,0 +1,112 @@
+"""Show what a run would do with each customer, reading Zoho once and writing nothing."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.core.management.base import CommandError, CommandParser
+
+from billing_sync.management.json_output import ZohoCommand
+from billing_sync.management.printing import Printer
+from billing_sync.management.sync_command import (
+    EXIT_BAD_CONFIG,
+    EXIT_FAILED_CUSTOMERS,
+    non_negative_seconds,
+    positive_int,
+)
+from billing_sync.models import SyncRunKind
+from billing_sync.services.decisions import Action
+from billing_sync.services.plan import Plan, PlannedCustomer, customers_plan
+from billing_sync.zoho.errors import ZohoConfigError, ZohoError
+
+KINDS = {
+    "sync": SyncRunKind.SYNC,
+    "backfill": SyncRunKind.BACKFILL,
+    "retry": SyncRunKind.RETRY_FAILED,
+}
+
+
+class Command(ZohoCommand):
+    help = (
+        "Plan a run: per customer, what it would do (create; adopt, with the Zoho id and why; "
+        "update, with the fields Zoho shows otherwise; skip, why; invalid, the field; wait, "
+        "until when), decided by the same code a run uses. Reads Zoho once, within the "
+        "budget, and writes nothing (no run, no attempt, no customer, nothing in Zoho)."
+    )
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        super().add_arguments(parser)
+        parser.add_argument(
+            "--kind",
+            choices=sorted(KINDS),
+            default="sync",
+            help="Which run to plan: sync (zoho_sync_customers, the default), backfill or retry.",
+        )
+        parser.add_argument(
+            "--limit", type=positive_int, default=None, metavar="N", help="At most N customers."
+        )
+        parser.add_argument(
+            "--max-wait",
+            type=non_negative_seconds,
+            default=None,
+            metavar="SECONDS",
+            help="Longest wait for a Zoho rate-limit block (default: ZOHO_MAX_WAIT_SECONDS).",
+        )
+
+    def empty_document(self) -> dict[str, Any]:
+        return {
+            "kind": self.options.get("kind"),
+            "customers": [],
+            "counts": dict.fromkeys(Action, 0),
+            "requests": 0,
+        }
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        try:
+            plan = customers_plan(
+                kind=KINDS[options["kind"]], limit=options["limit"], max_wait=options["max_wait"]
+            )
+        except ZohoConfigError as exc:
+            raise CommandError(str(exc), returncode=EXIT_BAD_CONFIG) from exc
+        except ZohoError as exc:
+            raise CommandError(
+                f"Could not read Zoho: {exc}", returncode=EXIT_FAILED_CUSTOMERS
+            ) from exc
+        if not self.as_json:
+            self._print(Printer(self.stdout, self.style), plan, options["kind"])
+        self.end(
+            0,
+            customers=[_planned_object(planned) for planned in plan.customers],
+            counts={str(action): count for action, count in plan.counts.items()},
+            requests=plan.requests,
+        )
+
+    def _print(self, p: Printer, plan: Plan, kind: str) -> None:
+        p.banner("dry", f"ZOHO Billing Plan ({kind}): what a run would do; nothing is written")
+        for planned in plan.customers:
+            p.line(_planned_line(planned))
+        p.rule()
+        totals = ", ".join(f"{action} {count}" for action, count in plan.counts.items())
+        p.line(f"Plan: {totals} (Zoho read in {plan.requests} request(s))")
+
+
+def _planned_line(planned: PlannedCustomer) -> str:
+    detail = planned.reason
+    if planned.action == Action.ADOPT:
+        detail = f"Zoho customer {planned.zoho_customer_id}: {planned.reason}"
+    elif planned.action == Action.UPDATE:
+        shown = ", ".join(planned.fields) or "no field differs in Zoho's list (the account number?)"
+        detail = f"Zoho customer {planned.zoho_customer_id}: {shown}"
+    return f"  {planned.account_number:<16} {planned.action:<8} {planned.email}: {detail}"
+
+
+def _planned_object(planned: PlannedCustomer) -> dict[str, Any]:
+    return {
+        "customer_id": planned.customer_id,
+        "email": planned.email,
+        "account_number": planned.account_number,
+        "action": str(planned.action),
+        "reason": planned.reason,
+        "zoho_customer_id": planned.zoho_customer_id or None,
+        "fields": list(planned.fields),
+    }

@@ -1,0 +1,149 @@
+"""zoho_plan: what a run would do, decided by the code the run uses, and nothing written."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+
+from billing_sync.models import AttemptOutcome, Customer, SyncAttempt, SyncRun, SyncTrigger
+from billing_sync.services.decisions import Action
+from billing_sync.services.plan import customers_plan
+from billing_sync.services.run_report import ResultCollector
+from billing_sync.services.runs import customers_backfill, customers_sync
+from tests.commands import run, run_json
+
+pytestmark = pytest.mark.django_db
+
+OUTCOME_OF = {
+    Action.CREATE: AttemptOutcome.CREATED,
+    Action.ADOPT: AttemptOutcome.ADOPTED,
+    Action.UPDATE: AttemptOutcome.UPDATED,
+    Action.SKIP: AttemptOutcome.SKIPPED,
+    Action.INVALID: AttemptOutcome.INVALID,
+    Action.WAIT: None,  # no attempt: waiting for an earlier create to settle
+}
+
+
+@pytest.fixture
+def every_case(emulator, make_customer, settings) -> dict[str, Customer]:
+    """One customer for each thing a run may do."""
+    settings.ZOHO_CREATE_SETTLE_SECONDS = 600
+    edited, saved, untouched = make_customer(), make_customer(), make_customer()
+    assert customers_backfill(trigger=SyncTrigger.COMMAND).ok
+    edited.refresh_from_db()
+    edited.phone = "+27 82 123 4567"
+    edited.save()
+    Customer.objects.get(pk=saved.pk).save()  # saved without a change to what Zoho holds
+    theirs = emulator.add_customer(
+        display_name="Paid Online",
+        email="elsewhere@example.co.za",
+        custom_fields=[{"label": "Account Number", "value": "CT-PLAN-00001"}],
+    )
+    emulator.add_customer(display_name="Hosted Page", email="hosted@example.co.za")
+    return {
+        "new": make_customer(),
+        "ours_by_account": make_customer(
+            account_number="CT-PLAN-00001", email="elsewhere@example.co.za"
+        ),
+        "by_email": make_customer(email="hosted@example.co.za"),
+        "invalid": make_customer(email="not-an-email"),
+        "settling": make_customer(zoho_create_sent_at=timezone.now() - timedelta(seconds=5)),
+        "failed_before": make_customer(zoho_sync_status="failed", zoho_last_error="HTTP 500"),
+        "edited": edited,
+        "saved": saved,
+        "untouched": untouched,
+        "theirs_id": theirs["customer_id"],
+    }
+
+
+def test_the_plan_matches_the_run_that_follows_it_customer_by_customer(emulator, every_case):
+    plan = customers_plan()
+    results = ResultCollector()
+    customers_sync(trigger=SyncTrigger.COMMAND, max_wait=0, observer=results)
+
+    planned = {p.customer_id: p for p in plan.customers}
+    ran = {r.customer_id: r for r in results.results}
+    assert planned.keys() == ran.keys()
+    for customer_id, p in planned.items():
+        assert OUTCOME_OF[p.action] == ran[customer_id].outcome, (p, ran[customer_id])
+        if p.action == Action.WAIT:
+            assert ran[customer_id].waiting
+    actions = {
+        name: planned[case.pk].action
+        for name, case in every_case.items()
+        if isinstance(case, Customer) and case.pk in planned
+    }
+    assert actions == {
+        "new": Action.CREATE,
+        "ours_by_account": Action.ADOPT,
+        "by_email": Action.ADOPT,
+        "invalid": Action.INVALID,
+        "settling": Action.WAIT,
+        "failed_before": Action.CREATE,
+        "edited": Action.UPDATE,
+        "saved": Action.SKIP,
+    }
+
+
+def test_the_plan_says_why_and_names_ids_and_fields(emulator, every_case):
+    plan = {p.customer_id: p for p in customers_plan().customers}
+
+    adopt = plan[every_case["ours_by_account"].pk]
+    assert adopt.zoho_customer_id == every_case["theirs_id"]
+    assert "account number" in adopt.reason
+    assert "carrying no account number" in plan[every_case["by_email"].pk].reason
+    assert plan[every_case["edited"].pk].fields == ("phone",)
+    assert (
+        plan[every_case["edited"].pk].zoho_customer_id
+        == every_case["edited"].zoho_billing_customer_id
+    )
+    assert "email" in plan[every_case["invalid"].pk].reason
+    assert "looking in Zoho after" in plan[every_case["settling"].pk].reason
+    assert plan[every_case["saved"].pk].reason.startswith("nothing Zoho holds")
+
+
+def test_the_plan_writes_nothing_and_reads_zoho_once(emulator, every_case):
+    rows = list(Customer.objects.order_by("pk").values())
+    runs, attempts, requests = (
+        SyncRun.objects.count(),
+        SyncAttempt.objects.count(),
+        len(emulator.request_log),
+    )
+
+    plan = customers_plan()
+
+    assert list(Customer.objects.order_by("pk").values()) == rows
+    assert (SyncRun.objects.count(), SyncAttempt.objects.count()) == (runs, attempts)
+    sent = [(r.method, r.path) for r in emulator.request_log[requests:]]
+    assert {method for method, _ in sent} == {"GET"}
+    assert sent.count(("GET", "/customers")) == 1  # one list
+    assert plan.requests == len(sent)
+
+
+def test_zoho_plan_prints_each_customer_and_the_totals(emulator, every_case):
+    output, code = run("zoho_plan")
+
+    assert code == 0
+    assert "what a run would do; nothing is written" in output
+    new = every_case["new"]
+    assert f"{new.account_number:<16} create   {new.email}: not in Zoho" in output
+    assert "Plan: create 2, adopt 2, update 1, skip 1, invalid 1, wait 1" in output
+
+    document, code = run_json("zoho_plan", "--kind", "backfill")
+    assert code == 0
+    assert document["kind"] == "backfill"
+    assert document["counts"]["update"] == 0  # a backfill sends no edits
+    assert {c["action"] for c in document["customers"]} <= {"create", "adopt", "invalid", "wait"}
+
+
+def test_a_plan_for_an_unchanged_table_sends_nothing(emulator, make_customer):
+    make_customer()
+    customers_backfill(trigger=SyncTrigger.COMMAND)
+    requests = len(emulator.request_log)
+
+    plan = customers_plan()
+
+    assert plan.customers == []
+    assert len(emulator.request_log) == requests
