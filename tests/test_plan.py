@@ -8,7 +8,7 @@ import pytest
 from django.utils import timezone
 
 from billing_sync.models import AttemptOutcome, Customer, SyncAttempt, SyncRun, SyncTrigger
-from billing_sync.services.decisions import Action
+from billing_sync.services.customer_sync import Action
 from billing_sync.services.plan import customers_plan
 from billing_sync.services.run_report import ResultCollector
 from billing_sync.services.runs import customers_backfill, customers_sync

@@ -1,18 +1,17 @@
-"""One customer's sync: check its data, look for it in Zoho, adopt or create it, record it.
+"""One customer's sync: decide what to do with it, then do it, recording every attempt.
 
-The decisions for one customer a run has claimed (claims.py), in the order they are taken:
-1. its data is checked (customer_data.py): a record Zoho would refuse needs a person;
-2. an earlier create whose answer was unclear must have settled before we look (WAITING);
-3. its attempt is written "sending" (audit.py) before its first request; Zoho is asked whether
-   it holds the customer already (matching.py): if so, it is adopted;
-4. else the create-sent mark is set (with the attempt, the intent), then the create is sent;
-   a refusal is placed (refusals.py): the customer's fault, or the organization's;
-5. the attempt is finished and the customer let go: an adoption at once, a create with the
-   rest of its group (`AnsweredCreates`: two statements, at the end of the group or before
-   any wait);
-6. Zoho's answer must carry our account number back, else the run stops (account_numbers.py).
-A group's creates that are sure to go (valid, absent from the run's index) have their intents
-written ahead in two statements (`write_intents_ahead`); the others write theirs one at a time.
+`decide` takes the decisions for one customer, reading and writing nothing (so `zoho_plan`
+shows what a run will do), in this order:
+1. its data is checked (customer_data.py): a record Zoho would refuse needs a person (INVALID);
+2. Zoho holds it (we have its id): send our fields if they changed since (UPDATE), else SKIP;
+3. an earlier create whose answer was unclear must have settled before we look (WAIT);
+4. Zoho is asked whether it holds the customer already (matching.py): ADOPT it, else CREATE.
+`CustomerSync._act` carries a decision out: the attempt is written "sending" (audit.py) before
+its first write to Zoho, and for a create the create-sent mark (with the attempt, the intent);
+a refusal is placed (refusals.py); the attempt is finished and the customer let go, an adoption
+or an update at once, a create with the rest of its group (`AnsweredCreates`); Zoho's answer
+must carry our account number back, else the run stops (account_numbers.py). A group's creates
+that are sure to go have their intents written ahead in two statements (`write_intents_ahead`).
 What happens after an error is decided in one place: `next_step`.
 """
 
@@ -21,8 +20,9 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Callable
-from datetime import datetime
-from enum import Enum
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from enum import Enum, StrEnum
 from typing import Any
 
 from django.db import IntegrityError, transaction
@@ -52,13 +52,6 @@ from billing_sync.services.customer_data import (
     zoho_fields_hash,
     zoho_held_fields,
 )
-from billing_sync.services.decisions import (
-    Action,
-    Decision,
-    decide,
-    not_settled_message,
-    settles_at,
-)
 from billing_sync.services.matching import ZohoCustomerFinder
 from billing_sync.services.refusals import (
     AccountFieldRefused,
@@ -80,6 +73,80 @@ from billing_sync.zoho.errors import (
 )
 from billing_sync.zoho.records import ZohoCustomer
 from billing_sync.zoho.retry import backoff_seconds, should_retry
+
+# --- the decision: read-only, so zoho_plan shows what a run will do ---------------------------
+
+UNCHANGED = "nothing Zoho holds of it changed since Zoho last accepted it"
+
+
+class Action(StrEnum):
+    """What a run does with a customer."""
+
+    CREATE = "create"  # Zoho does not hold it: create it
+    ADOPT = "adopt"  # Zoho holds it already (ours by account number, or its email alone)
+    UPDATE = "update"  # Zoho holds it, and it was edited here since: send our fields
+    SKIP = "skip"  # nothing to send
+    INVALID = "invalid"  # Zoho would refuse its data: a person fixes it
+    WAIT = "wait"  # an earlier create may still be settling in Zoho: look later
+
+
+@dataclass(frozen=True)
+class Decision:
+    """One customer's decision, and why."""
+
+    action: Action
+    reason: str
+    found: ZohoCustomer | None = None  # ADOPT: the Zoho customer to link
+    settles_at: datetime | None = None  # WAIT: when Zoho may be searched
+
+    @property
+    def writes_account_number(self) -> bool:
+        """ADOPT a Zoho customer that carries no account number: ours is written into it."""
+        return self.found is not None and self.found.account_number is None
+
+
+def decide(customer: Customer, *, finder: ZohoCustomerFinder, config: ZohoConfig) -> Decision:
+    """Decide what to do with `customer` (read-only: Zoho is read through `finder`)."""
+    errors = customer_validation_errors(customer)
+    if errors:
+        return Decision(Action.INVALID, "; ".join(errors))
+    if customer.zoho_billing_customer_id:
+        fields = customer_zoho_fields(customer, account_field=config.account_number_field)
+        if zoho_fields_hash(fields) == customer.zoho_synced_hash:
+            return Decision(Action.SKIP, UNCHANGED)
+        return Decision(Action.UPDATE, "edited here since Zoho last accepted it")
+    settles = settles_at(customer, config)
+    if settles is not None and timezone.now() < settles:
+        # Searching before Zoho finishes (or its search catches up) could miss the customer
+        # and lead to a duplicate.
+        return Decision(Action.WAIT, not_settled_message(settles), settles_at=settles)
+    found = finder.find(customer, outcome_unknown=settles is not None)
+    if found is None:
+        why = "its earlier create is not in Zoho" if settles is not None else "not in Zoho"
+        return Decision(Action.CREATE, why)
+    if found.account_number is None:
+        why = "the one Zoho customer with its email, carrying no account number"
+    else:
+        why = "the Zoho customer carrying its account number"
+    return Decision(Action.ADOPT, why, found=found)
+
+
+def settles_at(customer: Customer, config: ZohoConfig) -> datetime | None:
+    """When an earlier create of this customer that got no clear answer may be looked for."""
+    if customer.zoho_create_sent_at is None:
+        return None
+    return customer.zoho_create_sent_at + timedelta(seconds=config.create_settle_seconds)
+
+
+def not_settled_message(settles: datetime) -> str:
+    """What a customer waiting for its earlier create to settle says."""
+    return (
+        "Zoho may still be creating this customer (a create got no clear answer); looking in "
+        f"Zoho after {settles.astimezone(UTC):%H:%M:%S} UTC, before creating again"
+    )
+
+
+# --- acting on it -------------------------------------------------------------------------------
 
 
 class NotInZoho(ZohoError):

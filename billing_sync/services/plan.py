@@ -18,7 +18,7 @@ from billing_sync.services.customer_data import (
     fields_that_differ,
     zoho_held_fields,
 )
-from billing_sync.services.decisions import Action, Decision, decide
+from billing_sync.services.customer_sync import Action, Decision, decide
 from billing_sync.services.matching import ZohoCustomerFinder
 from billing_sync.services.run_selection import RunSelection
 from billing_sync.zoho.client import ZohoClient

@@ -4,9 +4,10 @@ One customer's path, from `manage.py zoho_backfill_customers` to its SyncAttempt
 1. `customers_backfill` says who needs Zoho; `_run` records a SyncRun and reads them a chunk
    at a time, oldest first (run_selection.py);
 2. `_sync_all` claims them a group at a time (claims.py) and hands each to `CustomerSync.sync`;
-3. that (customer_sync.py) checks the data, looks for the customer in Zoho, adopts or creates
-   it, writing its SyncAttempt (audit.py) "sending" before the first request; an adoption is
-   finished at once, a create with its group (`answered.write()` below, AnsweredCreates);
+3. that (customer_sync.py) decides (`decide`: checks the data, looks for the customer in
+   Zoho; `zoho_plan` shows the same decisions) and acts: adopts, creates or updates it,
+   writing its SyncAttempt (audit.py) "sending" before the first write to Zoho; an adoption
+   is finished at once, a create with its group (`answered.write()` below, AnsweredCreates);
 4. the customer is let go `synced`, `failed` or `needs_attention`; a run that must stop leaves
    what it had not finished `failed`, with the reason.
 

@@ -15,7 +15,7 @@ from billing_sync.management.sync_command import (
     positive_int,
 )
 from billing_sync.models import SyncRunKind
-from billing_sync.services.decisions import Action
+from billing_sync.services.customer_sync import Action
 from billing_sync.services.plan import Plan, PlannedCustomer, customers_plan
 from billing_sync.zoho.errors import ZohoConfigError, ZohoError
 
