@@ -4,7 +4,8 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-postgres lint format emulator run worker soak clean
+.PHONY: demo test test-postgres test-deployment lint format emulator run worker release \
+	collectstatic soak clean
 
 $(STAMP): requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -46,6 +47,18 @@ run: $(STAMP)
 worker: $(STAMP)
 	$(PY) manage.py migrate -v 0
 	$(PY) manage.py qcluster
+
+## release: the Procfile's release step (migrate, then the zoho-sync schedule), with this venv
+release: $(STAMP)
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" deploy/release.sh
+
+## collectstatic: the admin's CSS and JS into DJANGO_STATIC_ROOT (var/static), as the image does
+collectstatic: $(STAMP)
+	$(PY) manage.py collectstatic --noinput
+
+## test-deployment: the production layout alone (the Procfile's commands run, compose read)
+test-deployment: $(STAMP)
+	$(VENV)/bin/pytest tests/test_deployment.py
 
 ## soak: 1,000 customers against the emulator with 5% random faults of every kind
 soak: $(STAMP)

@@ -146,6 +146,8 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
+# Monitors and Prometheus often probe over plain HTTP inside the private network: no redirect.
+SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^metrics$"]
 if IS_PRODUCTION:
     # HTTPS only: `manage.py check --deploy` is clean with these.
     SECURE_SSL_REDIRECT = _flag("DJANGO_SECURE_SSL_REDIRECT", True)
@@ -170,7 +172,19 @@ USE_I18N = True
 USE_TZ = True
 
 STATIC_URL = "static/"
-STATIC_ROOT = BASE_DIR / "var" / "static"
+# Where `manage.py collectstatic` writes (the image does it at build time).
+STATIC_ROOT = Path(env.str("DJANGO_STATIC_ROOT", default=str(BASE_DIR / "var" / "static")))
+if IS_PRODUCTION:
+    # gunicorn serves the admin's CSS and JS itself, from what collectstatic wrote: hashed names
+    # (cached for a year), compressed copies. Development has runserver, which serves them.
+    MIDDLEWARE.insert(
+        MIDDLEWARE.index("django.middleware.security.SecurityMiddleware") + 1,
+        "whitenoise.middleware.WhiteNoiseMiddleware",
+    )
+    STORAGES = {
+        "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+        "staticfiles": {"BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"},
+    }
 
 LOGGING = {
     "version": 1,
@@ -256,6 +270,20 @@ ZOHO_SYNC_EVERY_MINUTES = _number("ZOHO_SYNC_EVERY_MINUTES", 10, int)
 ZOHO_SYNC_ON_SAVE = env.bool("ZOHO_SYNC_ON_SAVE", default=True)
 Q_TASK_TIMEOUT_SECONDS = _number("Q_TASK_TIMEOUT_SECONDS", 3600, int)
 
+# django-q2 clusters record their heartbeat (a status every 0.5 s, kept 3 s) in this cache when
+# the database is the broker (Redis keeps it itself): a shared database table, so /healthz and
+# /metrics in the web process see a worker running elsewhere. `migrate` creates the table.
+CACHES = {
+    "default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"},
+    "cluster_status": {
+        "BACKEND": "django.core.cache.backends.db.DatabaseCache",
+        "LOCATION": "django_q_cluster_status",
+        # django-q2 rewrites its list of clusters without a timeout: with one it would expire
+        # and a live cluster would vanish until its next heartbeat.
+        "TIMEOUT": None,
+    },
+}
+
 _BROKER_URL = env.str("Q_BROKER_URL", default="") or env.str("REDIS_URL", default="")
 Q_CLUSTER = {
     "name": "billing_sync",
@@ -276,9 +304,21 @@ Q_CLUSTER = {
     "label": "Task queue",
     # django-q2 pops this key whenever Q_CLUSTER_NAME names another cluster, and fails if absent.
     "ALT_CLUSTERS": {},
+    # Where clusters record their heartbeat with the database as broker (see CACHES).
+    "cache": "cluster_status",
 }
 if _BROKER_URL:
     Q_CLUSTER["redis"] = _BROKER_URL
 else:
     # The database is the broker: nothing else has to run.
     Q_CLUSTER["orm"] = "default"
+
+# --- Health and metrics (billing_sync/services/health.py, billing_sync/metrics.py) ---------------
+# /healthz answers 503 when no sync run has completed for longer than this: two schedule
+# intervals, plus half an hour for a long run (500 customers take ~17 min) or a Zoho block.
+ZOHO_HEALTH_MAX_RUN_AGE_SECONDS = _number(
+    "ZOHO_HEALTH_MAX_RUN_AGE_SECONDS", 2 * ZOHO_SYNC_EVERY_MINUTES * 60 + 1800.0, float
+)
+# When set, /metrics asks for `Authorization: Bearer <token>` (a staff session also works);
+# empty, it is open (counts and times only, no secret or personal data).
+ZOHO_METRICS_TOKEN = env.str("ZOHO_METRICS_TOKEN", default="")
