@@ -2,13 +2,29 @@
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta
+
 from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.forms.models import BaseInlineFormSet
 from django.http import HttpRequest
+from django.urls import reverse
+from django.utils import timezone
+from django.utils.dateformat import format as date_format
 from django.utils.html import format_html
+from django.utils.safestring import SafeString
+from django.utils.text import Truncator
+from django.utils.timesince import timesince
 
-from billing_sync.models import Customer, SyncAttempt, SyncRun, SyncStatus, SyncTrigger
+from billing_sync.models import (
+    AccountType,
+    Customer,
+    SyncAttempt,
+    SyncRun,
+    SyncRunStatus,
+    SyncStatus,
+    SyncTrigger,
+)
 from billing_sync.services.queueing import RequeueResult, customers_requeue
 from billing_sync.services.run_report import ResultCollector
 from billing_sync.services.runs import customers_preview
@@ -16,24 +32,126 @@ from billing_sync.zoho.config import zoho_web_customer_url
 from billing_sync.zoho.errors import ZohoConfigError
 
 RECENT_ATTEMPTS = 20
+# How much of a long text (an error, an email) a list's cell holds; its tooltip and the change
+# page hold all of it.
+LIST_TEXT_CHARS = 120
+GREY, BLUE, GREEN, RED, ORANGE, PURPLE = (
+    "#6c757d",
+    "#0d6efd",
+    "#198754",
+    "#dc3545",
+    "#b35c00",
+    "#6f42c1",
+)
 STATUS_COLOURS = {
-    SyncStatus.PENDING: "#6c757d",
-    SyncStatus.SYNCING: "#0d6efd",
-    SyncStatus.SYNCED: "#198754",
-    SyncStatus.FAILED: "#dc3545",
-    SyncStatus.NEEDS_ATTENTION: "#b35c00",
+    SyncStatus.PENDING: GREY,
+    SyncStatus.SYNCING: BLUE,
+    SyncStatus.SYNCED: GREEN,
+    SyncStatus.FAILED: RED,
+    SyncStatus.NEEDS_ATTENTION: ORANGE,
 }
+RUN_STATUS_COLOURS = {
+    SyncRunStatus.RUNNING: BLUE,
+    SyncRunStatus.COMPLETED: GREEN,
+    SyncRunStatus.STOPPED: ORANGE,
+    SyncRunStatus.INTERRUPTED: RED,
+}
+# Badges are short; the whole label is in their tooltip (and in the filters).
+SHORT_STATUS_LABELS = {SyncStatus.FAILED: "Failed", SyncStatus.NEEDS_ATTENTION: "Needs attention"}
+SHORT_RUN_STATUS_LABELS = {SyncRunStatus.INTERRUPTED: "Interrupted"}
+NEVER_SENT = "Never sent (internal test)"
+NOT_SENT = "Not sent (internal test)"  # in Zoho from before it became one
+INTERNAL_TEST_TITLE = "internal_test accounts are never sent to Zoho"
+CSS = {"all": ("billing_sync/admin.css",)}
 
 
-def status_badge(status: str) -> str:
-    """A coloured badge for a sync status."""
-    label = SyncStatus(status).label if status in SyncStatus.values else status
+def badge(css_class: str, colour: str, label: str, title: str = "") -> SafeString:
     return format_html(
-        '<span class="sync-badge sync-{}" style="background:{};color:#fff;padding:2px 8px;'
+        '<span class="sync-badge {}" title="{}" style="background:{};color:#fff;padding:2px 8px;'
         'border-radius:10px;white-space:nowrap">{}</span>',
-        status,
-        STATUS_COLOURS.get(status, "#6c757d"),
+        css_class,
+        title or label,
+        colour,
         label,
+    )
+
+
+def status_badge(status: str) -> SafeString:
+    """A coloured badge for a sync status: short, with the whole label in its tooltip."""
+    label = SyncStatus(status).label if status in SyncStatus.values else status
+    return badge(
+        f"sync-{status}",
+        STATUS_COLOURS.get(status, GREY),
+        SHORT_STATUS_LABELS.get(status, label),
+        title=label,
+    )
+
+
+def customer_badge(customer: Customer) -> SafeString:
+    """The customer's sync status; an internal test account is never sent, whatever its status
+    column holds (it stays `pending` for ever)."""
+    if customer.account_type == AccountType.INTERNAL_TEST:
+        label = NOT_SENT if customer.zoho_billing_customer_id else NEVER_SENT
+        return badge("sync-internal-test", PURPLE, label, title=INTERNAL_TEST_TITLE)
+    return status_badge(customer.zoho_sync_status)
+
+
+def run_status_badge(run: SyncRun) -> SafeString:
+    label = run.get_status_display()
+    return badge(
+        f"run-{run.status}",
+        RUN_STATUS_COLOURS.get(run.status, GREY),
+        SHORT_RUN_STATUS_LABELS.get(run.status, label),
+        title=label,
+    )
+
+
+def short_time(value: datetime | None) -> SafeString | str:
+    """To the minute; the seconds and the zone in the tooltip."""
+    if value is None:
+        return "—"
+    return _time(value, date_format(timezone.localtime(value), "Y-m-d H:i"))
+
+
+def time_ago(value: datetime | None) -> SafeString | str:
+    """How long ago ("3 hours ago"); the time itself in the tooltip."""
+    if value is None:
+        return "—"
+    if timezone.now() - value < timedelta(minutes=1):
+        return _time(value, "just now")
+    return _time(value, f"{timesince(value, depth=1)} ago")
+
+
+def _time(value: datetime, text: str) -> SafeString:
+    return format_html(
+        '<time datetime="{}" title="{}" class="nowrap">{}</time>',
+        value.isoformat(),
+        date_format(timezone.localtime(value), "Y-m-d H:i:s T"),
+        text,
+    )
+
+
+def took(duration: timedelta) -> str:
+    """E.g. "12 s", "4 min 5 s", "2 h 13 min"."""
+    minutes, seconds = divmod(round(duration.total_seconds()), 60)
+    hours, minutes = divmod(minutes, 60)
+    if hours:
+        return f"{hours} h {minutes} min"
+    return f"{minutes} min {seconds} s" if minutes else f"{seconds} s"
+
+
+def clipped(text: str, *, lines: int = 1) -> SafeString | str:
+    """Long text cut to fit its column: the whole of it in the tooltip.
+
+    Cut here to keep the page small, and by the stylesheet to the column's width and `lines`.
+    """
+    if not text:
+        return "—"
+    return format_html(
+        '<span class="clip clip-{}" title="{}">{}</span>',
+        lines,
+        text,
+        Truncator(text).chars(LIST_TEXT_CHARS),
     )
 
 
@@ -73,16 +191,17 @@ class SyncAttemptInline(admin.TabularInline):
 
 @admin.register(Customer)
 class CustomerAdmin(admin.ModelAdmin):
+    # Narrow enough for a 1366 px laptop: name and email share a column, the account type shows
+    # in the badge when it matters (internal test), long text is cut (the change page has it).
     list_display = (
-        "account_number",
-        "email",
-        "display_name",
-        "account_type",
+        "account",
+        "customer",
         "sync_status",
         "zoho_id_link",
-        "zoho_last_synced_at",
-        "zoho_last_error",
+        "last_synced",
+        "last_error",
     )
+    list_display_links = ("account",)
     list_filter = ("zoho_sync_status", "account_type")
     search_fields = ("email", "account_number", "zoho_billing_customer_id")
     list_select_related = ()
@@ -115,9 +234,32 @@ class CustomerAdmin(admin.ModelAdmin):
         ("Zoho Billing", {"fields": readonly_fields}),
     )
 
+    class Media:
+        css = CSS
+
+    @admin.display(description="Account", ordering="account_number")
+    def account(self, customer: Customer) -> SafeString:
+        return format_html('<span class="nowrap">{}</span>', customer.account_number)
+
+    @admin.display(description="Customer", ordering="email")
+    def customer(self, customer: Customer) -> SafeString:
+        return format_html(
+            '{}<small class="quiet">{}</small>',
+            clipped(customer.display_name),
+            clipped(customer.email, lines=2),
+        )
+
     @admin.display(description="Sync status", ordering="zoho_sync_status")
-    def sync_status(self, customer: Customer) -> str:
-        return status_badge(customer.zoho_sync_status)
+    def sync_status(self, customer: Customer) -> SafeString:
+        return customer_badge(customer)
+
+    @admin.display(description="Last sync", ordering="zoho_last_synced_at")
+    def last_synced(self, customer: Customer) -> SafeString | str:
+        return time_ago(customer.zoho_last_synced_at)
+
+    @admin.display(description="Last error", ordering="zoho_last_error")
+    def last_error(self, customer: Customer) -> SafeString | str:
+        return clipped(customer.zoho_last_error, lines=2)
 
     @admin.display(description="Zoho id", ordering="zoho_billing_customer_id")
     def zoho_id_link(self, customer: Customer) -> str:
@@ -127,7 +269,9 @@ class CustomerAdmin(admin.ModelAdmin):
         url = zoho_web_customer_url(zoho_id)
         if not url:
             return zoho_id
-        return format_html('<a href="{}" target="_blank" rel="noopener">{}</a>', url, zoho_id)
+        return format_html(
+            '<a href="{}" target="_blank" rel="noopener" class="nowrap">{}</a>', url, zoho_id
+        )
 
     def has_requeue_permission(self, request: HttpRequest) -> bool:
         return request.user.has_perm("billing_sync.requeue_sync")
@@ -135,7 +279,8 @@ class CustomerAdmin(admin.ModelAdmin):
     @admin.action(description="Re-queue Zoho sync", permissions=["requeue"])
     def requeue_zoho_sync(self, request: HttpRequest, queryset: QuerySet[Customer]) -> None:
         result = customers_requeue(customer_ids=list(queryset.values_list("pk", flat=True)))
-        self.message_user(request, requeue_message(result), messages.SUCCESS)
+        level = messages.SUCCESS if result.queued else messages.WARNING
+        self.message_user(request, requeue_message(result), level)
 
     @admin.action(description="Preview Zoho sync (dry run)", permissions=["requeue"])
     def preview_zoho_sync(self, request: HttpRequest, queryset: QuerySet[Customer]) -> None:
@@ -181,43 +326,133 @@ class ReadOnlyAdmin(admin.ModelAdmin):
 @admin.register(SyncRun)
 class SyncRunAdmin(ReadOnlyAdmin):
     list_display = (
-        "id",
-        "kind",
-        "trigger",
-        "dry_run",
-        "status",
-        "started_at",
-        "finished_at",
-        "selected_count",
-        "synced_count",
-        "failed_count",
-        "skipped_count",
-        "request_count",
+        "run",
+        "kind_and_trigger",
+        "run_status",
+        "started",
+        "duration",
+        "selected",
+        "synced",
+        "failed",
+        "skipped",
+        "requests",
+        "stop",
     )
+    list_display_links = ("run",)
     list_filter = ("kind", "trigger", "status", "dry_run", "started_at")
     search_fields = ("stop_reason",)
     list_select_related = ()
     date_hierarchy = "started_at"
 
+    class Media:
+        css = CSS
+
+    @admin.display(description="Run", ordering="id")
+    def run(self, run: SyncRun) -> str:
+        return f"#{run.pk}"
+
+    @admin.display(description="Kind, trigger", ordering="kind")
+    def kind_and_trigger(self, run: SyncRun) -> SafeString:
+        return format_html(
+            '{}<br><small class="quiet">by {}</small>',
+            run.get_kind_display(),
+            run.get_trigger_display().lower(),
+        )
+
+    @admin.display(description="Status", ordering="status")
+    def run_status(self, run: SyncRun) -> SafeString:
+        status = run_status_badge(run)
+        if run.dry_run:
+            return format_html('{}<br><small class="quiet">dry run</small>', status)
+        return status
+
+    @admin.display(description="Started", ordering="started_at")
+    def started(self, run: SyncRun) -> SafeString | str:
+        return short_time(run.started_at)
+
+    @admin.display(description="Took")
+    def duration(self, run: SyncRun) -> SafeString | str:
+        if run.finished_at is None:
+            return "—"
+        return format_html('<span class="nowrap">{}</span>', took(run.finished_at - run.started_at))
+
+    @admin.display(description="Selected", ordering="selected_count")
+    def selected(self, run: SyncRun) -> int:
+        return run.selected_count
+
+    @admin.display(description="Synced", ordering="synced_count")
+    def synced(self, run: SyncRun) -> int:
+        return run.synced_count
+
+    @admin.display(description="Failed", ordering="failed_count")
+    def failed(self, run: SyncRun) -> int:
+        return run.failed_count
+
+    @admin.display(description="Skipped", ordering="skipped_count")
+    def skipped(self, run: SyncRun) -> int:
+        return run.skipped_count
+
+    @admin.display(description="Requests", ordering="request_count")
+    def requests(self, run: SyncRun) -> int:
+        return run.request_count
+
+    @admin.display(description="Stopped because")
+    def stop(self, run: SyncRun) -> SafeString | str:
+        return clipped(run.stop_reason, lines=2)
+
 
 @admin.register(SyncAttempt)
 class SyncAttemptAdmin(ReadOnlyAdmin):
     list_display = (
-        "started_at",
-        "account_number",
-        "customer_email",
+        "started",
+        "account_and_email",
         "outcome",
-        "trigger",
-        "http_status",
-        "zoho_code",
-        "zoho_customer_id",
-        "error_message",
+        "run_link",
+        "answer",
+        "zoho_id",
+        "error",
     )
+    list_display_links = ("started",)
     list_filter = ("outcome", "run__trigger", "started_at")
     search_fields = ("account_number", "customer_email", "zoho_customer_id")
     list_select_related = ("run",)
     date_hierarchy = "started_at"
 
-    @admin.display(description="Trigger", ordering="run__trigger")
-    def trigger(self, attempt: SyncAttempt) -> str:
-        return attempt.run.get_trigger_display()
+    class Media:
+        css = CSS
+
+    @admin.display(description="Started", ordering="started_at")
+    def started(self, attempt: SyncAttempt) -> SafeString | str:
+        return short_time(attempt.started_at)
+
+    @admin.display(description="Customer", ordering="account_number")
+    def account_and_email(self, attempt: SyncAttempt) -> SafeString:
+        return format_html(
+            '<span class="nowrap">{}</span><small class="quiet">{}</small>',
+            attempt.account_number,
+            clipped(attempt.customer_email, lines=2),
+        )
+
+    @admin.display(description="Run", ordering="run")
+    def run_link(self, attempt: SyncAttempt) -> SafeString:
+        return format_html(
+            '<a href="{}">#{}</a><br><small class="quiet">{}</small>',
+            reverse("admin:billing_sync_syncrun_change", args=[attempt.run_id]),
+            attempt.run_id,
+            attempt.run.get_trigger_display(),
+        )
+
+    @admin.display(description="HTTP / code", ordering="http_status")
+    def answer(self, attempt: SyncAttempt) -> str:
+        parts = (attempt.http_status, attempt.zoho_code)
+        if parts == (None, None):
+            return "—"
+        return " / ".join("—" if part is None else str(part) for part in parts)
+
+    @admin.display(description="Zoho id", ordering="zoho_customer_id")
+    def zoho_id(self, attempt: SyncAttempt) -> str:
+        return attempt.zoho_customer_id or "—"
+
+    @admin.display(description="Error", ordering="error_message")
+    def error(self, attempt: SyncAttempt) -> SafeString | str:
+        return clipped(attempt.error_message, lines=2)

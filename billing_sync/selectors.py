@@ -85,6 +85,7 @@ class SyncOverview:
     """What a person needs first: where customers stand, what ran, what runs next, any block."""
 
     status_counts: list[tuple[str, str, int]]
+    internal_test_count: int
     last_run: SyncRun | None
     next_schedule: Schedule | None
     blocked_until: datetime | None
@@ -101,6 +102,7 @@ def sync_overview() -> SyncOverview:
     state = current_api_state()
     return SyncOverview(
         status_counts=[(value, label, counts.get(value, 0)) for value, label in SyncStatus.choices],
+        internal_test_count=Customer.objects.filter(account_type=AccountType.INTERNAL_TEST).count(),
         last_run=SyncRun.objects.exclude(dry_run=True).order_by("-started_at", "-id").first(),
         next_schedule=Schedule.objects.filter(name__in=SCHEDULE_NAMES)
         .exclude(next_run__isnull=True)

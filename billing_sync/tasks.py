@@ -21,8 +21,8 @@ from billing_sync.services.runs import customer_sync, customers_sync, customers_
 from billing_sync.zoho.state import current_block
 
 
-def sync_customer_task(customer_id: int, trigger: str = SyncTrigger.ADMIN) -> str:
-    """Sync one customer: queued by a person from the admin, or by a saved edit."""
+def sync_customer_task(customer_id: int, trigger: str = SyncTrigger.EDIT) -> str:
+    """Sync one customer: queued by its saved edit (services/queueing.py)."""
     customer_task_started(customer_id)
     return _unless_blocked(
         lambda max_wait: customer_sync(

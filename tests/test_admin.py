@@ -5,25 +5,36 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
+from django.contrib.admin.templatetags.admin_list import result_headers
 from django.contrib.auth.models import Permission, User
 from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
+from django.utils.html import escape
 from django_q.models import OrmQ
 
+from billing_sync import admin_site
 from billing_sync.models import (
     AttemptOutcome,
     Customer,
     SyncAttempt,
     SyncRun,
+    SyncRunKind,
     SyncStatus,
+    SyncTrigger,
     ZohoApiState,
 )
+from billing_sync.services.health import HealthCheck, HealthReport, health_report
 from billing_sync.services.schedules import schedules_ensure
+from tests.conftest import run_queued_tasks
 
 pytestmark = pytest.mark.django_db
 
 CHANGELIST = reverse("admin:billing_sync_customer_changelist")
+LONG_ERROR = (
+    "rate limited by Zoho until 21:55:00 UTC (HTTP 429, code 44: the organization sent more "
+    "than 30 requests in a minute; Zoho blocks every request of the organization meanwhile)"
+)
 
 
 def staff(*permissions: str) -> Client:
@@ -63,9 +74,10 @@ def test_changelist_shows_status_badges_zoho_links_and_errors(operator, make_cus
 
     page = operator.get(CHANGELIST).content.decode()
 
-    assert 'class="sync-badge sync-synced"' in page
-    assert 'class="sync-badge sync-failed"' in page
-    assert "Needs attention (fix the data)</span>" in page
+    assert 'class="sync-badge sync-synced" title="Synced"' in page
+    assert 'class="sync-badge sync-failed" title="Failed (will be retried)"' in page
+    assert 'title="Needs attention (fix the data)"' in page
+    assert ">Needs attention</span>" in page
     assert "email: &#x27;x&#x27; is not" in page
     assert (
         'href="https://billing.zoho.eu/app/6179546000000027001#/customers/6179546000000100001"'
@@ -90,24 +102,93 @@ def test_changelist_filters_and_searches(operator, make_customer):
     assert [c.pk for c in by_account.context["cl"].result_list] == [failed.pk]
 
 
-def test_requeue_queues_one_task_per_customer_and_reports_skips(
+def test_customer_list_columns_fit_a_laptop_and_cut_long_errors(operator, make_customer):
+    make_customer(
+        email="thandeka.nomvula-van-der-merwe@stellenbosch-wine-estates.co.za",
+        zoho_sync_status=SyncStatus.FAILED,
+        zoho_last_error=LONG_ERROR,
+    )
+
+    response = operator.get(CHANGELIST)
+
+    headers = [h["text"] for h in result_headers(response.context["cl"])][1:]  # after the box
+    page = response.content.decode()
+    assert headers == ["Account", "Customer", "Sync status", "Zoho id", "Last sync", "Last error"]
+    assert f'title="{LONG_ERROR}"' in page  # the whole error in the tooltip
+    assert LONG_ERROR[:100] in page
+    assert f">{LONG_ERROR}<" not in page  # the cell shows it cut
+    assert 'title="thandeka.nomvula-van-der-merwe@stellenbosch-wine-estates.co.za"' in page
+    assert 'href="/static/billing_sync/admin.css"' in page
+    assert 'id="nav-sidebar"' not in page  # its 300 px go to the list
+
+
+def test_internal_test_customers_read_never_sent_not_pending(operator, make_customer):
+    internal = make_customer(account_type="internal_test", email="qa@circletel.co.za")
+    make_customer(email="new@example.co.za")
+
+    page = operator.get(CHANGELIST).content.decode()
+    change = operator.get(reverse("admin:billing_sync_customer_change", args=[internal.pk]))
+
+    internal_row = next(row for row in page.split("<tr") if "qa@circletel.co.za" in row)
+    pending_row = next(row for row in page.split("<tr") if "new@example.co.za" in row)
+    assert ">Never sent (internal test)</span>" in internal_row
+    assert "Pending" not in internal_row
+    assert ">Pending</span>" in pending_row
+    assert ">Never sent (internal test)</span>" in change.content.decode()
+
+
+def test_requeue_queues_one_task_for_the_selection_and_reports_skips(
     operator, make_customer, django_capture_on_commit_callbacks
 ):
     failed = make_customer(zoho_sync_status=SyncStatus.FAILED)
     attention = make_customer(zoho_sync_status=SyncStatus.NEEDS_ATTENTION)
+    pending = make_customer()
     internal = make_customer(account_type="internal_test")
     synced = make_customer(zoho_billing_customer_id="9", zoho_sync_status=SyncStatus.SYNCED)
 
     with django_capture_on_commit_callbacks(execute=True):
-        response = action(operator, "requeue_zoho_sync", [failed, attention, internal, synced])
+        response = action(
+            operator, "requeue_zoho_sync", [failed, attention, pending, internal, synced]
+        )
 
     text = [str(m) for m in response.context["messages"]]
     assert text == [
-        "Queued 2 customer(s) for Zoho sync; skipped 2 (1 internal_test, 1 already synced)."
+        "Queued 3 customer(s) for Zoho sync; skipped 2 (1 internal_test, 1 already synced)."
     ]
-    assert OrmQ.objects.count() == 2
+    queued = OrmQ.objects.get()
+    assert queued.func() == "billing_sync.tasks.sync_selected_task"
+    assert queued.task["args"] == ([failed.pk, attention.pk, pending.pk],)
     attention.refresh_from_db()
     assert attention.zoho_sync_status == SyncStatus.PENDING
+
+
+def test_requeue_of_nothing_queues_no_task(
+    operator, make_customer, django_capture_on_commit_callbacks
+):
+    internal = make_customer(account_type="internal_test")
+
+    with django_capture_on_commit_callbacks(execute=True):
+        response = action(operator, "requeue_zoho_sync", [internal])
+
+    [message] = response.context["messages"]
+    assert str(message) == "Queued 0 customer(s) for Zoho sync; skipped 1 (1 internal_test)."
+    assert message.level_tag == "warning"
+    assert OrmQ.objects.count() == 0
+
+
+@pytest.mark.django_db(transaction=True)
+def test_requeued_customers_are_synced_by_the_worker_in_one_run(operator, make_customer, emulator):
+    customers = [make_customer(zoho_sync_status=SyncStatus.FAILED) for _ in range(5)]
+
+    action(operator, "requeue_zoho_sync", customers)
+    ran = run_queued_tasks()
+
+    assert ran == 1
+    run = SyncRun.objects.get()
+    assert (run.kind, run.trigger) == (SyncRunKind.SELECTED, SyncTrigger.ADMIN)
+    assert (run.selected_count, run.synced_count) == (5, 5)
+    assert set(Customer.objects.values_list("zoho_sync_status", flat=True)) == {SyncStatus.SYNCED}
+    assert len(emulator.customers()) == 5
 
 
 def test_preview_reports_data_problems_and_sends_nothing(operator, make_customer, emulator):
@@ -267,9 +348,12 @@ def test_index_opens_on_the_sync_overview(operator, make_customer):
     until = timezone.now() + timedelta(minutes=9)
     ZohoApiState.objects.create(singleton=1, blocked_until=until, block_reason="code 44")
 
+    before = health_report().summary
     page = operator.get(reverse("admin:index")).content.decode()
+    after = health_report().summary  # it may say how many seconds ago the last run was
 
     overview = page.split('id="zoho-sync-overview"')[1].split("</table>")[0]
+    assert any(f"<strong>{escape(summary)}</strong>" in overview for summary in (before, after))
     assert "Blocking our requests until" in overview
     assert "Failed (will be retried): <strong>2</strong>" in overview
     assert "Synced: <strong>1</strong>" in overview
@@ -278,6 +362,56 @@ def test_index_opens_on_the_sync_overview(operator, make_customer):
     assert "1 synced, 2 failed of 3" in overview
     assert "rate limited by Zoho until 14:32:00 UTC" in overview
     assert "zoho-sync at" in overview
+
+
+def test_overview_counts_link_to_their_filtered_lists(operator, make_customer):
+    make_customer(zoho_sync_status=SyncStatus.FAILED)
+    make_customer(zoho_sync_status=SyncStatus.FAILED)
+    make_customer(account_type="internal_test")
+
+    page = operator.get(reverse("admin:index")).content.decode()
+
+    counts = page.split('id="zoho-status-counts"')[1].split("</td>")[0]
+    for status in SyncStatus.values:
+        assert f'href="{CHANGELIST}?zoho_sync_status__exact={status}"' in counts
+    assert f'href="{CHANGELIST}?account_type__exact=internal_test"' in counts
+    assert "1 internal_test account</a>" in counts
+    failed = operator.get(f"{CHANGELIST}?zoho_sync_status__exact=failed")
+    internal = operator.get(f"{CHANGELIST}?account_type__exact=internal_test")
+    assert failed.context["cl"].result_count == 2
+    assert internal.context["cl"].result_count == 1
+
+
+@pytest.mark.parametrize(
+    ("report", "css_class"),
+    [
+        (HealthReport(ok=True, checks=[], summary="OK: worker alive"), "health-ok"),
+        (
+            HealthReport(
+                ok=True,
+                checks=[HealthCheck("needs_person", ok=False, detail="2", critical=False)],
+                summary="WARNING: 2 customers need a person",
+            ),
+            "health-warning",
+        ),
+        (
+            HealthReport(
+                ok=False,
+                checks=[HealthCheck("worker", ok=False, detail="none")],
+                summary="FAILING: no worker seen for 5 minutes",
+            ),
+            "health-failing",
+        ),
+    ],
+)
+def test_overview_shows_the_health_line(operator, monkeypatch, report, css_class):
+    monkeypatch.setattr(admin_site, "health_report", lambda: report)
+
+    page = operator.get(reverse("admin:index")).content.decode()
+
+    health = page.split('<td id="zoho-health"')[1].split("</td>")[0]
+    assert f'class="{css_class}"' in health
+    assert f"<strong>{report.summary}</strong>" in health
 
 
 def test_overview_says_when_zoho_is_not_blocking(operator):

@@ -1,7 +1,8 @@
-"""End to end in a real browser: filter failed customers, re-queue them, the worker syncs them.
+"""End to end in a real browser, on a laptop's screen: the overview leads to the failed
+customers, a person re-queues them, the worker syncs them in one run; every list fits.
 
-Debian's chromium, driven by Playwright; the worker is a real `manage.py qcluster` process on
-the same database; Zoho is the emulator.
+Debian's chromium, driven by Playwright, at 1366×768; the worker is a real `manage.py qcluster`
+process on the same database; Zoho is the emulator.
 """
 
 from __future__ import annotations
@@ -9,15 +10,28 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 from django.contrib.auth.models import User
 from django.db import connections
-from playwright.sync_api import expect
+from django.utils import timezone
+from playwright.sync_api import Page, expect
 
-from billing_sync.models import SyncStatus
+from billing_sync.models import (
+    AttemptOutcome,
+    Customer,
+    SyncAttempt,
+    SyncRun,
+    SyncRunKind,
+    SyncRunStatus,
+    SyncStatus,
+    SyncTrigger,
+)
+from billing_sync.services.health import health_report
 from tests.processes import process_env, start_manage, stop_process_group, wait_until_synced
 
 PROJECT = Path(__file__).resolve().parent.parent
@@ -31,6 +45,15 @@ CHROMIUM_ARGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
+LAPTOP = {"width": 1366, "height": 768}
+RATE_LIMITED = (
+    "rate limited by Zoho until 21:55:00 UTC (HTTP 429, code 44: the organization sent more "
+    "than 30 requests in a minute; Zoho blocks every request of the organization meanwhile)"
+)
+REFUSED_EMAIL = (
+    "email: 'nomvula.dlamini-van-der-merwe@stellenbosch-wine-estates-and-vineyards.co.za ' is "
+    "not a valid email address (Zoho code 3004: the field email is invalid; trailing space)"
+)
 
 pytestmark = [
     pytest.mark.django_db(transaction=True),
@@ -50,14 +73,14 @@ def worker(emulator, settings) -> Iterator[subprocess.Popen]:
 
 
 @pytest.fixture
-def browser_page(monkeypatch):
+def browser_page(monkeypatch) -> Iterator[Page]:
     # Playwright's sync API runs an event loop in this thread; the ORM calls here are ours.
     monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        page = browser.new_page(viewport={"width": 1400, "height": 900})
+        page = browser.new_page(viewport=LAPTOP)
         page.set_default_timeout(15_000)
         yield page
         browser.close()
@@ -66,48 +89,207 @@ def browser_page(monkeypatch):
         connections.close_all()
 
 
-def test_operator_requeues_failed_customers_and_sees_them_synced(
-    live_server, emulator, make_customer, browser_page, worker, tmp_path
-):
-    User.objects.create_superuser("operator", "ops@circletel.co.za", "correct horse battery")
+def wait_for(condition: Callable[[], bool], what: str, timeout: float = 60) -> None:
+    """Wait until `condition()` holds (another process makes it so)."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.2)
+
+
+def horizontal_overflow(page: Page) -> dict[str, float]:
+    """How far the page and the list's own scroller are wider than what shows (0: they fit)."""
+    return page.evaluate(
+        """() => {
+            const results = document.querySelector('#changelist-form .results');
+            const table = document.querySelector('#result_list');
+            return {
+                page: document.documentElement.scrollWidth - window.innerWidth,
+                results: results.scrollWidth - results.clientWidth,
+                table: table.getBoundingClientRect().right - window.innerWidth,
+            };
+        }"""
+    )
+
+
+# scrollWidth is a whole number of pixels, rounded up: a table 0.3 px wider than its box
+# (fractional column widths) reads as 1 px of overflow, with nothing to scroll to.
+ROUNDING_PX = 1
+
+
+def assert_fits_the_screen(page: Page, rows: int) -> None:
+    expect(page.locator("#result_list tbody tr")).to_have_count(rows)
+    overflow = horizontal_overflow(page)
+    assert all(excess <= ROUNDING_PX for excess in overflow.values()), overflow
+
+
+def laptop_data(make_customer) -> dict[str, list[Customer]]:
+    """A realistic table: long emails and names, 19-digit Zoho ids, long errors, 30 customers."""
+    now = timezone.now()
+    synced = [
+        make_customer(
+            email=f"thandeka.nomvula-van-der-merwe.{n}@stellenbosch-wine-estates.co.za",
+            first_name="Thandeka Nomvula",
+            last_name=f"van der Merwe-Dlamini {n}",
+            zoho_billing_customer_id=f"9034000000{n:09d}",
+            zoho_sync_status=SyncStatus.SYNCED,
+            zoho_last_synced_at=now - timedelta(hours=n),
+        )
+        for n in range(20)
+    ]
     failed = [
         make_customer(
-            email=f"failed{n}@example.co.za",
+            email=f"accounts.payable.department{n}@johannesburg-fibre-holdings.co.za",
+            account_type="business",
+            company_name=f"Johannesburg Fibre & Wireless Holdings (Pty) Ltd — branch {n}",
             zoho_sync_status=SyncStatus.FAILED,
-            zoho_last_error="rate limited by Zoho until 21:55:00 UTC",
+            zoho_last_error=RATE_LIMITED,
         )
         for n in range(3)
     ]
-    make_customer(
-        email="fine@example.co.za", zoho_billing_customer_id="1", zoho_sync_status="synced"
-    )
-    page = browser_page
+    attention = [
+        make_customer(
+            email="nomvula.dlamini-van-der-merwe@stellenbosch-wine-estates-and-vineyards.co.za ",
+            zoho_sync_status=SyncStatus.NEEDS_ATTENTION,
+            zoho_last_error=REFUSED_EMAIL,
+        )
+        for _ in range(2)
+    ]
+    internal = [
+        make_customer(email=f"qa.automation.{n}@circletel.co.za", account_type="internal_test")
+        for n in range(2)
+    ]
+    pending = [make_customer(email=f"new.signup.{n}@gmail.com") for n in range(3)]
+    runs = [
+        SyncRun.objects.create(
+            kind=kind,
+            trigger=trigger,
+            dry_run=dry_run,
+            status=status,
+            finished_at=now - timedelta(minutes=n),
+            selected_count=13,
+            synced_count=10,
+            failed_count=3,
+            request_count=26,
+            stop_reason=RATE_LIMITED if status == SyncRunStatus.STOPPED else "",
+        )
+        for n, (kind, trigger, dry_run, status) in enumerate(
+            [
+                (SyncRunKind.SYNC, SyncTrigger.SCHEDULE, False, SyncRunStatus.STOPPED),
+                (SyncRunKind.RETRY_FAILED, SyncTrigger.COMMAND, False, SyncRunStatus.COMPLETED),
+                (SyncRunKind.SELECTED, SyncTrigger.ADMIN, True, SyncRunStatus.COMPLETED),
+                (SyncRunKind.BACKFILL, SyncTrigger.COMMAND, False, SyncRunStatus.INTERRUPTED),
+            ]
+            * 3
+        )
+    ]
+    SyncRun.objects.update(started_at=now - timedelta(hours=1))
+    for customer in failed + attention:
+        SyncAttempt.objects.create(
+            run=runs[0],
+            customer=customer,
+            customer_email=customer.email,
+            account_number=customer.account_number,
+            outcome=AttemptOutcome.RATE_LIMITED if customer in failed else AttemptOutcome.INVALID,
+            http_status=429 if customer in failed else 400,
+            zoho_code=44 if customer in failed else 3004,
+            error_message=customer.zoho_last_error,
+        )
+    for customer in synced:
+        SyncAttempt.objects.create(
+            run=runs[1],
+            customer=customer,
+            customer_email=customer.email,
+            account_number=customer.account_number,
+            outcome=AttemptOutcome.ADOPTED,
+            http_status=200,
+            zoho_code=0,
+            zoho_customer_id=customer.zoho_billing_customer_id,
+        )
+    return {
+        "synced": synced,
+        "failed": failed,
+        "attention": attention,
+        "internal": internal,
+        "pending": pending,
+    }
 
-    page.goto(f"{live_server.url}/admin/login/")
+
+def test_operator_follows_the_overview_to_failed_customers_and_requeues_them_in_one_run(
+    live_server, emulator, make_customer, browser_page, worker, tmp_path
+):
+    User.objects.create_superuser("operator", "ops@circletel.co.za", "correct horse battery")
+    data = laptop_data(make_customer)
+    failed = data["failed"]
+    listed = sum(len(customers) for customers in data.values())
+    page = browser_page
+    admin = f"{live_server.url}/admin/"
+
+    page.goto(f"{admin}login/")
     page.fill("#id_username", "operator")
     page.fill("#id_password", "correct horse battery")
     page.click("input[type=submit]")
     expect(page.locator("#zoho-sync-overview")).to_be_visible()
-    expect(page.locator("#zoho-status-counts")).to_contain_text("Failed (will be retried): 3")
+    before = health_report().summary
+    page.goto(admin)
+    shown = page.locator("#zoho-health").inner_text().strip()
+    after = health_report().summary  # the worker may have come up, a second gone by
+    assert shown in (before, after)
+    counts = page.locator("#zoho-status-counts")
+    expect(counts).to_contain_text("Failed (will be retried): 3")
+    expect(counts).to_contain_text("Needs attention (fix the data): 2")
+    expect(counts).to_contain_text("2 internal_test accounts")
 
-    page.goto(f"{live_server.url}/admin/billing_sync/customer/")
-    page.get_by_role("link", name="Failed (will be retried)").first.click()
-    page.wait_for_url("**zoho_sync_status__exact=failed**")
-    expect(page.locator("#result_list tbody tr")).to_have_count(3)
+    counts.get_by_role("link", name="Needs attention (fix the data): 2").click()
+    page.wait_for_url("**/admin/billing_sync/customer/?zoho_sync_status__exact=needs_attention")
+    assert_fits_the_screen(page, rows=2)
+
+    page.goto(admin)
+    page.locator("#zoho-internal-test-count").click()
+    page.wait_for_url("**/admin/billing_sync/customer/?account_type__exact=internal_test")
+    expect(page.locator("#result_list tbody .sync-badge")).to_have_text(
+        ["Never sent (internal test)"] * 2
+    )
+
+    page.goto(f"{admin}billing_sync/customer/")
+    assert_fits_the_screen(page, rows=listed)
+    internal_row = page.locator("#result_list tbody tr", has_text="qa.automation.0@")
+    expect(internal_row).to_contain_text("Never sent (internal test)")
+    expect(internal_row).not_to_contain_text("Pending")
+
+    page.goto(admin)
+    counts.get_by_role("link", name="Failed (will be retried): 3").click()
+    page.wait_for_url("**/admin/billing_sync/customer/?zoho_sync_status__exact=failed")
+    assert_fits_the_screen(page, rows=3)
+    error_cell = page.locator("#result_list tbody td.field-last_error .clip").first
+    expect(error_cell).to_have_attribute("title", RATE_LIMITED)
     page.check("#action-toggle")
     page.select_option("select[name=action]", "requeue_zoho_sync")
     page.click("button[name=index]")
     expect(page.locator(".messagelist")).to_contain_text("Queued 3 customer(s) for Zoho sync.")
 
     wait_until_synced(failed)
-    page.goto(f"{live_server.url}/admin/billing_sync/customer/?zoho_sync_status__exact=synced")
+    by_person = SyncRun.objects.filter(trigger=SyncTrigger.ADMIN, dry_run=False)
+    wait_for(
+        lambda: by_person.filter(status=SyncRunStatus.COMPLETED).exists(), "the re-queue's run"
+    )
+    run = by_person.get()
+    assert (run.kind, run.selected_count, run.synced_count) == (SyncRunKind.SELECTED, 3, 3)
+    assert len(emulator.customers()) == 3
+    page.goto(f"{admin}billing_sync/customer/?zoho_sync_status__exact=synced")
     synced_rows = page.locator("#result_list tbody tr").all_inner_texts()
     for customer in failed:
         assert any(customer.email in row and "Synced" in row for row in synced_rows)
-    assert len(emulator.customers()) == 3
 
-    page.goto(f"{live_server.url}/admin/")
-    expect(page.locator("#zoho-status-counts")).to_contain_text("Synced: 4")
+    page.goto(f"{admin}billing_sync/syncrun/")
+    assert_fits_the_screen(page, rows=SyncRun.objects.count())
+    page.goto(f"{admin}billing_sync/syncattempt/")
+    assert_fits_the_screen(page, rows=SyncAttempt.objects.count())
+
+    page.goto(admin)
+    expect(counts).to_contain_text("Synced: 23")
+    expect(page.locator("#zoho-last-run")).to_contain_text("3 synced, 0 failed of 3")
     shot = tmp_path / "admin-overview.png"
     page.screenshot(path=str(shot), full_page=True)
     assert shot.stat().st_size > 10_000

@@ -62,4 +62,4 @@ def test_workers_and_a_command_share_one_budget_and_use_it(
             "run__trigger", flat=True
         )
     )
-    assert created_by == {"admin", "command"}  # workers and the command both did part
+    assert created_by == {"edit", "command"}  # the workers' tasks and the command both did part

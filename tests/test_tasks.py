@@ -16,7 +16,14 @@ from django_q.models import Schedule, Success
 from django_q.scheduler import scheduler
 from django_q.tasks import async_task
 
-from billing_sync.models import Customer, SyncRun, SyncStatus, SyncTrigger, ZohoApiState
+from billing_sync.models import (
+    Customer,
+    SyncRun,
+    SyncRunKind,
+    SyncStatus,
+    SyncTrigger,
+    ZohoApiState,
+)
 from billing_sync.services.queueing import customers_requeue
 from billing_sync.services.run_report import ResultCollector
 from billing_sync.services.runs import customer_sync
@@ -146,7 +153,29 @@ def test_a_task_does_not_wait_for_a_block_longer_than_its_wait(emulator, make_cu
     assert not SyncRun.objects.exists()
 
 
-def test_requeue_enqueues_once_per_customer_and_twice_never_duplicates(emulator, make_customer):
+def test_requeue_enqueues_one_task_for_the_selection_and_the_worker_syncs_it_in_one_run(
+    emulator, make_customer
+):
+    customers = [make_customer(zoho_sync_status=SyncStatus.NEEDS_ATTENTION) for _ in range(2)]
+    customers += [make_customer(zoho_sync_status=SyncStatus.FAILED) for _ in range(3)]
+    customers.append(make_customer())
+
+    result = customers_requeue(customer_ids=[c.pk for c in customers])
+    queued = get_broker().queue_size()
+    ran = run_queued_tasks()
+
+    assert (len(result.queued), queued, ran) == (6, 1, 1)
+    task = Success.objects.get()
+    assert task.func == "billing_sync.tasks.sync_selected_task"
+    assert task.args == ([c.pk for c in customers],)
+    run = SyncRun.objects.get()
+    assert (run.kind, run.trigger) == (SyncRunKind.SELECTED, SyncTrigger.ADMIN)
+    assert (run.selected_count, run.synced_count) == (6, 6)
+    assert set(Customer.objects.values_list("zoho_sync_status", flat=True)) == {SyncStatus.SYNCED}
+    assert zoho_posts(emulator) == 6
+
+
+def test_requeue_twice_queues_two_tasks_and_never_duplicates(emulator, make_customer):
     customer = make_customer(zoho_sync_status=SyncStatus.NEEDS_ATTENTION)
 
     first = customers_requeue(customer_ids=[customer.pk])

@@ -18,6 +18,7 @@ from billing_sync.models import AccountType, Customer, SyncStatus, SyncTrigger
 from billing_sync.selectors import stale_claim_q
 
 SYNC_CUSTOMER_TASK = "billing_sync.tasks.sync_customer_task"
+SYNC_SELECTED_TASK = "billing_sync.tasks.sync_selected_task"
 
 
 @dataclass
@@ -45,7 +46,8 @@ def requeue_skip_reason(customer: Customer, *, stale_ids: set[int]) -> str:
 
 @transaction.atomic
 def customers_requeue(*, customer_ids: list[int]) -> RequeueResult:
-    """Queue one sync task per customer that still needs Zoho, once this transaction commits.
+    """Queue one sync task for the customers of this selection that still need Zoho, once this
+    transaction commits: the worker syncs them in one run, however many there are.
 
     A person's re-queue puts `failed` and `needs_attention` customers back to `pending`.
     """
@@ -67,13 +69,15 @@ def customers_requeue(*, customer_ids: list[int]) -> RequeueResult:
         pk__in=queued_ids,
         zoho_sync_status__in=[SyncStatus.FAILED, SyncStatus.NEEDS_ATTENTION],
     ).update(zoho_sync_status=SyncStatus.PENDING)
-    transaction.on_commit(lambda: _enqueue(queued_ids))
+    if queued_ids:
+        transaction.on_commit(lambda: _enqueue_selection(queued_ids))
     return result
 
 
-def _enqueue(customer_ids: list[int]) -> None:
-    for customer_id in customer_ids:
-        async_task(SYNC_CUSTOMER_TASK, customer_id, task_name=f"zoho-sync-customer-{customer_id}")
+def _enqueue_selection(customer_ids: list[int]) -> None:
+    async_task(
+        SYNC_SELECTED_TASK, customer_ids, task_name=f"zoho-sync-{len(customer_ids)}-selected"
+    )
 
 
 # A queued task that never started (a worker died with it: the Redis broker keeps no receipt)
