@@ -10,7 +10,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
@@ -158,4 +158,13 @@ def wait_until_synced(customers: Any = None, timeout: float = 60) -> None:
     while pending.exists():
         if time.monotonic() > deadline:
             raise AssertionError("not every customer got synced in time")
+        time.sleep(0.2)
+
+
+def wait_for(condition: Callable[[], Any], what: str, timeout: float = 60) -> None:
+    """Wait until `condition()` holds (another process makes it so); fail naming `what`."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
         time.sleep(0.2)

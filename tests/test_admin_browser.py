@@ -10,8 +10,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 
@@ -32,7 +31,13 @@ from billing_sync.models import (
     SyncTrigger,
 )
 from billing_sync.services.health import health_report
-from tests.processes import process_env, start_manage, stop_process_group, wait_until_synced
+from tests.processes import (
+    process_env,
+    start_manage,
+    stop_process_group,
+    wait_for,
+    wait_until_synced,
+)
 
 PROJECT = Path(__file__).resolve().parent.parent
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -87,15 +92,6 @@ def browser_page(monkeypatch) -> Iterator[Page]:
         # With Playwright's loop running, the ORM calls in the test got connections of their
         # own context; close them here, where they are visible, so none outlives the test.
         connections.close_all()
-
-
-def wait_for(condition: Callable[[], bool], what: str, timeout: float = 60) -> None:
-    """Wait until `condition()` holds (another process makes it so)."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.2)
 
 
 def horizontal_overflow(page: Page) -> dict[str, float]:

@@ -5,8 +5,7 @@ from __future__ import annotations
 
 import json
 import subprocess
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 
@@ -19,21 +18,13 @@ from django_q.tasks import async_task
 from billing_sync.models import SyncRun, SyncStatus, ZohoApiState
 from billing_sync.services.health import alive_clusters, health_report
 from billing_sync.services.runs import customers_sync
-from tests.processes import process_env, run_manage, start_manage, stop_process_group
+from tests.processes import process_env, run_manage, start_manage, stop_process_group, wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 CHECKS = ["database", "broker", "worker", "last_run", "zoho_block", "needs_attention"]
 # django-q2 keeps a cluster's heartbeat 3 s: gone a little after that.
 HEARTBEAT_GONE_SECONDS = 10
-
-
-def wait_for(condition: Callable[[], Any], what: str, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.2)
 
 
 @pytest.fixture

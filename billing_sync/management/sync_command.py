@@ -38,6 +38,19 @@ def non_negative_seconds(value: str) -> float:
     return seconds
 
 
+def add_max_wait_argument(parser: CommandParser) -> None:
+    """--max-wait, as every command that talks to Zoho takes it."""
+    parser.add_argument(
+        "--max-wait",
+        type=non_negative_seconds,
+        default=None,
+        metavar="SECONDS",
+        help="Longest total wait for a Zoho rate-limit block to end (and, in a run, for "
+        "earlier creates to settle) before stopping (default: ZOHO_MAX_WAIT_SECONDS; 0 stops "
+        "at the first block).",
+    )
+
+
 def positive_int(value: str) -> int:
     """argparse type for --limit."""
     try:
@@ -70,14 +83,7 @@ class SyncCommand(ZohoCommand):
             action="store_true",
             help="List what would be synced and check the data; send nothing to Zoho.",
         )
-        parser.add_argument(
-            "--max-wait",
-            type=non_negative_seconds,
-            default=None,
-            metavar="SECONDS",
-            help="Longest total wait for a Zoho rate-limit block to end before stopping "
-            "(default: ZOHO_MAX_WAIT_SECONDS; 0 stops at the first block).",
-        )
+        add_max_wait_argument(parser)
         if self.takes_limit:
             parser.add_argument(
                 "--limit",

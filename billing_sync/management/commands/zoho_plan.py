@@ -11,7 +11,7 @@ from billing_sync.management.printing import Printer
 from billing_sync.management.sync_command import (
     EXIT_BAD_CONFIG,
     EXIT_FAILED_CUSTOMERS,
-    non_negative_seconds,
+    add_max_wait_argument,
     positive_int,
 )
 from billing_sync.models import SyncRunKind
@@ -45,13 +45,7 @@ class Command(ZohoCommand):
         parser.add_argument(
             "--limit", type=positive_int, default=None, metavar="N", help="At most N customers."
         )
-        parser.add_argument(
-            "--max-wait",
-            type=non_negative_seconds,
-            default=None,
-            metavar="SECONDS",
-            help="Longest wait for a Zoho rate-limit block (default: ZOHO_MAX_WAIT_SECONDS).",
-        )
+        add_max_wait_argument(parser)
 
     def empty_document(self) -> dict[str, Any]:
         return {

@@ -12,7 +12,7 @@ from billing_sync.management.printing import Printer
 from billing_sync.management.sync_command import (
     EXIT_BAD_CONFIG,
     EXIT_FAILED_CUSTOMERS,
-    non_negative_seconds,
+    add_max_wait_argument,
 )
 from billing_sync.services.verify import VerifyReport, zoho_verify
 from billing_sync.zoho.errors import ZohoConfigError, ZohoError
@@ -42,13 +42,7 @@ class Command(ZohoCommand):
             "those lacking our account number, relink customers whose account number Zoho "
             "holds (with --deep), create those Zoho lacks; then check again.",
         )
-        parser.add_argument(
-            "--max-wait",
-            type=non_negative_seconds,
-            default=None,
-            metavar="SECONDS",
-            help="Longest wait for a Zoho rate-limit block (default: ZOHO_MAX_WAIT_SECONDS).",
-        )
+        add_max_wait_argument(parser)
 
     def empty_document(self) -> dict[str, Any]:
         return {
