@@ -1,9 +1,11 @@
 """Prometheus metrics, read from the database and the broker when they are scraped.
 
 Nothing is counted in a process's memory: whichever web process (or host) answers a scrape
-serves the same values, and a run in a command or a worker counts as soon as it is recorded.
-The counters are sums over the audit rows (`SyncRun`, `SyncAttempt`), so they only grow while
-those rows are kept. Counts, times and Zoho's codes only: no secret, no customer data.
+serves the same values, and what a command or a worker did counts as soon as it is recorded.
+Zoho's answers are counted by the request gate of every process (`ZohoAnswerCount`), the
+seconds blocked in the shared state row; the runs' counters are sums over the `SyncRun` rows,
+so they only grow while those rows are kept. Counts, times and Zoho's codes only: no secret,
+no customer data.
 """
 
 from __future__ import annotations
@@ -27,11 +29,12 @@ from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
 from redis import RedisError
 
-from billing_sync.models import SyncAttempt, SyncRun, SyncRunKind, SyncStatus
+from billing_sync.models import SyncRun, SyncRunKind, SyncStatus, ZohoAnswerCount
 from billing_sync.selectors import customer_status_counts
 from billing_sync.services.health import alive_clusters, last_successful_run
+from billing_sync.zoho.answers import is_refusal
 from billing_sync.zoho.pacing import daily_requests_counted
-from billing_sync.zoho.state import active_block, current_api_state
+from billing_sync.zoho.state import active_block, current_api_state, seconds_blocked
 
 logger = logging.getLogger(__name__)
 
@@ -46,10 +49,10 @@ class SyncCollector(Collector):
     def collect(self) -> Iterator[Metric]:
         now = time.time()
         yield _customers()
-        yield _requests()
-        yield _refusals()
+        yield from _answers()
+        yield _run_requests()
         yield from _daily_budget(now)
-        yield _block_remaining(now)
+        yield from _blocks(now)
         yield _run_durations()
         yield _last_success()
         yield from _queue_and_clusters()
@@ -74,9 +77,32 @@ def _customers() -> Metric:
     return gauge
 
 
-def _requests() -> Metric:
-    counter = CounterMetricFamily(
+def _answers() -> Iterator[Metric]:
+    """Every request to Zoho's API, from any process, by its answer; and Zoho's refusals."""
+    requests = CounterMetricFamily(
         "billing_sync_zoho_requests",
+        "Requests sent to Zoho's API by every process (runs, verify, plan, checks), by the HTTP "
+        "status and Zoho code of the answer (status 0: none came back; code empty: none sent).",
+        labels=["http_status", "code"],
+    )
+    refusals = CounterMetricFamily(
+        "billing_sync_zoho_refusals",
+        "Requests Zoho refused (an HTTP error, or a 2xx with an error code), by HTTP status and "
+        "Zoho code.",
+        labels=["http_status", "code"],
+    )
+    for row in ZohoAnswerCount.objects.order_by("http_status", "zoho_code"):
+        labels = [str(row.http_status), row.zoho_code]
+        requests.add_metric(labels, row.count)
+        if is_refusal((row.http_status, row.zoho_code)):
+            refusals.add_metric(labels, row.count)
+    yield requests
+    yield refusals
+
+
+def _run_requests() -> Metric:
+    counter = CounterMetricFamily(
+        "billing_sync_run_requests",
         "Requests sync runs sent to Zoho, by run kind (added when each run ends).",
         labels=["kind"],
     )
@@ -89,25 +115,6 @@ def _requests() -> Metric:
     )
     for kind in SyncRunKind.values:
         counter.add_metric([kind], sums.get(kind) or 0)
-    return counter
-
-
-def _refusals() -> Metric:
-    counter = CounterMetricFamily(
-        "billing_sync_zoho_refusals",
-        "Sync attempts Zoho answered with an HTTP error, by HTTP status and Zoho code "
-        "(empty when the answer carried none).",
-        labels=["http_status", "code"],
-    )
-    rows = (
-        SyncAttempt.objects.filter(http_status__gte=400)
-        .values("http_status", "zoho_code")
-        .annotate(n=Count("id"))
-        .order_by("http_status", "zoho_code")
-    )
-    for row in rows:
-        code = "" if row["zoho_code"] is None else str(row["zoho_code"])
-        counter.add_metric([str(row["http_status"]), code], row["n"])
     return counter
 
 
@@ -140,12 +147,19 @@ def _daily_budget(now: float) -> Iterator[Metric]:
     )
 
 
-def _block_remaining(now: float) -> Metric:
-    until = active_block(current_api_state(), now)
-    return GaugeMetricFamily(
+def _blocks(now: float) -> Iterator[Metric]:
+    state = current_api_state()
+    until = active_block(state, now)
+    yield GaugeMetricFamily(
         "billing_sync_zoho_block_remaining_seconds",
         "Seconds until Zoho's block of the organization ends; 0 when Zoho is not blocking us.",
         value=until.timestamp() - now if until is not None else 0,
+    )
+    yield CounterMetricFamily(
+        "billing_sync_zoho_blocked_seconds",
+        "Seconds Zoho has blocked the organization (every block from when we learnt of it to "
+        "its end; the one going on, up to now).",
+        value=seconds_blocked(state, now),
     )
 
 

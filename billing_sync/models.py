@@ -293,6 +293,14 @@ class ZohoApiState(models.Model):
     )
     blocked_until = models.DateTimeField(null=True, blank=True)
     block_reason = models.TextField(blank=True)
+    block_started_at = models.DateTimeField(
+        null=True, blank=True, help_text="When we learnt of that block (the last one)."
+    )
+    blocked_seconds = models.FloatField(
+        default=0,
+        help_text="Seconds of the blocks before the last one, each from when we learnt of it "
+        "to its end: with the last one's, the metrics' seconds blocked.",
+    )
     day_counts = models.JSONField(
         default=dict,
         blank=True,
@@ -320,6 +328,28 @@ class ZohoRequestLog(models.Model):
 
     def __str__(self) -> str:
         return f"{self.method} {self.path} at {self.sent_at:%H:%M:%S}"
+
+
+class ZohoAnswerCount(models.Model):
+    """How many requests to Zoho's API got each answer (HTTP status and Zoho code), ever."""
+
+    http_status = models.PositiveSmallIntegerField(
+        help_text="0: no answer came back (a timeout, a dropped connection)."
+    )
+    zoho_code = models.CharField(
+        max_length=16, blank=True, help_text="The answer's `code`; empty when it carried none."
+    )
+    count = models.PositiveBigIntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["http_status", "zoho_code"], name="zoho_answer_count_unique"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"HTTP {self.http_status} code {self.zoho_code or '-'}: {self.count}"
 
 
 class AlertState(models.Model):

@@ -184,6 +184,7 @@ class ZohoClient:
         self.request_count += 1
         started = time.monotonic()
         status: int | None = None
+        body: dict[str, Any] | None = None
         try:
             response = self.session.request(
                 method,
@@ -194,21 +195,18 @@ class ZohoClient:
                 timeout=self.config.timeout_seconds,
             )
             status = response.status_code
+            body = _json_object(response)
         except requests.RequestException as exc:
             raise _network_error(exc, method, path) from exc
         finally:
-            self.gate.release(ticket, status)
+            self.gate.release(ticket, status, body.get("code") if body else None)
             elapsed_ms = (time.monotonic() - started) * 1000
             logger.info("%s %s -> %s in %.0f ms", method, path, status, elapsed_ms)
-        return self._handle(response, method, path)
+        return self._handle(response, body, method, path)
 
-    def _handle(self, response: requests.Response, method: str, path: str) -> dict[str, Any]:
-        try:
-            body = response.json()
-        except ValueError:
-            body = None
-        if body is not None and not isinstance(body, dict):
-            body = None
+    def _handle(
+        self, response: requests.Response, body: dict[str, Any] | None, method: str, path: str
+    ) -> dict[str, Any]:
         error = error_from_response(
             response.status_code,
             body,
@@ -245,6 +243,15 @@ def session_for(url: str) -> requests.Session:
     session.verify = found["verify"]
     session.trust_env = False
     return session
+
+
+def _json_object(response: requests.Response) -> dict[str, Any] | None:
+    """The answer's JSON object, or None when the body is not one."""
+    try:
+        body = response.json()
+    except ValueError:  # requests' JSONDecodeError among them
+        return None
+    return body if isinstance(body, dict) else None
 
 
 def _network_error(exc: requests.RequestException, method: str, path: str) -> ZohoTransient:

@@ -42,7 +42,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -52,6 +52,7 @@ from django.db.models import DateTimeField, ExpressionWrapper, F
 from django.db.models.functions import Coalesce
 
 from billing_sync.models import ZohoApiState, ZohoRequestLog
+from billing_sync.zoho.answers import AnswerKind, answer_kind, count_answers
 from billing_sync.zoho.errors import DailyBudgetUsed, RateLimitWaitExceeded
 from billing_sync.zoho.state import (
     active_block,
@@ -159,6 +160,7 @@ class RequestGate:
         self._leased_at = 0.0
         self._sending: dict[int, tuple[str, str]] = {}
         self._answered: defaultdict[tuple[str, str, int | None], list[int]] = defaultdict(list)
+        self._answer_kinds: Counter[AnswerKind] = Counter()
 
     def acquire(self, method: str, path: str) -> int:
         """Wait until a request may be sent, log it as sent, and return its log id."""
@@ -219,33 +221,42 @@ class RequestGate:
                 return
             self._wait_for_block(blocked, now, state.block_reason)
 
-    def release(self, ticket: int, http_status: int | None) -> None:
-        """Record that the request's answer (or failure) came back.
+    def release(self, ticket: int, http_status: int | None, zoho_code: object = None) -> None:
+        """Record that the request's answer (or failure: no status) came back.
 
-        Written with the rest of its lease's answers, at once when the lease is used up.
+        Written, and counted by status and Zoho code, with the rest of its lease's answers, at
+        once when the lease is used up.
         """
         method, path = self._sending.pop(ticket)
         self._answered[(method, path, http_status)].append(ticket)
+        self._answer_kinds[answer_kind(http_status, zoho_code)] += 1
         if not self._leased:
             self._write_answers()
 
     def _write_answers(self) -> None:
-        """One UPDATE for each kind of answer (a run's are mostly the same kind)."""
+        """One UPDATE for each kind of answer (a run's are mostly the same kind), and one
+        more to count them, in one commit."""
+        if not self._answered:
+            return
         done_at = _to_datetime(self.clock())
-        for (method, path, http_status), tickets in self._answered.items():
-            ZohoRequestLog.objects.filter(pk__in=tickets).update(
-                done_at=done_at, method=method, path=path, http_status=http_status
-            )
+        with transaction.atomic():
+            for (method, path, http_status), tickets in self._answered.items():
+                ZohoRequestLog.objects.filter(pk__in=tickets).update(
+                    done_at=done_at, method=method, path=path, http_status=http_status
+                )
+            count_answers(self._answer_kinds)
         self._answered.clear()
+        self._answer_kinds.clear()
 
     def record_block(self, *, seconds: float, reason: str) -> datetime:
         """Zoho refused us: pause every process for `seconds` (keeping any longer block)."""
         # At least a second: a zero Retry-After must not turn into a tight retry loop.
-        until = _to_datetime(self.clock() + max(seconds, 1.0))
+        now = self.clock()
+        until = _to_datetime(now + max(seconds, 1.0))
         with transaction.atomic():
             state = api_state_for_update()
             self._give_back_lease(state)  # what we leased before the block must not go out
-            until = extend_block(state, until, reason)
+            until = extend_block(state, until, reason, now=now)
         logger.warning("Zoho blocked requests until %s: %s", until.isoformat(), reason)
         return until
 

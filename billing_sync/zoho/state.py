@@ -7,7 +7,7 @@ row so that every process sees them. This module is the one place that reads or 
 from __future__ import annotations
 
 import time
-from datetime import datetime
+from datetime import UTC, datetime
 
 from django.db import IntegrityError, transaction
 
@@ -45,10 +45,38 @@ def current_block() -> datetime | None:
     return active_block(current_api_state(), time.time())
 
 
-def extend_block(state: ZohoApiState, until: datetime, reason: str) -> datetime:
-    """Record a block until `until` in the locked row, keeping any longer one; its end."""
-    if state.blocked_until is None or state.blocked_until < until:
-        state.blocked_until = until
-        state.block_reason = reason
-        state.save(update_fields=["blocked_until", "block_reason"])
-    return state.blocked_until
+def extend_block(state: ZohoApiState, until: datetime, reason: str, *, now: float) -> datetime:
+    """Record a block until `until` in the locked row, keeping any longer one; its end.
+
+    A block that begins once the last one has ended starts a new span of seconds blocked; the
+    last one's span joins the total of those before it.
+    """
+    if state.blocked_until is not None and state.blocked_until >= until:
+        return state.blocked_until
+    if active_block(state, now) is None:
+        state.blocked_seconds += _block_span(state)
+        state.block_started_at = datetime.fromtimestamp(now, tz=UTC)
+    state.blocked_until = until
+    state.block_reason = reason
+    state.save(
+        update_fields=["blocked_until", "block_reason", "block_started_at", "blocked_seconds"]
+    )
+    return until
+
+
+def seconds_blocked(state: ZohoApiState | None, now: float) -> float:
+    """The seconds Zoho has blocked us so far: every block from when we learnt of it to its end,
+    the one still going up to `now`. It only grows, whichever process's clock records a block."""
+    if state is None:
+        return 0.0
+    current = 0.0
+    if state.block_started_at is not None and state.blocked_until is not None:
+        end = min(now, state.blocked_until.timestamp())
+        current = max(end - state.block_started_at.timestamp(), 0.0)
+    return state.blocked_seconds + current
+
+
+def _block_span(state: ZohoApiState) -> float:
+    if state.block_started_at is None or state.blocked_until is None:
+        return 0.0
+    return max((state.blocked_until - state.block_started_at).total_seconds(), 0.0)
