@@ -19,16 +19,17 @@ from billing_sync.services.health import health_report
 @require_safe
 @never_cache
 def healthz(request: HttpRequest) -> HttpResponse:
-    """200 when healthy, 503 when not. Anyone sees the status and the names of the failing
-    checks and warnings; a logged-in staff user also sees the summary and every check's detail."""
+    """200 when healthy, 503 when not. Anyone sees the status, the one-line summary and the
+    names of the failing checks and warnings; a logged-in staff user also sees every check's
+    detail (hosts, cluster names, Zoho's words: for the people who run it)."""
     report = health_report()
     body: dict[str, object] = {
         "status": "ok" if report.ok else "unhealthy",
+        "summary": report.summary,
         "failing": report.failing,
         "warnings": report.warnings,
     }
     if _is_staff(request):
-        body["summary"] = report.summary
         body["checks"] = [asdict(check) for check in report.checks]
     return JsonResponse(body, status=200 if report.ok else 503)
 

@@ -12,6 +12,12 @@ of the last successful run.
 A worker is alive when its cluster's heartbeat is fresh: django-q2's sentinel saves its status
 every 0.5 s with a 3 s lifetime, in Redis with the Redis broker, else in the `cluster_status`
 database cache (settings.CACHES), so every process sees every host's clusters.
+
+Why not django-health-check (4.x): its view answers 500, not the 503 monitors expect, counts a
+warning as an outage, and shows every check's message to anyone; of its checks only the
+database's and Redis's apply (the ORM broker, django-q2's heartbeat, the last run, Zoho's block
+and the customers needing a person would be ours). With its view replaced and most checks
+written here, it would add a dependency and little else.
 """
 
 from __future__ import annotations
