@@ -7,11 +7,18 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from billing_sync.models import AttemptOutcome, Customer, SyncAttempt, SyncRun, SyncTrigger
+from billing_sync.models import (
+    AttemptOutcome,
+    Customer,
+    SyncAttempt,
+    SyncRun,
+    SyncRunKind,
+    SyncTrigger,
+)
 from billing_sync.services.customer_sync import Action
 from billing_sync.services.plan import customers_plan
 from billing_sync.services.run_report import ResultCollector
-from billing_sync.services.runs import customers_backfill, customers_sync
+from billing_sync.services.runs import customers_backfill, customers_retry_failed, customers_sync
 from tests.commands import run, run_json
 
 pytestmark = pytest.mark.django_db
@@ -58,32 +65,58 @@ def every_case(emulator, make_customer, settings) -> dict[str, Customer]:
     }
 
 
-def test_the_plan_matches_the_run_that_follows_it_customer_by_customer(emulator, every_case):
-    plan = customers_plan()
+RUN_OF = {
+    SyncRunKind.SYNC: customers_sync,
+    SyncRunKind.BACKFILL: customers_backfill,
+    SyncRunKind.RETRY_FAILED: customers_retry_failed,
+}
+EXPECTED = {  # what each kind of run does with each case; absent: the kind does not take it
+    "new": Action.CREATE,
+    "ours_by_account": Action.ADOPT,
+    "by_email": Action.ADOPT,
+    "invalid": Action.INVALID,
+    "settling": Action.WAIT,
+    "failed_before": Action.CREATE,
+    "edited": Action.UPDATE,
+    "saved": Action.SKIP,
+}
+TAKEN_BY = {
+    SyncRunKind.SYNC: set(EXPECTED),
+    SyncRunKind.BACKFILL: set(EXPECTED) - {"edited", "saved"},
+    SyncRunKind.RETRY_FAILED: {"failed_before"},
+}
+
+
+@pytest.mark.parametrize("kind", list(RUN_OF))
+def test_the_plan_matches_the_run_that_follows_it_customer_by_customer(emulator, every_case, kind):
+    zoho_before = {record["customer_id"]: record for record in emulator.customers()}
+    plan = customers_plan(kind=kind)
     results = ResultCollector()
-    customers_sync(trigger=SyncTrigger.COMMAND, max_wait=0, observer=results)
+    RUN_OF[kind](trigger=SyncTrigger.COMMAND, max_wait=0, observer=results)
 
     planned = {p.customer_id: p for p in plan.customers}
     ran = {r.customer_id: r for r in results.results}
     assert planned.keys() == ran.keys()
+    linked = dict(Customer.objects.values_list("pk", "zoho_billing_customer_id"))
     for customer_id, p in planned.items():
-        assert OUTCOME_OF[p.action] == ran[customer_id].outcome, (p, ran[customer_id])
+        r = ran[customer_id]
+        assert OUTCOME_OF[p.action] == r.outcome, (p, r)
         if p.action == Action.WAIT:
-            assert ran[customer_id].waiting
-    actions = {
-        name: planned[case.pk].action
-        for name, case in every_case.items()
-        if isinstance(case, Customer) and case.pk in planned
-    }
-    assert actions == {
-        "new": Action.CREATE,
-        "ours_by_account": Action.ADOPT,
-        "by_email": Action.ADOPT,
-        "invalid": Action.INVALID,
-        "settling": Action.WAIT,
-        "failed_before": Action.CREATE,
-        "edited": Action.UPDATE,
-        "saved": Action.SKIP,
+            assert r.waiting_until is not None
+            assert f"{r.waiting_until:%H:%M:%S} UTC" in p.reason
+        elif p.action == Action.INVALID:
+            assert p.reason in r.error  # the same field named
+        elif p.action == Action.CREATE:
+            assert linked[customer_id] == r.zoho_customer_id not in zoho_before  # a new one
+        else:  # adopt, update, skip: linked to the Zoho customer the plan named
+            assert linked[customer_id] == p.zoho_customer_id != ""
+        if p.action == Action.UPDATE:
+            after = {c["customer_id"]: c for c in emulator.customers()}[p.zoho_customer_id]
+            before = zoho_before[p.zoho_customer_id]
+            assert {f for f in p.fields if after[f] != before[f]} == set(p.fields)
+    cases = {name: case.pk for name, case in every_case.items() if isinstance(case, Customer)}
+    assert {name: planned[pk].action for name, pk in cases.items() if pk in planned} == {
+        name: EXPECTED[name] for name in TAKEN_BY[kind]
     }
 
 
