@@ -1,11 +1,14 @@
 """The production layout runs the commands tested here: the Procfile's processes for real (the
-release step, gunicorn serving the admin and its static files, a qcluster worker), and
+release step, gunicorn serving the admin and its static files, qcluster workers), and
 docker-compose.yml and the Dockerfile read against the Procfile, since no Docker engine runs here.
+At work, with Redis as the broker and two workers, web tells monitors (the compose health check,
+a Prometheus scrape) how the sync stands.
 """
 
 from __future__ import annotations
 
 import http.client
+import json
 import os
 import re
 import runpy
@@ -22,9 +25,18 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
+import redis
 import yaml
+from prometheus_client.parser import text_string_to_metric_families
 
-from tests.processes import PROJECT, run_manage, run_python, stop_process_group
+from tests.processes import (
+    PROJECT,
+    ZOHO_SETTINGS,
+    run_manage,
+    run_python,
+    stop_process_group,
+    wait_for,
+)
 
 # The only commands the layout may run: each is run below.
 TESTED_COMMANDS = {
@@ -373,18 +385,6 @@ def test_plain_http_is_redirected_to_https(web):
     assert answer.headers["Location"] == f"https://127.0.0.1:{web.port}/admin/login/"
 
 
-def test_the_compose_health_check_reaches_healthz_over_plain_http(web, production):
-    command = compose()["services"]["web"]["healthcheck"]["test"][1:]
-    assert command[0] == "python"
-
-    health = run_python(*command[1:], env={**production.env, "PORT": str(web.port)}, cwd=PROJECT)
-
-    # No worker runs here, so /healthz may well say 503; what matters is that it answered
-    # itself, not a redirect to HTTPS (301) or a refusal of the Host header (400).
-    assert re.fullmatch(r"(un)?healthy: /healthz answered (200|503)\n", health.stdout)
-    assert health.returncode == (0 if "answered 200" in health.stdout else 1)
-
-
 def test_the_worker_command_runs_queued_tasks(production, tmp_path):
     database = tmp_path / "worker.sqlite3"
     with sqlite3.connect(production.database) as source, sqlite3.connect(database) as copy:
@@ -414,3 +414,86 @@ def test_the_worker_command_runs_queued_tasks(production, tmp_path):
         stop_process_group(process)
 
     assert done == (1, 1), (tmp_path / "worker.log").read_text()
+
+
+# --- The layout at work ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Layout:
+    """A released set-up run as compose runs it: Redis as the broker, gunicorn, Zoho settings."""
+
+    env: dict[str, str]
+    folder: Path
+
+    def health_check(self, port: int) -> subprocess.CompletedProcess[str]:
+        """The compose health check of the web container (deploy/healthcheck.py)."""
+        command = compose()["services"]["web"]["healthcheck"]["test"][1:]
+        return run_python(*command[1:], env={**self.env, "PORT": str(port)}, cwd=PROJECT)
+
+
+@pytest.fixture
+def layout(production, emulator, settings, redis_url, tmp_path) -> Layout:
+    database = tmp_path / "layout.sqlite3"
+    with sqlite3.connect(production.database) as source, sqlite3.connect(database) as copy:
+        source.backup(copy)
+    broker = f"{redis_url}/12"
+    redis.Redis.from_url(broker).flushdb()
+    zoho = {name: str(getattr(settings, name)) for name in ZOHO_SETTINGS}
+    env = {
+        **production.env,
+        **zoho,
+        "DATABASE_URL": f"sqlite:///{database}",
+        "REDIS_URL": broker,
+        "ZOHO_METRICS_TOKEN": METRICS_TOKEN,
+    }
+    return Layout(env, tmp_path)
+
+
+METRICS_TOKEN = "a-scrape-token-of-this-test"
+
+
+def scrape(port: int) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
+    answer = fetch(port, "/metrics", {"Authorization": f"Bearer {METRICS_TOKEN}"})
+    assert answer.status == 200, answer.body
+    return {
+        (sample.name, frozenset(sample.labels.items())): sample.value
+        for family in text_string_to_metric_families(answer.body.decode())
+        for sample in family.samples
+    }
+
+
+def test_at_work_two_workers_sync_and_web_reports_health_and_metrics_to_monitors(layout, emulator):
+    """The checklist's first steps on the compose layout: the demo customers, a plan, a first
+    run of the sync as a one-off command, two workers; monitors ask web over plain HTTP."""
+    port = free_port()
+    web = start_command("web", {**layout.env, "PORT": str(port)}, layout.folder / "web.log")
+    workers = [
+        start_command("worker", layout.env, layout.folder / f"worker{n}.log") for n in range(2)
+    ]
+    try:
+        for command in (["zoho_load_demo"], ["zoho_plan"], ["zoho_sync_customers"]):
+            done = run_manage(*command, env=layout.env)
+            assert done.returncode == 0, done.stdout + done.stderr
+        wait_for(lambda: layout.health_check(port).returncode == 0, "web to report healthy")
+        health = json.loads(fetch(port, "/healthz", {}).body)
+        samples = scrape(port)
+    finally:
+        for worker in workers:
+            stop_process_group(worker, grace=1)
+    try:
+        wait_for(lambda: layout.health_check(port).returncode == 1, "the workers' heartbeat to go")
+        unhealthy = layout.health_check(port).stdout
+        failing = json.loads(fetch(port, "/healthz", {}).body)["failing"]
+    finally:
+        stop_process_group(web)
+
+    assert health["status"] == "ok", health
+    assert health["summary"].startswith("OK: worker alive, last run ")
+    assert samples[("billing_sync_customers", frozenset({("status", "synced")}))] == 13
+    assert samples[("billing_sync_clusters_alive", frozenset())] == 2
+    sent = sum(v for (name, _), v in samples.items() if name == "billing_sync_zoho_requests_total")
+    assert sent == len(emulator.request_log)  # the plan's and the run's, as Zoho got them
+    assert len(emulator.customers()) == 13
+    assert unhealthy == "unhealthy: /healthz answered 503\n"
+    assert failing == ["worker"]
