@@ -29,7 +29,7 @@ from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
 from redis import RedisError
 
-from billing_sync.models import SyncRun, SyncRunKind, SyncStatus, ZohoAnswerCount
+from billing_sync.models import SyncRun, SyncRunKind, SyncStatus, ZohoAnswerCount, ZohoApiState
 from billing_sync.selectors import customer_status_counts
 from billing_sync.services.health import alive_clusters, last_successful_run
 from billing_sync.zoho.answers import is_refusal
@@ -48,11 +48,12 @@ class SyncCollector(Collector):
 
     def collect(self) -> Iterator[Metric]:
         now = time.time()
+        state = current_api_state()  # read once: the budget's and the blocks' metrics agree
         yield _customers()
         yield from _answers()
         yield _run_requests()
-        yield from _daily_budget(now)
-        yield from _blocks(now)
+        yield from _daily_budget(state, now)
+        yield from _blocks(state, now)
         yield _run_durations()
         yield _last_success()
         yield from _queue_and_clusters()
@@ -118,8 +119,7 @@ def _run_requests() -> Metric:
     return counter
 
 
-def _daily_budget(now: float) -> Iterator[Metric]:
-    state = current_api_state()
+def _daily_budget(state: ZohoApiState | None, now: float) -> Iterator[Metric]:
     limit = settings.ZOHO_DAILY_LIMIT
     allowed = max(limit - settings.ZOHO_DAILY_RESERVE, 0) if limit else 0
     used = (
@@ -147,8 +147,7 @@ def _daily_budget(now: float) -> Iterator[Metric]:
     )
 
 
-def _blocks(now: float) -> Iterator[Metric]:
-    state = current_api_state()
+def _blocks(state: ZohoApiState | None, now: float) -> Iterator[Metric]:
     until = active_block(state, now)
     yield GaugeMetricFamily(
         "billing_sync_zoho_block_remaining_seconds",

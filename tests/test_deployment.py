@@ -27,7 +27,6 @@ from urllib.parse import urlsplit
 import pytest
 import redis
 import yaml
-from prometheus_client.parser import text_string_to_metric_families
 
 from tests.processes import (
     PROJECT,
@@ -37,6 +36,8 @@ from tests.processes import (
     stop_process_group,
     wait_for,
 )
+from tests.samples import Samples, family, samples_of
+from tests.samples import value as sample_value
 
 # The only commands the layout may run: each is run below.
 TESTED_COMMANDS = {
@@ -432,6 +433,9 @@ class Layout:
         return run_python(*command[1:], env={**self.env, "PORT": str(port)}, cwd=PROJECT)
 
 
+METRICS_TOKEN = "a-scrape-token-of-this-test"
+
+
 @pytest.fixture
 def layout(production, emulator, settings, redis_url, tmp_path) -> Layout:
     database = tmp_path / "layout.sqlite3"
@@ -450,17 +454,10 @@ def layout(production, emulator, settings, redis_url, tmp_path) -> Layout:
     return Layout(env, tmp_path)
 
 
-METRICS_TOKEN = "a-scrape-token-of-this-test"
-
-
-def scrape(port: int) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
+def scrape(port: int) -> Samples:
     answer = fetch(port, "/metrics", {"Authorization": f"Bearer {METRICS_TOKEN}"})
     assert answer.status == 200, answer.body
-    return {
-        (sample.name, frozenset(sample.labels.items())): sample.value
-        for family in text_string_to_metric_families(answer.body.decode())
-        for sample in family.samples
-    }
+    return samples_of(answer.body.decode())
 
 
 def test_at_work_two_workers_sync_and_web_reports_health_and_metrics_to_monitors(layout, emulator):
@@ -490,9 +487,9 @@ def test_at_work_two_workers_sync_and_web_reports_health_and_metrics_to_monitors
 
     assert health["status"] == "ok", health
     assert health["summary"].startswith("OK: worker alive, last run ")
-    assert samples[("billing_sync_customers", frozenset({("status", "synced")}))] == 13
-    assert samples[("billing_sync_clusters_alive", frozenset())] == 2
-    sent = sum(v for (name, _), v in samples.items() if name == "billing_sync_zoho_requests_total")
+    assert sample_value(samples, "billing_sync_customers", status="synced") == 13
+    assert sample_value(samples, "billing_sync_clusters_alive") == 2
+    sent = sum(family(samples, "billing_sync_zoho_requests_total").values())
     assert sent == len(emulator.request_log)  # the plan's and the run's, as Zoho got them
     assert len(emulator.customers()) == 13
     assert unhealthy == "unhealthy: /healthz answered 503\n"

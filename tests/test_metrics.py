@@ -9,7 +9,6 @@ from collections import Counter
 import pytest
 from django.test import Client
 from django_q.tasks import async_task
-from prometheus_client.parser import text_string_to_metric_families
 
 from billing_sync.models import SyncAttempt, SyncRun, SyncStatus
 from billing_sync.services.runs import customers_sync
@@ -17,31 +16,17 @@ from billing_sync.zoho.client import ZohoClient
 from billing_sync.zoho.config import zoho_config
 from billing_sync.zoho.pacing import Budget, RequestGate
 from tests.processes import process_env, run_manage
-
-Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
+from tests.samples import Labels, Samples, family, samples_of, value
 
 
 def scrape(client: Client, **headers: str) -> Samples:
     response = client.get("/metrics", headers=headers)
     assert response.status_code == 200, response.content
     assert response["Content-Type"].startswith("text/plain; version=")
-    samples: Samples = {}
-    for family in text_string_to_metric_families(response.content.decode()):
-        for sample in family.samples:
-            samples[(sample.name, frozenset(sample.labels.items()))] = sample.value
-    return samples
+    return samples_of(response.content.decode())
 
 
-def value(samples: Samples, name: str, **labels: str) -> float | None:
-    return samples.get((name, frozenset(labels.items())))
-
-
-def family(samples: Samples, name: str) -> dict[frozenset[tuple[str, str]], float]:
-    """Every sample of `name`, by its labels."""
-    return {labels: v for (sample, labels), v in samples.items() if sample == name}
-
-
-def answers_at_zoho(emulator) -> dict[frozenset[tuple[str, str]], float]:
+def answers_at_zoho(emulator) -> dict[Labels, float]:
     """What the emulator answered each API request (status 0: none), as the metric labels it."""
     answers = Counter(
         (str(r.status), "" if r.code is None else str(r.code)) for r in emulator.request_log

@@ -17,7 +17,7 @@ from billing_sync.models import ZohoAnswerCount
 
 # An answer's kind: (HTTP status, 0 when none came back; Zoho's code, "" when it sent none).
 AnswerKind = tuple[int, str]
-CODE_MAX_CHARS = 16
+CODE_MAX_CHARS = ZohoAnswerCount._meta.get_field("zoho_code").max_length
 
 
 def answer_kind(http_status: int | None, zoho_code: object) -> AnswerKind:
