@@ -16,9 +16,13 @@ from django.utils.safestring import SafeString
 from django.utils.text import Truncator
 from django.utils.timesince import timesince
 
+from billing_sync.import_admin import CustomerImportExport
 from billing_sync.models import (
     AccountType,
     Customer,
+    CustomerImport,
+    ImportRefusal,
+    ImportStatus,
     SyncAttempt,
     SyncRun,
     SyncRunStatus,
@@ -49,6 +53,12 @@ STATUS_COLOURS = {
     SyncStatus.SYNCED: GREEN,
     SyncStatus.FAILED: RED,
     SyncStatus.NEEDS_ATTENTION: ORANGE,
+}
+IMPORT_STATUS_COLOURS = {
+    ImportStatus.RUNNING: BLUE,
+    ImportStatus.COMPLETED: GREEN,
+    ImportStatus.REFUSED: RED,
+    ImportStatus.FAILED: RED,
 }
 RUN_STATUS_COLOURS = {
     SyncRunStatus.RUNNING: BLUE,
@@ -190,7 +200,7 @@ class SyncAttemptInline(admin.TabularInline):
 
 
 @admin.register(Customer)
-class CustomerAdmin(admin.ModelAdmin):
+class CustomerAdmin(CustomerImportExport, admin.ModelAdmin):
     # Narrow enough for a 1366 px laptop: name and email share a column, the account type shows
     # in the badge when it matters (internal test), long text is cut (the change page has it).
     list_display = (
@@ -456,3 +466,99 @@ class SyncAttemptAdmin(ReadOnlyAdmin):
     @admin.display(description="Error", ordering="error_message")
     def error(self, attempt: SyncAttempt) -> SafeString | str:
         return clipped(attempt.error_message, lines=2)
+
+
+class ImportRefusalInline(admin.TabularInline):
+    model = ImportRefusal
+    fields = ("line", "account_number", "column", "reason")
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+    verbose_name_plural = "Refused rows (not imported)"
+
+    def has_add_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False
+
+
+@admin.register(CustomerImport)
+class CustomerImportAdmin(ReadOnlyAdmin):
+    """Every import: where from, what it did, and each row it refused (line, column, reason)."""
+
+    list_display = (
+        "import_id",
+        "source_and_trigger",
+        "import_status",
+        "started",
+        "rows",
+        "created",
+        "updated",
+        "unchanged",
+        "refused",
+        "problem_text",
+    )
+    list_display_links = ("import_id",)
+    list_filter = ("source", "trigger", "status", "dry_run", "started_at")
+    search_fields = ("name", "problem")
+    list_select_related = ()
+    date_hierarchy = "started_at"
+    inlines = (ImportRefusalInline,)
+
+    class Media:
+        css = CSS
+
+    @admin.display(description="Import", ordering="id")
+    def import_id(self, record: CustomerImport) -> str:
+        return f"#{record.pk}"
+
+    @admin.display(description="From, trigger", ordering="name")
+    def source_and_trigger(self, record: CustomerImport) -> SafeString:
+        return format_html(
+            '{}<br><small class="quiet">{} by {}</small>',
+            clipped(record.name),
+            record.get_source_display(),
+            record.get_trigger_display().lower(),
+        )
+
+    @admin.display(description="Status", ordering="status")
+    def import_status(self, record: CustomerImport) -> SafeString:
+        label = record.get_status_display()
+        status = badge(
+            f"import-{record.status}",
+            IMPORT_STATUS_COLOURS.get(record.status, GREY),
+            label.split(" (")[0],
+            title=label,
+        )
+        if record.dry_run:
+            return format_html('{}<br><small class="quiet">dry run</small>', status)
+        return status
+
+    @admin.display(description="Started", ordering="started_at")
+    def started(self, record: CustomerImport) -> SafeString | str:
+        return short_time(record.started_at)
+
+    @admin.display(description="Rows", ordering="row_count")
+    def rows(self, record: CustomerImport) -> int:
+        return record.row_count
+
+    @admin.display(description="Created", ordering="created_count")
+    def created(self, record: CustomerImport) -> int:
+        return record.created_count
+
+    @admin.display(description="Updated", ordering="updated_count")
+    def updated(self, record: CustomerImport) -> int:
+        return record.updated_count
+
+    @admin.display(description="Unchanged", ordering="unchanged_count")
+    def unchanged(self, record: CustomerImport) -> int:
+        return record.unchanged_count
+
+    @admin.display(description="Refused", ordering="refused_count")
+    def refused(self, record: CustomerImport) -> int:
+        return record.refused_count
+
+    @admin.display(description="Problem")
+    def problem_text(self, record: CustomerImport) -> SafeString | str:
+        return clipped(record.problem or record.writeback_error, lines=2)

@@ -221,6 +221,15 @@ class SyncRun(models.Model):
     failed_count = models.PositiveIntegerField(default=0)
     skipped_count = models.PositiveIntegerField(default=0)
     request_count = models.PositiveIntegerField(default=0, help_text="Requests sent to Zoho.")
+    writeback_count = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        help_text="Rows of the company's database given this run's Zoho ids and statuses; "
+        "empty when no write-back is set up.",
+    )
+    writeback_error = models.TextField(
+        blank=True, help_text="Why the write-back failed (the next one catches up)."
+    )
 
     class Meta:
         ordering = ["-started_at"]
@@ -265,6 +274,79 @@ class SyncAttempt(models.Model):
 
     def __str__(self) -> str:
         return f"{self.account_number}: {self.outcome}"
+
+
+class ImportSource(models.TextChoices):
+    FILE = "file", "File"
+    DATABASE = "database", "The company's database"
+    UPLOAD = "upload", "Admin upload"
+
+
+class ImportStatus(models.TextChoices):
+    RUNNING = "running", "Running"
+    COMPLETED = "completed", "Completed"
+    REFUSED = "refused", "Refused (unreadable, or an unknown column): nothing imported"
+    FAILED = "failed", "Failed part way"
+
+
+class CustomerImport(models.Model):
+    """One import of customers: a file, the company's database, or an upload in the admin."""
+
+    source = models.CharField(max_length=20, choices=ImportSource.choices)
+    name = models.CharField(
+        max_length=255, help_text="The file's name, or the setting the query came from."
+    )
+    format = models.CharField(max_length=10, help_text="csv, jsonl or query.")
+    trigger = models.CharField(max_length=20, choices=SyncTrigger.choices)
+    dry_run = models.BooleanField(default=False)
+    status = models.CharField(
+        max_length=20, choices=ImportStatus.choices, default=ImportStatus.RUNNING
+    )
+    problem = models.TextField(blank=True, help_text="Why the import was refused or failed.")
+    started_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    row_count = models.PositiveIntegerField(default=0)
+    created_count = models.PositiveIntegerField(default=0)
+    updated_count = models.PositiveIntegerField(default=0)
+    unchanged_count = models.PositiveIntegerField(default=0)
+    refused_count = models.PositiveIntegerField(default=0)
+    sync_queued = models.BooleanField(
+        default=False, help_text="One sync task was queued for the customers it changed."
+    )
+    writeback_count = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        help_text="Rows of the company's database given our Zoho ids and statuses; empty when "
+        "no write-back ran.",
+    )
+    writeback_error = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["-started_at", "-id"]
+
+    def __str__(self) -> str:
+        mode = " (dry run)" if self.dry_run else ""
+        return f"Import #{self.pk} of {self.name}{mode}"
+
+
+class ImportRefusal(models.Model):
+    """A row an import refused, and why: its line, the column, the reason."""
+
+    customer_import = models.ForeignKey(
+        CustomerImport, on_delete=models.CASCADE, related_name="refusals"
+    )
+    line = models.PositiveIntegerField(
+        help_text="The file's line (the header is line 1), or the query's row (from 1)."
+    )
+    account_number = models.CharField(max_length=64, blank=True)
+    column = models.CharField(max_length=200, blank=True, help_text="As the source names it.")
+    reason = models.TextField()
+
+    class Meta:
+        ordering = ["line", "id"]
+
+    def __str__(self) -> str:
+        return f"line {self.line}, {self.column or 'row'}: {self.reason}"
 
 
 class ZohoApiState(models.Model):
@@ -371,6 +453,11 @@ class AlertState(models.Model):
     )
     block_alerted = models.BooleanField(default=False)
     daily_budget_alerted = models.BooleanField(default=False)
+    writeback_failed = models.BooleanField(
+        default=False,
+        help_text="The last write-back to the company's database failed: the next one compares "
+        "every customer, not only its run's.",
+    )
 
     class Meta:
         verbose_name = "alert state"

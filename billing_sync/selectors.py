@@ -12,9 +12,10 @@ from django_q.models import Schedule
 from billing_sync.models import AccountType, Customer, SyncRun, SyncStatus
 from billing_sync.zoho.state import current_api_state
 
-# The django-q schedules `zoho_schedule` keeps, by name.
+# The django-q schedules `zoho_schedule` keeps, by name (the import only with a source database).
 SYNC_SCHEDULE = "zoho-sync"
-SCHEDULE_NAMES = (SYNC_SCHEDULE,)
+IMPORT_SCHEDULE = "customers-import"
+SCHEDULE_NAMES = (SYNC_SCHEDULE, IMPORT_SCHEDULE)
 # Schedules of earlier versions, replaced by the sync: `zoho_schedule` removes them.
 RETIRED_SCHEDULES = ("zoho-retry-failed", "zoho-backfill")
 

@@ -15,6 +15,8 @@ from django.utils import timezone
 
 from billing_sync.models import SyncTrigger
 from billing_sync.services.alerts import alerts_check
+from billing_sync.services.customer_import import ImportObserver, ImportOptions, import_summary
+from billing_sync.services.customer_source import customers_import_source
 from billing_sync.services.queueing import customer_task_started
 from billing_sync.services.run_report import RunReport
 from billing_sync.services.runs import customer_sync, customers_sync, customers_sync_selected
@@ -76,4 +78,16 @@ def _summary(report: RunReport) -> str:
         text += f", {report.waiting_count} waiting for an earlier create to settle in Zoho"
     if report.stop_reason:
         text += f"; stopped: {report.stop_reason}"
+    if report.run.writeback_error:
+        text += f"; {report.run.writeback_error}"
+    elif report.run.writeback_count is not None:
+        text += f"; {report.run.writeback_count} row(s) written back"
     return text
+
+
+def import_task() -> str:
+    """Import the company's database (scheduled as customers-import) and write back to it."""
+    record = customers_import_source(
+        options=ImportOptions(trigger=SyncTrigger.SCHEDULE), observer=ImportObserver()
+    )
+    return import_summary(record)

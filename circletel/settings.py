@@ -7,6 +7,8 @@ This is the only module that reads the environment; app code reads `django.conf.
 from __future__ import annotations
 
 import os
+import re
+import sys
 import tempfile
 import warnings
 from email.utils import getaddresses
@@ -80,6 +82,7 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "django_q",
+    "import_export",
     "billing_sync",
     "zoho_emulator",
 ]
@@ -113,21 +116,26 @@ TEMPLATES = [
 
 WSGI_APPLICATION = "circletel.wsgi.application"
 
-try:
-    # django-environ warns about an unknown scheme with the whole parsed URL, password and all.
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        DATABASES = {
-            "default": env.db("DATABASE_URL", default=f"sqlite:///{BASE_DIR / 'db.sqlite3'}")
-        }
-except (ValueError, KeyError, ImproperlyConfigured):
-    DATABASES = {"default": {}}
-if not DATABASES["default"].get("ENGINE"):
-    # Never echo the URL: it may hold a password.
-    raise ImproperlyConfigured(
-        "DATABASE_URL is not a database URL this project understands: use "
-        "sqlite:///path/to/file.sqlite3 or postgres://user:password@host:5432/name."
-    )
+
+def _database(name: str, default: str = "") -> dict:
+    """A DATABASES entry from the URL in variable `name`; a bad URL stops start-up, unechoed."""
+    try:
+        # django-environ warns about an unknown scheme with the whole parsed URL, password and all.
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            config = env.db(name, default=default)
+    except (ValueError, KeyError, ImproperlyConfigured):
+        config = {}
+    if not config.get("ENGINE"):
+        # Never echo the URL: it may hold a password.
+        raise ImproperlyConfigured(
+            f"{name} is not a database URL this project understands: use "
+            "sqlite:///path/to/file.sqlite3 or postgres://user:password@host:5432/name."
+        )
+    return config
+
+
+DATABASES = {"default": _database("DATABASE_URL", f"sqlite:///{BASE_DIR / 'db.sqlite3'}")}
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # Tests run the worker and the browser against one database: a file, not memory, and one
     # per test process so that two test runs never share it.
@@ -145,6 +153,34 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     )
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# --- The company's own customer database (billing_sync/services/customer_source.py) ---------------
+# Read by `import_customers --source` and the customers-import schedule (CUSTOMER_SOURCE_QUERY, a
+# SELECT whose column names are our field names), written only by the write-back: the Zoho id and
+# sync status of our customers into CUSTOMER_SOURCE_WRITEBACK_TABLE, matched by account_number.
+# It is the second DATABASES entry, `source`: the router keeps every model and migration off it.
+CUSTOMER_SOURCE_URL = env.str("CUSTOMER_SOURCE_URL", default="")
+CUSTOMER_SOURCE_QUERY = env.str("CUSTOMER_SOURCE_QUERY", default="").strip()
+CUSTOMER_SOURCE_WRITEBACK_TABLE = env.str("CUSTOMER_SOURCE_WRITEBACK_TABLE", default="").strip()
+if CUSTOMER_SOURCE_URL:
+    DATABASES["source"] = _database("CUSTOMER_SOURCE_URL")
+for _name in ("CUSTOMER_SOURCE_QUERY", "CUSTOMER_SOURCE_WRITEBACK_TABLE"):
+    if globals()[_name] and not CUSTOMER_SOURCE_URL:
+        raise ImproperlyConfigured(f"{_name} is set but CUSTOMER_SOURCE_URL is not.")
+if CUSTOMER_SOURCE_WRITEBACK_TABLE and not re.fullmatch(
+    r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)?", CUSTOMER_SOURCE_WRITEBACK_TABLE
+):
+    raise ImproperlyConfigured(
+        f"CUSTOMER_SOURCE_WRITEBACK_TABLE={CUSTOMER_SOURCE_WRITEBACK_TABLE!r} is not a table "
+        "name: letters, digits and underscores, optionally schema.table."
+    )
+DATABASE_ROUTERS = ["billing_sync.routers.DefaultDatabaseOnly"]
+
+# The admin's Import and Export (django-import-export, billing_sync/import_admin.py): importing
+# needs the right to change customers, exporting the right to view them. The upload waits between
+# preview and confirm in the temporary folder (one host; MediaStorage for several).
+IMPORT_EXPORT_IMPORT_PERMISSION_CODE = "change"
+IMPORT_EXPORT_EXPORT_PERMISSION_CODE = "view"
 
 # Monitors and Prometheus often probe over plain HTTP inside the private network: no redirect.
 SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^metrics$"]
@@ -307,6 +343,10 @@ Q_CLUSTER = {
     # Where clusters record their heartbeat with the database as broker (see CACHES).
     "cache": "cluster_status",
 }
+# django-q2 logs each task it queues at INFO: a command's or the web's output is ours, so they
+# show its warnings only (unless LOG_LEVEL asks for more); the worker keeps its INFO log.
+_IS_WORKER = sys.argv[1:2] == ["qcluster"]
+Q_CLUSTER["log_level"] = env.str("LOG_LEVEL", default="INFO" if _IS_WORKER else "WARNING")
 if _BROKER_URL:
     Q_CLUSTER["redis"] = _BROKER_URL
 else:

@@ -21,9 +21,9 @@ export ZOHO_API_BASE_URL="http://127.0.0.1:$PORT/billing/v1"
 
 step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 
-step "Set up: migrate SQLite, load the 13 CircleTel customers (+2 internal_test)"
+step "Set up: migrate SQLite, import the 13 CircleTel customers (+2 internal_test) from a CSV file"
 $PY manage.py migrate -v 0
-$PY manage.py zoho_load_demo
+$PY manage.py import_customers billing_sync/demo/customers.csv
 
 step "Start the Zoho emulator: the organization's quota is used up after 11 requests"
 $PY manage.py zoho_emulator --port "$PORT" --rate-limit-requests 11 --rate-limit-window 10 \

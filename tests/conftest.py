@@ -12,6 +12,8 @@ from urllib.parse import urlsplit
 
 import pytest
 import redis
+from django.contrib.auth.models import Permission, User
+from django.test import Client
 from django_q.brokers import get_broker
 from django_q.monitor import monitor
 from django_q.pusher import pusher
@@ -106,6 +108,16 @@ def make_customer(db: None) -> Callable[..., Customer]:
         return Customer.objects.create(**values)
 
     return make
+
+
+def logged_in(*codenames: str) -> Client:
+    """A test client logged in as a new staff user holding these permissions (codenames)."""
+    user = User.objects.create_user(f"staff{User.objects.count()}", password="pw", is_staff=True)
+    for codename in codenames:
+        user.user_permissions.add(Permission.objects.get(codename=codename))
+    client = Client()
+    client.force_login(user)
+    return client
 
 
 def zoho_account_counts(emulator: ZohoEmulator, label: str = "Account Number") -> Counter:

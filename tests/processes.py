@@ -67,20 +67,31 @@ def start_manage(
 
 
 def run_manage(
-    *args: str, env: Mapping[str, str] | None = None, cwd: Path | None = None, timeout: float = 120
+    *args: str,
+    env: Mapping[str, str] | None = None,
+    cwd: Path | None = None,
+    timeout: float = 120,
+    input: str | None = None,
 ) -> subprocess.CompletedProcess[str]:
-    """Run `manage.py ARGS` to its end; its output and exit code, as text."""
-    return run_python(str(PROJECT / "manage.py"), *args, env=env, cwd=cwd, timeout=timeout)
+    """Run `manage.py ARGS` to its end (`input` on its stdin); its output and exit code."""
+    return run_python(
+        str(PROJECT / "manage.py"), *args, env=env, cwd=cwd, timeout=timeout, input=input
+    )
 
 
 def run_python(
-    *args: str, env: Mapping[str, str] | None = None, cwd: Path | None = None, timeout: float = 120
+    *args: str,
+    env: Mapping[str, str] | None = None,
+    cwd: Path | None = None,
+    timeout: float = 120,
+    input: str | None = None,
 ) -> subprocess.CompletedProcess[str]:
     """Run `python ARGS` (this interpreter) to its end; its output and exit code, as text."""
     return subprocess.run(
         [sys.executable, *args],
         env=None if env is None else dict(env),
         cwd=cwd,
+        input=input,
         capture_output=True,
         text=True,
         timeout=timeout,

@@ -6,7 +6,7 @@ from datetime import timedelta
 
 import pytest
 from django.contrib.admin.templatetags.admin_list import result_headers
-from django.contrib.auth.models import Permission, User
+from django.contrib.auth.models import User
 from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
@@ -26,7 +26,7 @@ from billing_sync.models import (
 )
 from billing_sync.services.health import HealthCheck, HealthReport, health_report
 from billing_sync.services.schedules import schedules_ensure
-from tests.conftest import run_queued_tasks
+from tests.conftest import logged_in, run_queued_tasks
 
 pytestmark = pytest.mark.django_db
 
@@ -38,14 +38,9 @@ LONG_ERROR = (
 
 
 def staff(*permissions: str) -> Client:
-    user = User.objects.create_user(f"staff{User.objects.count()}", password="pw", is_staff=True)
-    for codename in ("view_customer", "change_customer", "view_syncrun", "view_syncattempt"):
-        user.user_permissions.add(Permission.objects.get(codename=codename))
-    for codename in permissions:
-        user.user_permissions.add(Permission.objects.get(codename=codename))
-    client = Client()
-    client.force_login(user)
-    return client
+    return logged_in(
+        "view_customer", "change_customer", "view_syncrun", "view_syncattempt", *permissions
+    )
 
 
 @pytest.fixture

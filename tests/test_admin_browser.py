@@ -291,3 +291,61 @@ def test_operator_follows_the_overview_to_failed_customers_and_requeues_them_in_
     assert shot.stat().st_size > 10_000
     if os.environ.get("SAVE_ADMIN_SCREENSHOT"):
         shutil.copy(shot, PROJECT / "docs" / "admin-overview.png")
+
+
+def test_operator_imports_a_spreadsheet_export_after_seeing_its_preview(
+    live_server, make_customer, browser_page, tmp_path
+):
+    User.objects.create_superuser("operator", "ops@circletel.co.za", "correct horse battery")
+    make_customer(
+        account_number="CT-2025-00014",
+        email="accounts@karoo-farms.example",
+        first_name="Anele",
+        last_name="Dlamini",
+        company_name="Karoo Farms",
+    )
+    spreadsheet = tmp_path / "circletel-customers.csv"
+    spreadsheet.write_bytes(
+        "\ufeffAccount_Number;Email;First_Name;Last_Name;Company_Name\r\n"
+        "CT-2025-00014;accounts@karoo-farms.example;Anele;Dlamini;Karoo Farms (Pty) Ltd\r\n"
+        "CT-2025-00015;circletelsa@gmail.com;Circle;Tel;\r\n"
+        "CT-2025-00023;mitchadams39@gmail;Mitch;User;\r\n".encode()
+    )
+    page = browser_page
+    page.goto(f"{live_server.url}/admin/login/?next=/admin/billing_sync/customer/")
+    page.fill("#id_username", "operator")
+    page.fill("#id_password", "correct horse battery")
+    page.click("input[type=submit]")
+
+    page.click("a.import_link")
+    page.set_input_files("#id_import_file", str(spreadsheet))
+    page.click("input[type=submit][value=Submit]")
+
+    expect(page.locator("#import-preview-counts")).to_contain_text(
+        "3 row(s): 1 to create, 1 to update, 0 unchanged, 1 refused."
+    )
+    expect(page.locator("#import-refused tbody td")).to_have_text(
+        ["4", "CT-2025-00023", "Email", "'mitchadams39@gmail' is not a valid email address"]
+    )
+    expect(page.locator("#import-rows tbody td")).to_have_text(
+        [
+            *("2", "CT-2025-00014", "update", "company_name"),
+            *("3", "CT-2025-00015", "create"),
+            "account_number, email, first_name, last_name, company_name",
+        ]
+    )
+    assert Customer.objects.count() == 1  # nothing written before the person confirms
+
+    page.click("input[name=confirm]")
+
+    expect(page.locator(".messagelist .success")).to_contain_text(
+        "3 row(s), 1 created, 1 updated, 0 unchanged, 1 refused"
+    )
+    expect(page.locator(".messagelist .warning")).to_contain_text(
+        "Refused, not imported: line 4, Email: 'mitchadams39@gmail' is not a valid email address."
+    )
+    assert_fits_the_screen(page, rows=2)
+    assert Customer.objects.get(account_number="CT-2025-00014").company_name == (
+        "Karoo Farms (Pty) Ltd"
+    )
+    assert Customer.objects.filter(account_number="CT-2025-00015").exists()

@@ -141,3 +141,49 @@ def test_with_json_and_no_terminal_there_is_no_bar(emulator, make_customer):
 
     json.loads(written)
     assert errors.getvalue() == ""
+
+
+# An import's bar: "Importing: 100%|##########| 2500/2500 [00:01<00:00, 2112.05 rows/s]"
+IMPORT_BAR = re.compile(
+    r"Importing: +\d+%\|[^|]*\| (?P<n>\d+)/(?P<total>\d+) "
+    r"\[\d\d:\d\d<(?:\d\d:\d\d|\?), +(?:[\d.]+|\?) rows/s\]"
+)
+
+
+def customers_csv(tmp_path, rows: int, *, bad_line: int = 0) -> str:
+    lines = ["account_number,email,first_name"]
+    for n in range(rows):
+        email = "not-an-email" if n + 2 == bad_line else f"c{n}@example.co.za"
+        lines.append(f"CT-{n:06d},{email},Customer {n}")
+    path = tmp_path / "customers.csv"
+    path.write_text("\n".join(lines) + "\n")
+    return str(path)
+
+
+def test_an_import_on_a_terminal_counts_rows_with_refusals_above_the_bar(tmp_path):
+    path = customers_csv(tmp_path, 2500, bad_line=1500)
+
+    written, code = run("import_customers", path, stdout=Terminal())
+
+    assert code == 1
+    drawn = list(IMPORT_BAR.finditer(written))
+    assert {bar["total"] for bar in drawn} == {"2500"}
+    assert [int(bar["n"]) for bar in drawn][-1] == 2500
+    assert len({bar["n"] for bar in drawn}) >= 3  # it moved batch by batch
+    shown = "\n".join(screen(written))
+    assert not any("rows/s" in line for line in screen(written))  # gone before the totals
+    assert "❌ line 1500: CT-001498 refused: email: 'not-an-email' is not a valid email" in shown
+    assert "Rows read: 2500\n✅ Created: 2499\n" in shown
+
+
+def test_an_import_with_json_draws_on_a_terminal_stderr_only(tmp_path):
+    errors = Terminal()
+
+    written, code = run(
+        "import_customers", customers_csv(tmp_path, 10), "--json", stdout=Terminal(), stderr=errors
+    )
+
+    assert code == 0
+    assert json.loads(written)["counts"]["created"] == 10
+    assert IMPORT_BAR.search(errors.getvalue())
+    assert "\r" not in run("import_customers", customers_csv(tmp_path, 10))[0]

@@ -23,13 +23,13 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from billing_sync.models import Customer, SyncRun
+from billing_sync.models import Customer, CustomerImport, SyncRun
 from billing_sync.services.run_report import CustomerResult, RunObserver, RunReport
 
 # The counts every run document has, in this order; a report's other `*_count`s follow.
 RUN_COUNTS = ("selected", "attempted", "synced", "failed", "skipped", "waiting")
 # What a run document says after its customers.
-TAIL_KEYS = ("counts", "stopped", "duration_seconds", "requests")
+TAIL_KEYS = ("counts", "stopped", "duration_seconds", "requests", "writeback")
 
 
 def json_text(value: Any) -> str:
@@ -130,6 +130,7 @@ def empty_run_document(*, dry_run: bool) -> dict[str, Any]:
         "stopped": None,
         "duration_seconds": 0.0,
         "requests": 0,
+        "writeback": None,
     }
 
 
@@ -143,7 +144,45 @@ def run_tail(report: RunReport) -> dict[str, Any]:
         "stopped": stopped,
         "duration_seconds": round(report.duration_seconds, 3),
         "requests": report.run.request_count,
+        "writeback": writeback_object(report.run),
     }
+
+
+def writeback_object(record: SyncRun | CustomerImport) -> dict[str, Any] | None:
+    """What the write-back into the company's database did, as recorded; None when none ran."""
+    if record.writeback_count is None and not record.writeback_error:
+        return None
+    return {"rows": record.writeback_count, "error": record.writeback_error or None}
+
+
+class StreamedList:
+    """A document whose one list is written item by item: the keys before it, then each item on
+    a line of its own, then the keys after it. Its keys stay in that order and stdout parses
+    once it is closed."""
+
+    def __init__(self, command: ZohoCommand, name: str) -> None:
+        self.command = command
+        self.name = name
+        self.opened = False
+        self.items = 0
+
+    def open(self, head: dict[str, Any]) -> None:
+        """`command`, then `head`'s keys, then the list's name: its items follow."""
+        head = {"command": self.command.command_name, **head}
+        self.command.write_json(json_text(head)[:-1] + f", {json_text(self.name)}: [")
+        self.opened = True
+
+    def add(self, item: dict[str, Any]) -> None:
+        lead = ",\n" if self.items else "\n"
+        self.command.write_json(lead + json_text(item))
+        self.items += 1
+
+    def close(self, tail: dict[str, Any], *, exit_code: int, problems: list[str]) -> None:
+        """The keys after the list, then exit_code and problems: the document is whole."""
+        tail = {**tail, "exit_code": exit_code, "problems": problems}
+        end = "\n" if self.items else ""
+        self.command.write_json(end + "], " + json_text(tail)[1:] + "\n")
+        self.command.document_sent = True
 
 
 class RunDocument(RunObserver):
@@ -152,28 +191,21 @@ class RunDocument(RunObserver):
     def __init__(self, command: ZohoCommand, *, dry_run: bool) -> None:
         self.command = command
         self.dry_run = dry_run
-        self.opened = False
-        self.finished = 0
+        self.document = StreamedList(command, "customers")
         self.refused_data = 0  # dry run: customers whose data our checks refuse
 
-    # The document goes out in pieces: the head without its closing brace, the customers, then
-    # the tail without its opening one.
     def run_started(self, run: SyncRun, customers: Iterable[Customer]) -> None:
-        head = {"command": self.command.command_name, "run_id": run.pk, "dry_run": self.dry_run}
-        self.command.write_json(json_text(head)[:-1] + ', "customers": [')
-        self.opened = True
+        self.document.open({"run_id": run.pk, "dry_run": self.dry_run})
 
     def customer_finished(self, index: int, total: int, result: CustomerResult) -> None:
-        lead = ",\n" if self.finished else "\n"
-        self.command.write_json(lead + json_text(customer_object(result)))
-        self.finished += 1
+        self.document.add(customer_object(result))
         self.refused_data += bool(self.dry_run and result.error)
 
     def close(
         self, *, exit_code: int, problems: list[str], report: RunReport | None = None
     ) -> None:
         """Finish the document: the rest of it, or all of it when the run never started."""
-        if not self.opened:
+        if not self.document.opened:
             values = empty_run_document(dry_run=self.dry_run)
             if report is not None:
                 values |= run_tail(report) | {"run_id": report.run.pk}
@@ -183,10 +215,7 @@ class RunDocument(RunObserver):
         tail = {key: empty[key] for key in TAIL_KEYS}
         if report is not None:
             tail |= run_tail(report)
-        tail.update(exit_code=exit_code, problems=problems)
-        end = "\n" if self.finished else ""
-        self.command.write_json(end + "], " + json_text(tail)[1:] + "\n")
-        self.command.document_sent = True
+        self.document.close(tail, exit_code=exit_code, problems=problems)
 
 
 def run_problems(report: RunReport, *, refused_data: int = 0) -> list[str]:

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from django.core.management.base import OutputWrapper
 from django.core.management.color import Style
 
-from billing_sync.models import Customer, SyncRun
+from billing_sync.models import Customer, CustomerImport, SyncRun
 from billing_sync.services.run_report import CustomerResult, RunObserver, RunReport
 
 EMOJI = {
@@ -179,6 +179,7 @@ class RunPrinter(RunObserver):
         if report.waiting_count:
             self.p.mark("wait", f"Waiting for an earlier create to settle: {report.waiting_count}")
         self.p.line(f"{self.p.marks['time']} Duration: {report.duration_seconds:.2f} seconds")
+        writeback_lines(self.p, report.run)
         self.p.line()
         if report.stop_reason:
             left = report.attempted_count - report.synced_count
@@ -188,3 +189,13 @@ class RunPrinter(RunObserver):
                 f"   {left} customer(s) left failed with that reason; "
                 f"{then}`manage.py zoho_retry_failed` will take them."
             )
+
+
+def writeback_lines(printer: Printer, record: SyncRun | CustomerImport) -> None:
+    """What the write-back into the company's database did, as recorded (nothing when none ran)."""
+    if record.writeback_error:
+        printer.mark("warn", f"{record.writeback_error} (the next write-back catches up)")
+    elif record.writeback_count is not None:
+        printer.line(
+            f"Written back to the company's database: {record.writeback_count} row(s) changed"
+        )

@@ -1,4 +1,4 @@
-"""A progress bar for long runs on a terminal: count, rate, ETA, and why the run waits.
+"""A progress bar for long runs and imports on a terminal: count, rate, ETA, and why a run waits.
 
 Drawn with tqdm: it writes to any stream we hand it (the command's own stdout, or stderr
 under --json), draws only when a hook of the run calls it (miniters=1: its monitor thread
@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Self
 
 from django.core.management.base import OutputWrapper
 from tqdm import tqdm
@@ -25,58 +25,32 @@ def _clock(until: datetime) -> str:
     return f"{until.astimezone(UTC):%H:%M:%S} UTC"
 
 
-class RunProgress(RunObserver):
-    """Counts finished customers on a bar under the run's lines; shows each wait's reason.
+class ProgressBar:
+    """A bar under a command's lines: made when first shown, cleared around lines above it."""
 
-    The bar appears with the first customer (the list of selected customers prints before
-    it) and goes when `close` is called, before the results block.
-    """
+    unit = " items"
 
     def __init__(self, stream: OutputWrapper, *, label: str) -> None:
         self.stream = stream
         self.label = label
-        self.total = 0
+        self.total: int | None = 0
         self.bar: tqdm | None = None
 
     @classmethod
-    def on_terminal(cls, stream: OutputWrapper, *, label: str) -> RunProgress | None:
+    def on_terminal(cls, stream: OutputWrapper, *, label: str) -> Self | None:
         """A progress display on `stream` if it is a terminal, else None."""
         return cls(stream, label=label) if stream.isatty() else None
-
-    def run_started(self, run: SyncRun, customers: Iterable[Customer]) -> None:
-        self.total = run.selected_count
-
-    def customer_started(self, index: int, total: int, customer: Customer) -> None:
-        self._shown().set_postfix_str("", refresh=False)
-
-    def customer_finished(self, index: int, total: int, result: CustomerResult) -> None:
-        bar = self._shown()
-        bar.set_postfix_str("", refresh=False)
-        bar.update(1)
-
-    # Zoho's own words for a block go to the run's lines and the log; the bar names the wait.
-    def block_wait(self, until: datetime, reason: str) -> None:
-        self._waiting("Zoho block", until)
-
-    def settle_wait(self, until: datetime) -> None:
-        self._waiting("create settling", until)
-
-    def pace_wait(self, until: datetime) -> None:
-        self._waiting("request budget", until)
-
-    def _waiting(self, reason: str, until: datetime) -> None:
-        self._shown().set_postfix_str(f"waiting: {reason} until {_clock(until)}")
 
     def _shown(self) -> tqdm:
         if self.bar is None:
             self.bar = tqdm(
                 total=self.total,
                 desc=self.label,
-                unit=" customers",
+                unit=self.unit,
                 file=_RawStream(self.stream),
                 dynamic_ncols=True,
                 miniters=1,
-                # The run's average rate, not a recent one: paced runs come in bursts.
+                # The average rate, not a recent one: paced runs come in bursts.
                 smoothing=0,
                 leave=False,
             )
@@ -105,6 +79,40 @@ class RunProgress(RunObserver):
             self.bar = None
 
 
+class RunProgress(ProgressBar, RunObserver):
+    """Counts finished customers on a bar under the run's lines; shows each wait's reason.
+
+    The bar appears with the first customer (the list of selected customers prints before
+    it) and goes when `close` is called, before the results block.
+    """
+
+    unit = " customers"
+
+    def run_started(self, run: SyncRun, customers: Iterable[Customer]) -> None:
+        self.total = run.selected_count
+
+    def customer_started(self, index: int, total: int, customer: Customer) -> None:
+        self._shown().set_postfix_str("", refresh=False)
+
+    def customer_finished(self, index: int, total: int, result: CustomerResult) -> None:
+        bar = self._shown()
+        bar.set_postfix_str("", refresh=False)
+        bar.update(1)
+
+    # Zoho's own words for a block go to the run's lines and the log; the bar names the wait.
+    def block_wait(self, until: datetime, reason: str) -> None:
+        self._waiting("Zoho block", until)
+
+    def settle_wait(self, until: datetime) -> None:
+        self._waiting("create settling", until)
+
+    def pace_wait(self, until: datetime) -> None:
+        self._waiting("request budget", until)
+
+    def _waiting(self, reason: str, until: datetime) -> None:
+        self._shown().set_postfix_str(f"waiting: {reason} until {_clock(until)}")
+
+
 def _unstyled(text: str) -> str:
     return text
 
@@ -129,7 +137,7 @@ class _RawStream:
 class _LinesAbove:
     """An OutputWrapper whose lines clear the bar first and redraw it after."""
 
-    def __init__(self, stdout: OutputWrapper, progress: RunProgress) -> None:
+    def __init__(self, stdout: OutputWrapper, progress: ProgressBar) -> None:
         self._stdout = stdout
         self._progress = progress
 

@@ -12,6 +12,9 @@
   ZOHO_ALERT_DAILY_BUDGET_PERCENT of ZOHO_DAILY_LIMIT - ZOHO_DAILY_RESERVE; it ends below that.
   Never with the daily limit 0 or the percentage 0.
 
+A fourth is told by the write-back itself (`alerts_writeback`), as it happens: writing our answer
+back into the company's database failed; it ends when a write-back succeeds.
+
 What was last reported lives in one AlertState row. A check locks it, reads the conditions,
 writes what it will report and commits before anything is sent: two checks at once never both
 send an alert, the second waits for the first and finds nothing new.
@@ -47,6 +50,7 @@ class AlertCondition(StrEnum):
     NEEDS_ATTENTION = "needs_attention"
     ZOHO_BLOCK = "zoho_block"
     DAILY_BUDGET = "daily_budget"
+    WRITEBACK = "writeback"
 
 
 @dataclass(frozen=True)
@@ -228,6 +232,41 @@ def _daily_budget_change(state: AlertState, now: _Conditions) -> Alert | None:
         message=f"{counted}.",
         link=link,
     )
+
+
+def alerts_writeback(*, error: str) -> Alert | None:
+    """After a write-back: alert when it starts failing (`error`), and when it works again."""
+    failing = bool(error)
+    with transaction.atomic():
+        state, _created = AlertState.objects.select_for_update().get_or_create(singleton=1)
+        if state.writeback_failed == failing:
+            return None
+        state.writeback_failed = failing
+        state.save(update_fields=["writeback_failed"])
+        table = settings.CUSTOMER_SOURCE_WRITEBACK_TABLE
+        alert = Alert(
+            condition=AlertCondition.WRITEBACK,
+            recovered=not failing,
+            subject=(
+                f"Zoho ids are not reaching the company's {table} table"
+                if failing
+                else f"Zoho ids reach the company's {table} table again"
+            ),
+            message=(
+                f"{error}. Syncing goes on; the next write-back compares every customer and "
+                "catches up."
+                if failing
+                else "A write-back succeeded: the rows it had missed are caught up."
+            ),
+            link=_admin_link("admin:billing_sync_syncrun_changelist"),
+        )
+        transaction.on_commit(lambda: _deliver([alert]))
+    return alert
+
+
+def writeback_catch_up_due() -> bool:
+    """Whether the last write-back failed, so the next one must compare every customer."""
+    return AlertState.objects.filter(singleton=1, writeback_failed=True).exists()
 
 
 def _deliver(alerts: list[Alert]) -> None:

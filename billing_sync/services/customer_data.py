@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from dataclasses import dataclass
 from typing import Any
 
 from django.core.exceptions import ValidationError
@@ -24,33 +25,55 @@ DISPLAY_NAME_MAX = 200
 TEXT_FIELDS = ("email", "account_number", "first_name", "last_name", "company_name", "phone")
 
 
-def customer_validation_errors(customer: Customer) -> list[str]:
+@dataclass(frozen=True)
+class FieldProblem:
+    """Why Zoho would refuse one field of a customer (`field` "name": the display name)."""
+
+    field: str
+    reason: str
+
+    def __str__(self) -> str:
+        return f"{self.field}: {self.reason}"
+
+
+def customer_field_problems(customer: Customer) -> list[FieldProblem]:
     """Every reason Zoho would refuse this customer, each naming the field; empty when fine."""
-    errors = [
-        f"{name}: contains a NUL byte" for name in TEXT_FIELDS if "\x00" in getattr(customer, name)
+    problems = [
+        FieldProblem(name, "contains a NUL byte")
+        for name in TEXT_FIELDS
+        if "\x00" in getattr(customer, name)
     ]
-    if errors:
-        return errors
+    if problems:
+        return problems
     email = customer.email.strip()
     if not email:
-        errors.append("email: is blank")
+        problems.append(FieldProblem("email", "is blank"))
     else:
         try:
             validate_email(email)
         except ValidationError:
-            errors.append(f"email: {email!r} is not a valid email address")
+            problems.append(FieldProblem("email", f"{email!r} is not a valid email address"))
     for name, limit in MAX_LENGTHS.items():
         value = getattr(customer, name).strip()
         if len(value) > limit:
-            errors.append(f"{name}: {len(value)} characters, Zoho accepts at most {limit}")
+            problems.append(
+                FieldProblem(name, f"{len(value)} characters, Zoho accepts at most {limit}")
+            )
     display_name = customer.display_name
     if not display_name:
-        errors.append("name: first_name, last_name and company_name are all blank")
+        problems.append(
+            FieldProblem("name", "first_name, last_name and company_name are all blank")
+        )
     elif len(display_name) > DISPLAY_NAME_MAX:
-        errors.append(f"name: display name over {DISPLAY_NAME_MAX} characters")
+        problems.append(FieldProblem("name", f"display name over {DISPLAY_NAME_MAX} characters"))
     if not customer.account_number.strip():
-        errors.append("account_number: is blank")
-    return errors
+        problems.append(FieldProblem("account_number", "is blank"))
+    return problems
+
+
+def customer_validation_errors(customer: Customer) -> list[str]:
+    """Every reason Zoho would refuse this customer, as "field: reason"; empty when fine."""
+    return [str(problem) for problem in customer_field_problems(customer)]
 
 
 def customer_zoho_fields(customer: Customer, *, account_field: str) -> dict[str, Any]:

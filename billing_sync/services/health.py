@@ -3,7 +3,8 @@
 Four checks make the service unhealthy when they fail (`/healthz` answers 503): the database
 does not answer, the broker does not answer, no django-q2 cluster has a fresh heartbeat, or no
 live sync run has completed for longer than ZOHO_HEALTH_MAX_RUN_AGE_SECONDS. Two are warnings
-(200, named in the answer): Zoho is blocking us, and customers need a person. They are states a
+(200, named in the answer): Zoho is blocking us, and customers need a person; a third when a
+write-back table is set: the last write-back into the company's database failed. They are states a
 person should see, not a dead service: a block ends by itself and runs wait for it, a refused
 customer waits for someone to fix its data, and the alerts already tell operations about both.
 A block that stops every run long enough still turns the service unhealthy, through the age
@@ -39,6 +40,8 @@ from redis import RedisError
 
 from billing_sync.models import SyncRun, SyncRunStatus, SyncStatus
 from billing_sync.selectors import customers_syncable
+from billing_sync.services.alerts import writeback_catch_up_due
+from billing_sync.services.customer_source import writeback_configured
 from billing_sync.zoho.state import active_block, current_api_state
 
 logger = logging.getLogger(__name__)
@@ -102,6 +105,7 @@ def health_report() -> HealthReport:
         ("last_run", _last_run, True, True),
         ("zoho_block", _zoho_block, True, False),
         ("needs_attention", _needs_attention, True, False),
+        *([("writeback", _writeback, True, False)] if writeback_configured() else []),
     ):
         if needs_database and not database.check.ok:
             detail = "not checked: the database is unreachable"
@@ -246,6 +250,20 @@ def _needs_attention() -> _Checked:
         return _Checked(HealthCheck("needs_attention", not count, detail, False), phrase)
 
     return _guarded("needs_attention", "database", check)
+
+
+def _writeback() -> _Checked:
+    def check() -> _Checked:
+        table = settings.CUSTOMER_SOURCE_WRITEBACK_TABLE
+        if not writeback_catch_up_due():
+            detail = f"the last write-back into the company's {table} table succeeded"
+            return _Checked(HealthCheck("writeback", True, detail, False), None)
+        failed = SyncRun.objects.exclude(writeback_error="").order_by("-started_at").first()
+        error = failed.writeback_error[:REASON_MAX_CHARS] if failed else "see the alert"
+        detail = f"{error}; syncing goes on, and the next write-back catches up"
+        return _Checked(HealthCheck("writeback", False, detail, False), "write-back failing")
+
+    return _guarded("writeback", "database", check)
 
 
 def _span(seconds: float) -> str:

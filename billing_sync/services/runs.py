@@ -63,6 +63,7 @@ from billing_sync.services.alerts import alerts_check
 from billing_sync.services.audit import new_attempt, record_attempts
 from billing_sync.services.claims import Claims
 from billing_sync.services.customer_data import customer_validation_errors
+from billing_sync.services.customer_source import writeback_after_run
 from billing_sync.services.customer_sync import RUN_STOPPERS, AnsweredCreates, CustomerSync
 from billing_sync.services.matching import ZohoCustomerFinder, lookup_prefers_index
 from billing_sync.services.run_report import CustomerResult, RunObserver, RunReport
@@ -182,6 +183,7 @@ def _run(
     _finish_run(report)
     if not dry_run:
         alerts_check()  # tells monitoring when something started or stopped going wrong
+        writeback_after_run(report.run)  # the Zoho ids, back into the company's database
     return report
 
 

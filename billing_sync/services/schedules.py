@@ -1,4 +1,5 @@
-"""The django-q schedule that keeps Zoho in step on its own (the sync service), kept by name."""
+"""The django-q schedules, kept by name: the sync that keeps Zoho in step on its own, and, when
+the company's database is a source, the import that brings its new and edited customers."""
 
 from __future__ import annotations
 
@@ -9,7 +10,13 @@ from django.db import transaction
 from django.utils import timezone
 from django_q.models import Schedule
 
-from billing_sync.selectors import RETIRED_SCHEDULES, SCHEDULE_NAMES, SYNC_SCHEDULE
+from billing_sync.selectors import (
+    IMPORT_SCHEDULE,
+    RETIRED_SCHEDULES,
+    SCHEDULE_NAMES,
+    SYNC_SCHEDULE,
+)
+from billing_sync.services.customer_source import source_configured
 
 
 @dataclass(frozen=True)
@@ -23,11 +30,11 @@ class ScheduleSpec:
 
 def schedule_specs() -> list[ScheduleSpec]:
     """The schedules we keep, with intervals from settings."""
-    return [
-        ScheduleSpec(
-            SYNC_SCHEDULE, "billing_sync.tasks.sync_task", settings.ZOHO_SYNC_EVERY_MINUTES
-        )
-    ]
+    every = settings.ZOHO_SYNC_EVERY_MINUTES
+    specs = [ScheduleSpec(SYNC_SCHEDULE, "billing_sync.tasks.sync_task", every)]
+    if source_configured():
+        specs.append(ScheduleSpec(IMPORT_SCHEDULE, "billing_sync.tasks.import_task", every))
+    return specs
 
 
 @transaction.atomic
@@ -35,11 +42,14 @@ def schedules_ensure() -> list[Schedule]:
     """Create or update each schedule by name; running it twice leaves the same set.
 
     Schedule.name is not unique in django-q, so extra rows with one of our names are removed,
-    and so are the schedules of earlier versions that the sync replaces.
+    and so are the schedules of earlier versions that the sync replaces, and the import's when
+    no source database is set any more.
     """
-    Schedule.objects.filter(name__in=RETIRED_SCHEDULES).delete()
+    specs = schedule_specs()
+    unused = set(SCHEDULE_NAMES) - {spec.name for spec in specs}
+    Schedule.objects.filter(name__in=[*RETIRED_SCHEDULES, *unused]).delete()
     kept = []
-    for spec in schedule_specs():
+    for spec in specs:
         rows = Schedule.objects.select_for_update().filter(name=spec.name).order_by("pk")
         schedule = rows.first() or Schedule(name=spec.name, next_run=timezone.now())
         schedule.func = spec.func

@@ -5,25 +5,28 @@ from __future__ import annotations
 from typing import Any
 
 from billing_sync.management.json_output import ZohoCommand
-from billing_sync.services.demo_data import DEMO_CUSTOMERS, demo_customers_load
+from billing_sync.services.demo_data import DEMO_FILE, demo_customers_load
 
 
 class Command(ZohoCommand):
     help = (
-        "Load the 13 CircleTel demo customers and 2 internal_test accounts (matched by "
-        "account number, so running it twice changes nothing)."
+        "Load the 13 CircleTel demo customers and 2 internal_test accounts: an import of "
+        f"{DEMO_FILE.name} (matched by account number, so running it twice changes nothing)."
     )
 
     def empty_document(self) -> dict[str, Any]:
-        return {"customers": len(DEMO_CUSTOMERS), "created": 0, "already_present": 0}
+        return {"customers": 0, "created": 0, "already_present": 0}
 
     def handle(self, *args: Any, **options: Any) -> None:
-        created, existing = demo_customers_load()
+        record = demo_customers_load()
+        present = record.updated_count + record.unchanged_count
         if not self.as_json:
             self.stdout.write(
                 self.style.SUCCESS(
-                    f"Demo data: {len(DEMO_CUSTOMERS)} customers "
-                    f"({created} created, {existing} already present)."
+                    f"Demo data: {record.row_count} customers ({record.created_count} created, "
+                    f"{present} already present; import #{record.pk})."
                 )
             )
-        self.end(0, created=created, already_present=existing)
+        self.end(
+            0, customers=record.row_count, created=record.created_count, already_present=present
+        )

@@ -1,4 +1,4 @@
-"""Create the django-q schedules that retry failed customers and backfill new ones."""
+"""Create the django-q schedules: the sync, and the import from the company's database."""
 
 from __future__ import annotations
 
@@ -15,8 +15,9 @@ class Command(ZohoCommand):
     help = (
         "Create or update, by name, the schedule that keeps Zoho in step (the sync service, "
         "every ZOHO_SYNC_EVERY_MINUTES: creates what Zoho lacks, retries what failed, pushes "
-        "local edits); running it twice leaves the same set. A worker (manage.py qcluster) "
-        "runs it."
+        "local edits) and, with a source database (CUSTOMER_SOURCE_URL and "
+        "CUSTOMER_SOURCE_QUERY), customers-import (import_customers --source, as often); "
+        "running it twice leaves the same set. A worker (manage.py qcluster) runs them."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:

@@ -1,0 +1,153 @@
+"""Import customers from a CSV or JSON Lines file, or from the company's own database."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from django.core.management.base import CommandError, CommandParser
+from django.db import DatabaseError
+
+from billing_sync.management.import_output import (
+    EXIT_UNREADABLE,
+    ImportDocument,
+    ImportObservers,
+    ImportPrinter,
+    ImportProgress,
+    empty_import_document,
+    import_exit,
+    import_problems,
+)
+from billing_sync.management.json_output import ZohoCommand
+from billing_sync.management.printing import Printer
+from billing_sync.models import CustomerImport, ImportStatus
+from billing_sync.services.customer_import import (
+    ImportObserver,
+    ImportOptions,
+    customers_import_file,
+)
+from billing_sync.services.customer_source import SourceNotConfigured, customers_import_source
+from billing_sync.services.import_files import FORMATS
+from billing_sync.services.import_rows import IMPORT_FIELDS
+
+EXIT_FAILED = 1
+
+
+def column_rename(value: str) -> tuple[str, str]:
+    """argparse type for --map "Source column=field"."""
+    source, equals, field = value.rpartition("=")
+    if not equals or not source.strip() or not field.strip():
+        raise argparse.ArgumentTypeError(f'{value!r} is not "Source column=field"')
+    return source, field
+
+
+class Command(ZohoCommand):
+    help = (
+        "Import customers, matched by account_number: from a CSV file (a header row of our "
+        f"field names: {', '.join(IMPORT_FIELDS)}; UTF-8 with or without a BOM) or JSON Lines "
+        "file, or with --source from the company's database (CUSTOMER_SOURCE_URL and "
+        "CUSTOMER_SOURCE_QUERY; then our Zoho ids are written back). New accounts are created, "
+        "known ones get the columns the source carries, nothing is deleted; a refused row is "
+        "named with its line, column and reason, and the others are imported. Exits 1 when a "
+        "row was refused, 2 when the file cannot be read or a column is unknown."
+    )
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        super().add_arguments(parser)
+        parser.add_argument(
+            "path", nargs="?", metavar="PATH", help="The file to import; - for standard input."
+        )
+        parser.add_argument(
+            "--source",
+            action="store_true",
+            help="Import what CUSTOMER_SOURCE_QUERY returns from the company's database (read "
+            "only), then write our Zoho ids and statuses back where they differ.",
+        )
+        parser.add_argument(
+            "--format",
+            choices=FORMATS,
+            help="The file's format (default: by its extension, .csv or .jsonl; CSV on stdin).",
+        )
+        parser.add_argument(
+            "--map",
+            type=column_rename,
+            action="append",
+            default=[],
+            metavar='"COLUMN=field"',
+            help='Read the source\'s COLUMN as our field, e.g. --map "Account No=account_number" '
+            "(repeatable).",
+        )
+        parser.add_argument(
+            "--ignore-column",
+            action="append",
+            default=[],
+            metavar="COLUMN",
+            help="Skip this column of the source on purpose (repeatable).",
+        )
+        parser.add_argument(
+            "--dry-run",
+            action="store_true",
+            help="Say per row what would happen (create, update and its fields, unchanged, "
+            "refused); write no customer.",
+        )
+
+    def empty_document(self) -> dict[str, Any]:
+        return empty_import_document(dry_run=bool(self.options.get("dry_run")))
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        if bool(options["path"]) == options["source"]:
+            raise CommandError(
+                "Give the file to import (- for standard input), or --source.",
+                returncode=EXIT_UNREADABLE,
+            )
+        import_options = ImportOptions(
+            dry_run=options["dry_run"],
+            renames=dict(options["map"]),
+            ignore=tuple(options["ignore_column"]),
+        )
+        watched = self.stderr if self.as_json else self.stdout
+        progress = ImportProgress.on_terminal(watched, label="Importing")
+        output: ImportDocument | ImportPrinter
+        if self.as_json:
+            output = ImportDocument(self)
+        else:
+            stdout = progress.lines_above(self.stdout) if progress else self.stdout
+            every_row = options["dry_run"] or options["verbosity"] > 1
+            output = ImportPrinter(Printer(stdout, self.style), every_row=every_row)
+        try:
+            record = self._import(options, import_options, ImportObservers(progress, output))
+        except CommandError as exc:
+            if isinstance(output, ImportDocument):
+                output.failed(exit_code=exc.returncode, problem=str(exc))
+            raise
+        finally:
+            if progress is not None:
+                progress.close()
+        exit_code, message = import_exit(record)
+        if isinstance(output, ImportDocument):
+            output.close(record, exit_code=exit_code, problems=import_problems(record))
+        elif record.status != ImportStatus.REFUSED:
+            output.results(record)
+        if exit_code:
+            raise CommandError(message, returncode=exit_code)
+
+    def _import(
+        self, options: dict[str, Any], import_options: ImportOptions, observer: ImportObserver
+    ) -> CustomerImport:
+        try:
+            if options["source"]:
+                return customers_import_source(options=import_options, observer=observer)
+            return customers_import_file(
+                path=options["path"],
+                format=options["format"],
+                options=import_options,
+                observer=observer,
+            )
+        except SourceNotConfigured as exc:
+            raise CommandError(str(exc), returncode=EXIT_UNREADABLE) from exc
+        except DatabaseError as exc:
+            raise CommandError(
+                f"The import failed part way ({exc}); the rows before that are imported: "
+                "run it again to finish.",
+                returncode=EXIT_FAILED,
+            ) from exc

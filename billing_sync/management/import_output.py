@@ -1,0 +1,245 @@
+"""How `import_customers` shows an import: lines on a terminal, or one JSON document.
+
+Rows are shown a batch at a time, once the batch is written; the totals are read from the
+import's record (CustomerImport) when it ends.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from billing_sync.management.json_output import StreamedList, ZohoCommand, writeback_object
+from billing_sync.management.printing import Printer, writeback_lines
+from billing_sync.management.progress import ProgressBar
+from billing_sync.models import CustomerImport, ImportStatus
+from billing_sync.services.customer_import import ImportObserver, RowAction, RowOutcome
+from billing_sync.services.import_rows import Columns
+
+EXIT_REFUSED_ROWS = 1
+EXIT_UNREADABLE = 2
+# The counts of an import document, in this order, and the record's field for each.
+IMPORT_COUNTS = {
+    "rows": "row_count",
+    "created": "created_count",
+    "updated": "updated_count",
+    "unchanged": "unchanged_count",
+    "refused": "refused_count",
+}
+
+
+def import_exit(record: CustomerImport) -> tuple[int, str]:
+    """The exit code of an import, and the message that goes with a non-zero one."""
+    if record.status == ImportStatus.REFUSED:
+        return EXIT_UNREADABLE, f"Nothing imported: {record.problem}"
+    if record.refused_count:
+        return EXIT_REFUSED_ROWS, (
+            f"{record.refused_count} row(s) refused (import #{record.pk}); the others are "
+            f"{'checked' if record.dry_run else 'imported'}."
+        )
+    return 0, ""
+
+
+def import_problems(record: CustomerImport) -> list[str]:
+    """What is wrong after an import, in a few sentences (never one per row)."""
+    problems = []
+    if record.problem:
+        problems.append(record.problem)
+    if record.refused_count:
+        problems.append(f"{record.refused_count} row(s) refused")
+    if record.writeback_error:
+        problems.append(record.writeback_error)
+    return problems
+
+
+class ImportProgress(ProgressBar, ImportObserver):
+    """Rows read on a bar, with their rate and the time left when the total is known."""
+
+    unit = " rows"
+
+    def import_started(
+        self, customer_import: CustomerImport, columns: Columns, total: int | None
+    ) -> None:
+        self.total = total
+        self._shown()
+
+    def rows_written(self, outcomes: list[RowOutcome]) -> None:
+        self._shown().update(len(outcomes))
+
+
+def row_text(outcome: RowOutcome) -> str:
+    """E.g. "line 3: CT-2025-00013 update: email, phone"."""
+    account = outcome.account_number or "(no account number)"
+    text = f"line {outcome.line}: {account} {outcome.action}"
+    if outcome.action == RowAction.UPDATE:
+        text += f": {', '.join(outcome.fields)}"
+    if outcome.problems:
+        text += ": " + "; ".join(str(problem) for problem in outcome.problems)
+    return text
+
+
+class ImportPrinter(ImportObserver):
+    """Prints an import: its columns, the refused rows (every row with `every_row`), totals."""
+
+    def __init__(self, printer: Printer, *, every_row: bool) -> None:
+        self.p = printer
+        self.every_row = every_row
+
+    def import_started(
+        self, customer_import: CustomerImport, columns: Columns, total: int | None
+    ) -> None:
+        mode = " (dry run: nothing is written)" if customer_import.dry_run else ""
+        self.p.banner(
+            "start",
+            f"Customer import #{customer_import.pk} from {customer_import.name} "
+            f"({customer_import.format}){mode}",
+        )
+        self.p.line(f"Columns: {columns_text(columns)}")
+        if total is not None:
+            self.p.line(f"Rows to read: {total}")
+        self.p.line()
+
+    def rows_written(self, outcomes: list[RowOutcome]) -> None:
+        for outcome in outcomes:
+            if outcome.action == RowAction.REFUSED:
+                self.p.mark("fail", row_text(outcome), indent="  ")
+            elif self.every_row:
+                self.p.line(f"  {row_text(outcome)}")
+
+    def results(self, record: CustomerImport) -> None:
+        """The totals, as the import's record holds them."""
+        dry = record.dry_run
+        self.p.rule()
+        self.p.mark("stats", f"Import {'Preview' if dry else 'Results'} (#{record.pk})")
+        self.p.rule()
+        self.p.line(f"Rows read: {record.row_count}")
+        self.p.mark("ok", f"{'Would create' if dry else 'Created'}: {record.created_count}")
+        self.p.line(f"{'Would update' if dry else 'Updated'}: {record.updated_count}")
+        self.p.line(f"Unchanged: {record.unchanged_count}")
+        refused = f"Refused: {record.refused_count}"
+        if record.refused_count:
+            refused += " (each named above, and in the admin under Customer imports)"
+        self.p.mark("fail", refused)
+        if record.sync_queued:
+            self.p.line("Queued one sync task: a worker sends the new and changed customers.")
+        elif not dry and record.created_count + record.updated_count:
+            self.p.line(
+                "They reach Zoho with the next zoho-sync run, or now with "
+                "`manage.py zoho_sync_customers`."
+            )
+        writeback_lines(self.p, record)
+
+
+def columns_text(columns: Columns) -> str:
+    """E.g. `account_number ("Account No"), email; ignored: Notes`."""
+    placed = [
+        field if column == field else f"{field} ({column!r})"
+        for column, field in columns.fields.items()
+    ]
+    text = ", ".join(placed)
+    if columns.ignored or columns.unnamed:
+        text += f"; ignored: {', '.join([*columns.ignored, *columns.unnamed])}"
+    if columns.written_by_sync:
+        text += f"; written by the sync, not imported: {', '.join(columns.written_by_sync)}"
+    return text
+
+
+def empty_import_document(*, dry_run: bool) -> dict[str, Any]:
+    """An import document's keys, for an import that never started."""
+    return {
+        "import_id": None,
+        "dry_run": dry_run,
+        "source": None,
+        "columns": {},
+        "ignored_columns": [],
+        "written_by_sync": [],
+        "rows": [],
+        "counts": dict.fromkeys(IMPORT_COUNTS, 0),
+        "sync_queued": False,
+        "writeback": None,
+    }
+
+
+def row_object(outcome: RowOutcome) -> dict[str, Any]:
+    """One row of an import, as written."""
+    return {
+        "line": outcome.line,
+        "account_number": outcome.account_number or None,
+        "action": str(outcome.action),
+        "fields": list(outcome.fields),
+        "problems": [
+            {"column": problem.column or None, "reason": problem.reason}
+            for problem in outcome.problems
+        ],
+    }
+
+
+def import_head(record: CustomerImport, columns: Columns | None) -> dict[str, Any]:
+    """What an import document says before its rows."""
+    return {
+        "import_id": record.pk,
+        "dry_run": record.dry_run,
+        "source": {"kind": record.source, "name": record.name, "format": record.format or None},
+        "columns": dict(columns.fields) if columns else {},
+        "ignored_columns": [*columns.ignored, *columns.unnamed] if columns else [],
+        "written_by_sync": list(columns.written_by_sync) if columns else [],
+    }
+
+
+def import_tail(record: CustomerImport) -> dict[str, Any]:
+    """What an import document says after its rows, read from the record."""
+    return {
+        "counts": {name: getattr(record, field) for name, field in IMPORT_COUNTS.items()},
+        "sync_queued": record.sync_queued,
+        "writeback": writeback_object(record),
+    }
+
+
+class ImportDocument(ImportObserver):
+    """Streams an import's document to the command's stdout while it goes."""
+
+    def __init__(self, command: ZohoCommand) -> None:
+        self.command = command
+        self.document = StreamedList(command, "rows")
+        self.record: CustomerImport | None = None
+
+    def import_started(
+        self, customer_import: CustomerImport, columns: Columns, total: int | None
+    ) -> None:
+        self.record = customer_import
+        self.document.open(import_head(customer_import, columns))
+
+    def rows_written(self, outcomes: list[RowOutcome]) -> None:
+        for outcome in outcomes:
+            self.document.add(row_object(outcome))
+
+    def close(self, record: CustomerImport, *, exit_code: int, problems: list[str]) -> None:
+        """Finish the document: the rest of it, or all of it when no row was read."""
+        if self.document.opened:
+            self.document.close(import_tail(record), exit_code=exit_code, problems=problems)
+            return
+        values = import_head(record, None) | import_tail(record)
+        self.command.send_document(exit_code=exit_code, problems=problems, **values)
+
+    def failed(self, *, exit_code: int, problem: str) -> None:
+        """The import died part way: close the document with what its record says."""
+        if self.record is None:
+            return  # the command's error ends the document (ZohoCommand.execute)
+        self.record.refresh_from_db()
+        self.close(self.record, exit_code=exit_code, problems=[problem])
+
+
+class ImportObservers(ImportObserver):
+    """Tells each of its observers (None ones left out), in order, about the import."""
+
+    def __init__(self, *observers: ImportObserver | None) -> None:
+        self.observers = [observer for observer in observers if observer is not None]
+
+    def import_started(
+        self, customer_import: CustomerImport, columns: Columns, total: int | None
+    ) -> None:
+        for observer in self.observers:
+            observer.import_started(customer_import, columns, total)
+
+    def rows_written(self, outcomes: list[RowOutcome]) -> None:
+        for observer in self.observers:
+            observer.rows_written(outcomes)

@@ -1,0 +1,222 @@
+"""The company's own customer database (the `source` entry of DATABASES): its customers read by
+CUSTOMER_SOURCE_QUERY in a read-only transaction, and our answer written back into
+CUSTOMER_SOURCE_WRITEBACK_TABLE: each customer's Zoho id and sync status, in the columns
+`zoho_billing_customer_id` and `zoho_sync_status`, matched by `account_number`.
+
+The write-back is the only code that writes there: it updates rows whose two values differ, in
+batches, each in a short transaction, and never inserts or deletes. The table name is checked as
+an identifier (settings.py) and quoted; every value is a bound parameter.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import logging
+import re
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+from django.conf import settings
+from django.db import DatabaseError, connections, transaction
+from django.db.backends.base.base import BaseDatabaseWrapper
+from django.db.models import QuerySet
+
+from billing_sync.models import (
+    Customer,
+    CustomerImport,
+    ImportSource,
+    SyncAttempt,
+    SyncRun,
+    SyncRunStatus,
+)
+from billing_sync.services.alerts import alerts_writeback, writeback_catch_up_due
+from billing_sync.services.customer_import import (
+    ImportObserver,
+    ImportOptions,
+    import_finished,
+    import_refused,
+    import_rows,
+    import_started,
+)
+from billing_sync.services.import_files import RowSource, SourceRow
+
+SOURCE = "source"
+QUERY_SETTING = "CUSTOMER_SOURCE_QUERY"
+FETCH_ROWS = 1000
+WRITEBACK_BATCH = 500
+WRITEBACK_COLUMNS = ("zoho_billing_customer_id", "zoho_sync_status")
+ERROR_CHARS = 1000
+SELECT = re.compile(r"\s*(select|with)\b", re.IGNORECASE)
+
+logger = logging.getLogger(__name__)
+
+
+class SourceNotConfigured(Exception):
+    """The settings name no source database, or no query to read it with."""
+
+
+def source_configured() -> bool:
+    """Whether customers are imported from the company's database."""
+    return bool(settings.CUSTOMER_SOURCE_URL and settings.CUSTOMER_SOURCE_QUERY)
+
+
+def writeback_configured() -> bool:
+    """Whether our answer is written back into the company's database."""
+    return bool(settings.CUSTOMER_SOURCE_URL and settings.CUSTOMER_SOURCE_WRITEBACK_TABLE)
+
+
+def customers_import_source(*, options: ImportOptions, observer: ImportObserver) -> CustomerImport:
+    """Import what CUSTOMER_SOURCE_QUERY returns, then (live) write back whatever differs."""
+    if not source_configured():
+        raise SourceNotConfigured(
+            "No source database: set CUSTOMER_SOURCE_URL and CUSTOMER_SOURCE_QUERY (README, "
+            '"The company\'s database").'
+        )
+    record = import_started(ImportSource.DATABASE, QUERY_SETTING, "query", options)
+    try:
+        with source_rows() as rows:
+            import_rows(record, rows, options, observer)
+    except _QueryRefused as exc:
+        return import_refused(record, str(exc))
+    import_finished(record)
+    if not options.dry_run and writeback_configured():
+        record.writeback_count, record.writeback_error = writeback_safely(Customer.objects.all())
+        record.save(update_fields=["writeback_count", "writeback_error"])
+    return record
+
+
+class _QueryRefused(Exception):
+    """The source would not run the query: nothing is imported."""
+
+
+@contextlib.contextmanager
+def source_rows() -> Iterator[RowSource]:
+    """The query's rows, read in one read-only transaction of the source database, streamed."""
+    query = settings.CUSTOMER_SOURCE_QUERY
+    if not SELECT.match(query):
+        raise _QueryRefused(f"{QUERY_SETTING} must be a SELECT (or WITH ... SELECT) query")
+    connection = connections[SOURCE]
+    try:
+        connection.ensure_connection()
+    except DatabaseError as exc:
+        raise _QueryRefused(f"cannot reach the source database: {exc}") from exc
+    with transaction.atomic(using=SOURCE), _read_only(connection):
+        # On PostgreSQL a server-side cursor: rows arrive as they are read.
+        cursor = connection.chunked_cursor()
+        try:
+            cursor.execute(query)
+            # A server-side cursor runs the query at its first fetch: fail here, not mid-import.
+            first = cursor.fetchmany(FETCH_ROWS)
+        except DatabaseError as exc:
+            raise _QueryRefused(f"the source database refused {QUERY_SETTING}: {exc}") from exc
+        header = [column[0] for column in cursor.description]
+        try:
+            yield RowSource(
+                ImportSource.DATABASE,
+                QUERY_SETTING,
+                "query",
+                header,
+                _fetch(cursor, header, first),
+            )
+        finally:
+            cursor.close()
+
+
+@contextlib.contextmanager
+def _read_only(connection: BaseDatabaseWrapper) -> Iterator[None]:
+    """A mistaken write fails loudly, on either database."""
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            cursor.execute("SET TRANSACTION READ ONLY")
+            yield
+            return
+        cursor.execute("PRAGMA query_only = ON")
+        try:
+            yield
+        finally:
+            cursor.execute("PRAGMA query_only = OFF")
+
+
+def _fetch(cursor: Any, header: list[str], first: list[tuple]) -> Iterator[SourceRow]:
+    number = 0
+    rows = first
+    while rows:
+        for row in rows:
+            number += 1
+            yield SourceRow(number, dict(zip(header, row, strict=True)))
+        rows = cursor.fetchmany(FETCH_ROWS)
+
+
+def writeback_after_run(run: SyncRun) -> None:
+    """Write back the Zoho ids and statuses of the customers a live run finished; all
+    customers after a stopped run (it left unreached ones failed) or a failed write-back.
+    Recorded on the run; a failure never fails the run."""
+    if run.dry_run or not writeback_configured():
+        return
+    customers = Customer.objects.all()
+    if run.status != SyncRunStatus.STOPPED and not writeback_catch_up_due():
+        customers = customers.filter(
+            pk__in=SyncAttempt.objects.filter(run=run).values("customer_id")
+        )
+    run.writeback_count, run.writeback_error = writeback_safely(customers)
+    run.save(update_fields=["writeback_count", "writeback_error"])
+
+
+def writeback_safely(customers: QuerySet[Customer]) -> tuple[int | None, str]:
+    """(rows written, "") or (None, why it failed); alerts when it starts or stops failing."""
+    try:
+        written = source_writeback(customers)
+    except DatabaseError as exc:
+        connections[SOURCE].close()
+        error = f"Writing back to {settings.CUSTOMER_SOURCE_WRITEBACK_TABLE} failed: {exc}"
+        logger.warning("%s; the next write-back catches up", error)
+        alerts_writeback(error=error)
+        return None, error[:ERROR_CHARS]
+    alerts_writeback(error="")
+    return written, ""
+
+
+def source_writeback(customers: QuerySet[Customer]) -> int:
+    """Give the source's rows of `customers` our Zoho id and sync status where they differ;
+    the number of rows changed. Raises DatabaseError."""
+    connection = connections[SOURCE]
+    table = ".".join(
+        connection.ops.quote_name(part)
+        for part in settings.CUSTOMER_SOURCE_WRITEBACK_TABLE.split(".")
+    )
+    ours = customers.order_by().values_list("account_number", *WRITEBACK_COLUMNS)
+    written = 0
+    for batch in _chunks(ours.iterator(chunk_size=2000), WRITEBACK_BATCH):
+        wanted = {account: (zoho_id, status) for account, zoho_id, status in batch}
+        with transaction.atomic(using=SOURCE), connection.cursor() as cursor:
+            marks = ", ".join(["%s"] * len(wanted))
+            cursor.execute(
+                f"SELECT account_number, {', '.join(WRITEBACK_COLUMNS)} FROM {table} "  # noqa: S608 - a checked, quoted identifier
+                f"WHERE account_number IN ({marks})",
+                list(wanted),
+            )
+            held = {str(row[0]): _texts(row[1:]) for row in cursor.fetchall()}
+            changes = [
+                (*values, account)
+                for account, values in wanted.items()
+                if account in held and held[account] != values
+            ]
+            if changes:
+                cursor.executemany(
+                    f"UPDATE {table} SET zoho_billing_customer_id = %s, "  # noqa: S608 - as above
+                    "zoho_sync_status = %s WHERE account_number = %s",
+                    changes,
+                )
+        written += len(changes)
+    return written
+
+
+def _texts(values: Iterable[Any]) -> tuple[str | None, ...]:
+    return tuple(None if value is None else str(value) for value in values)
+
+
+def _chunks(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
+    iterator = iter(items)
+    while chunk := list(itertools.islice(iterator, size)):
+        yield chunk
