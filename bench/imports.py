@@ -1,0 +1,168 @@
+"""How fast, and in how much memory, `import_customers` brings a spreadsheet export in.
+
+    python bench/imports.py [--rows 100000] [--memory-rows 10000] [--database-url URL]
+
+On a fresh database (a SQLite file under var/, or --database-url, e.g.
+postgres://postgres@127.0.0.1:5432/billing_sync_bench_import), with a CSV file written as Excel
+writes one (a BOM, CRLF, every column we import):
+1. `manage.py import_customers FILE` for --rows customers, as a user runs it (a process of its
+   own): wall seconds, and its peak RSS (ru_maxrss of that process).
+2. The same file again: every row unchanged, nothing written.
+3. The import of --memory-rows customers on a fresh database: its peak RSS, against (1)'s.
+
+Targets (issue "Bring the customers in"): 100,000 rows in at most 60 s, the re-import in at
+most 30 s, and peak memory at 100,000 rows within 20% of that at 10,000. Prints met / NOT MET
+for each and exits 1 when one is missed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import os
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+PROJECT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(PROJECT))
+
+from benchlib import ensure_database  # noqa: E402 - needs the project on sys.path
+
+VAR = PROJECT / "var"
+FIRST_IMPORT_SECONDS = 60.0
+REIMPORT_SECONDS = 30.0
+MEMORY_RATIO = 1.20
+HEADER = [
+    "account_number",
+    "email",
+    "first_name",
+    "last_name",
+    "company_name",
+    "phone",
+    "account_type",
+    "created_at",
+]
+FIRST_CREATED = datetime(2020, 1, 1, tzinfo=UTC)
+
+
+@dataclass(frozen=True)
+class Measured:
+    seconds: float
+    peak_rss_kib: int
+    output: str
+
+
+def write_csv(path: Path, rows: int) -> None:
+    """A spreadsheet's export of `rows` customers: UTF-8 with a BOM, CRLF line ends."""
+    with path.open("w", encoding="utf-8-sig", newline="") as file:
+        writer = csv.writer(file, lineterminator="\r\n")
+        writer.writerow(HEADER)
+        for n in range(rows):
+            business = n % 5 == 0
+            writer.writerow(
+                [
+                    f"CT-2025-{n:07d}",
+                    f"customer.{n}@example.co.za",
+                    "Thandeka",
+                    f"Nkosi-{n}",
+                    f"Karoo Farms {n} (Pty) Ltd" if business else "",
+                    f"+27 82 {n % 1000:03d} {n % 10000:04d}",
+                    "business" if business else "residential",
+                    (FIRST_CREATED + timedelta(minutes=n)).strftime("%Y-%m-%d %H:%M"),
+                ]
+            )
+
+
+def manage(*args: str, env: dict[str, str]) -> Measured:
+    """Run `manage.py ARGS` as its own process; its wall time and peak RSS."""
+    started = time.monotonic()
+    process = subprocess.Popen(
+        [sys.executable, str(PROJECT / "manage.py"), *args],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    output = process.stdout.read() if process.stdout else ""
+    _pid, status, usage = os.wait4(process.pid, 0)
+    seconds = time.monotonic() - started
+    process.returncode = os.waitstatus_to_exitcode(status)
+    if process.returncode:
+        raise SystemExit(f"manage.py {' '.join(args)} failed ({process.returncode}):\n{output}")
+    return Measured(seconds, usage.ru_maxrss, output)
+
+
+def fresh_database(database_url: str | None, label: str) -> dict[str, str]:
+    """The environment of a process on a new, migrated, empty database."""
+    env = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "Q_BROKER_URL")}
+    if database_url:
+        ensure_database(database_url)
+        env["DATABASE_URL"] = database_url
+        manage("migrate", "-v", "0", env=env)
+        manage("flush", "--no-input", "-v", "0", env=env)
+    else:
+        path = VAR / f"bench-import-{label}.sqlite3"
+        for leftover in VAR.glob(f"{path.name}*"):
+            leftover.unlink()
+        env["DATABASE_URL"] = f"sqlite:///{path}"
+        manage("migrate", "-v", "0", env=env)
+    return env
+
+
+VERDICTS: list[bool] = []
+
+
+def judge(target: str, figure: str, met: bool) -> None:
+    VERDICTS.append(met)
+    print(f"  {'met' if met else 'NOT MET'}: {target}: {figure}")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=100_000)
+    parser.add_argument("--memory-rows", type=int, default=10_000)
+    parser.add_argument("--database-url", default=None)
+    args = parser.parse_args()
+    VAR.mkdir(exist_ok=True)
+    database = "PostgreSQL" if args.database_url else "SQLite"
+    print(f"import_customers on {database}, {args.rows} and {args.memory_rows} rows")
+
+    large, small = VAR / f"bench-{args.rows}.csv", VAR / f"bench-{args.memory_rows}.csv"
+    write_csv(large, args.rows)
+    write_csv(small, args.memory_rows)
+
+    env = fresh_database(args.database_url, "large")
+    first = manage("import_customers", str(large), env=env)
+    again = manage("import_customers", str(large), env=env)
+    env = fresh_database(args.database_url, "small")
+    smaller = manage("import_customers", str(small), env=env)
+
+    for name, measured in (("first", first), ("again", again), ("smaller", smaller)):
+        tail = [line for line in measured.output.splitlines() if ":" in line][-5:]
+        print(f"  {name}: {measured.seconds:.1f} s, peak RSS {measured.peak_rss_kib} KiB; {tail}")
+    rate = args.rows / first.seconds
+    judge(
+        f"{args.rows} rows in <= {FIRST_IMPORT_SECONDS:g} s",
+        f"{first.seconds:.1f} s ({rate:.0f} rows/s)",
+        first.seconds <= FIRST_IMPORT_SECONDS,
+    )
+    judge(
+        f"the same file again (unchanged) in <= {REIMPORT_SECONDS:g} s",
+        f"{again.seconds:.1f} s",
+        again.seconds <= REIMPORT_SECONDS,
+    )
+    ratio = first.peak_rss_kib / smaller.peak_rss_kib
+    judge(
+        f"peak RSS at {args.rows} rows within {MEMORY_RATIO:.2f}x of {args.memory_rows}",
+        f"{first.peak_rss_kib} / {smaller.peak_rss_kib} KiB = {ratio:.2f}",
+        ratio <= MEMORY_RATIO,
+    )
+    return 0 if all(VERDICTS) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
