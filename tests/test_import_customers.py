@@ -182,6 +182,24 @@ def test_a_nul_byte_is_refused_naming_the_field(tmp_path):
     assert not Customer.objects.exists()
 
 
+def test_stray_columns_without_a_header_must_stay_blank(tmp_path):
+    path = csv_file(
+        tmp_path,
+        "account_number,email,first_name,,",
+        "CT-1,a@example.co.za,Ann,,",
+        "CT-2,b@example.co.za,Ben,,VIP",
+    )
+
+    document, code = import_json(path)
+
+    assert code == 1
+    assert document["ignored_columns"] == ["(column 4, no header)", "(column 5, no header)"]
+    assert refusals(document) == [
+        (3, "(column 5, no header)", "has a value but no header: name the column or empty it")
+    ]
+    assert set(by_account()) == {"CT-1"}
+
+
 def test_an_unknown_column_stops_the_import_before_anything_is_written(tmp_path):
     path = csv_file(tmp_path, HEADER + ",Notes,Region", ROWS[0] + ",VIP,Cape")
 

@@ -29,6 +29,8 @@ class ProgressBar:
     """A bar under a command's lines: made when first shown, cleared around lines above it."""
 
     unit = " items"
+    # tqdm draws at most this often (seconds): an update sooner than that is not drawn.
+    min_interval = 0.1
 
     def __init__(self, stream: OutputWrapper, *, label: str) -> None:
         self.stream = stream
@@ -50,6 +52,7 @@ class ProgressBar:
                 file=_RawStream(self.stream),
                 dynamic_ncols=True,
                 miniters=1,
+                mininterval=self.min_interval,
                 # The average rate, not a recent one: paced runs come in bursts.
                 smoothing=0,
                 leave=False,

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from billing_sync.models import ImportSource
+from billing_sync.services.import_rows import unnamed_column
 
 FORMATS = ("csv", "jsonl")
 EXTENSIONS = {".csv": "csv", ".txt": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl"}
@@ -146,10 +147,19 @@ def _scan_csv(text: IO[str], name: str) -> tuple[list[str], int, str]:
         header = next(reader, None)
         if header is None:
             raise UnreadableFile(f"{name} is empty: it needs a header row of column names")
+        header = _named(header)
         total = sum(1 for record in reader if _has_cells(record))
     except csv.Error as exc:
         raise UnreadableFile(f"{name}, line {reader.line_num}: not valid CSV ({exc})") from None
     return header, total, delimiter
+
+
+def _named(header: list[str]) -> list[str]:
+    """The header, a blank cell named by its position (a spreadsheet's stray column)."""
+    return [
+        name if name.strip() else unnamed_column(position)
+        for position, name in enumerate(header, 1)
+    ]
 
 
 def _has_cells(record: list[str]) -> bool:
@@ -159,7 +169,7 @@ def _has_cells(record: list[str]) -> bool:
 
 def _csv_rows(text: IO[str], width: int, delimiter: str) -> Iterator[SourceRow]:
     reader = csv.reader(text, delimiter=delimiter)
-    header = next(reader)
+    header = _named(next(reader))
     next_line = reader.line_num + 1
     for record in reader:
         line, next_line = next_line, reader.line_num + 1

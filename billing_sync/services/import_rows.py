@@ -26,6 +26,8 @@ TEXT_FIELDS = ZOHO_DATA_FIELDS
 SCIENTIFIC = re.compile(r"[+-]?\d+(?:[.,]\d+)?[eE][+-]?\d+")
 # Fields whose digits a spreadsheet mangles when it takes them for numbers.
 DIGIT_FIELDS = ("account_number", "phone")
+# How a reader names a column whose header cell is blank (unnamed_column).
+UNNAMED = re.compile(r"\(column \d+, no header\)")
 # The display name is made of these: a problem with "name" is theirs.
 NAME_FIELDS = ("first_name", "last_name", "company_name")
 
@@ -51,6 +53,12 @@ class Columns:
         return field
 
 
+def unnamed_column(position: int) -> str:
+    """The name a reader gives a column whose header cell is blank (a spreadsheet's stray
+    column): its cells must be blank too."""
+    return f"(column {position}, no header)"
+
+
 def _key(name: str) -> str:
     return name.strip().casefold()
 
@@ -61,45 +69,12 @@ def columns_for(
     """Map the source's header to our fields: by name, regardless of case and surrounding
     spaces, after `renames` (source column -> field). Raises ColumnError naming every column
     it cannot place, before anything is imported."""
-    given = dict(renames or {})
-    renames = {_key(source): _key(field) for source, field in given.items()}
-    ignore_keys = {_key(name): name for name in ignore}
-    known = {_key(name) for name in header}
-    problems = [
-        f"--map {source!r}: the source has no such column"
-        for source in given
-        if _key(source) not in known
-    ]
-    problems += [
-        f"--map {source!r} to {field!r}: not a field an import sets ({', '.join(IMPORT_FIELDS)})"
-        for source, field in given.items()
-        if _key(field) not in IMPORT_FIELDS
-    ]
-    problems += [
-        f"--ignore-column {name!r}: the source has no such column"
-        for key, name in ignore_keys.items()
-        if key not in known
-    ]
-    problems += [
-        f"column {name!r} appears {count} times"
-        for name, count in Counter(_key(name) for name in header if _key(name)).items()
-        if count > 1
-    ]
-    fields: dict[str, str] = {}
-    ignored, written_by_sync, unnamed, unknown = [], [], [], []
-    for position, column in enumerate(header, 1):
-        key = _key(column)
-        field = renames.get(key, key)
-        if not key:
-            unnamed.append(f"(column {position}, no header)")
-        elif key in ignore_keys:
-            ignored.append(column)
-        elif field in IMPORT_FIELDS:
-            fields[column] = field
-        elif field in SYNC_COLUMNS:
-            written_by_sync.append(column)
-        else:
-            unknown.append(column)
+    renames = dict(renames or {})
+    ignore = list(ignore)
+    problems = _option_problems(header, renames, ignore)
+    repeated = Counter(_key(name) for name in header if _key(name) and not UNNAMED.fullmatch(name))
+    problems += [f"column {name!r} appears {n} times" for name, n in repeated.items() if n > 1]
+    columns, unknown = _placed(header, renames, ignore)
     if unknown:
         problems.append(
             f"unknown column(s) {', '.join(map(repr, unknown))}: the columns are our field names "
@@ -107,7 +82,7 @@ def columns_for(
             "with --ignore-column COLUMN"
         )
     taken: dict[str, str] = {}
-    for column, field in fields.items():
+    for column, field in columns.fields.items():
         if field in taken:
             problems.append(f"columns {taken[field]!r} and {column!r} are both {field}")
         taken.setdefault(field, column)
@@ -118,7 +93,55 @@ def columns_for(
         )
     if problems:
         raise ColumnError("; ".join(problems))
-    return Columns(fields, tuple(ignored), tuple(written_by_sync), tuple(unnamed))
+    return columns
+
+
+def _option_problems(
+    header: Sequence[str], renames: Mapping[str, str], ignore: Iterable[str]
+) -> list[str]:
+    """--map and --ignore-column options that name no column of the source, or no field."""
+    known = {_key(name) for name in header}
+    problems = [
+        f"--map {source!r}: the source has no such column"
+        for source in renames
+        if _key(source) not in known
+    ]
+    problems += [
+        f"--map {source!r} to {field!r}: not a field an import sets ({', '.join(IMPORT_FIELDS)})"
+        for source, field in renames.items()
+        if _key(field) not in IMPORT_FIELDS
+    ]
+    problems += [
+        f"--ignore-column {name!r}: the source has no such column"
+        for name in ignore
+        if _key(name) not in known
+    ]
+    return problems
+
+
+def _placed(
+    header: Sequence[str], renames: Mapping[str, str], ignore: Iterable[str]
+) -> tuple[Columns, list[str]]:
+    """Each column placed: a field, skipped on purpose, the sync's own, unnamed; the unknown."""
+    renamed = {_key(source): _key(field) for source, field in renames.items()}
+    skipped = {_key(name) for name in ignore}
+    fields: dict[str, str] = {}
+    ignored, written_by_sync, unnamed, unknown = [], [], [], []
+    for column in header:
+        key = _key(column)
+        field = renamed.get(key, key)
+        if not key or UNNAMED.fullmatch(column):
+            unnamed.append(column)
+        elif key in skipped:
+            ignored.append(column)
+        elif field in IMPORT_FIELDS:
+            fields[column] = field
+        elif field in SYNC_COLUMNS:
+            written_by_sync.append(column)
+        else:
+            unknown.append(column)
+    columns = Columns(fields, tuple(ignored), tuple(written_by_sync), tuple(unnamed))
+    return columns, unknown
 
 
 @dataclass(frozen=True)

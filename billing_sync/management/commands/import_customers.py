@@ -20,6 +20,7 @@ from billing_sync.management.import_output import (
 )
 from billing_sync.management.json_output import ZohoCommand
 from billing_sync.management.printing import Printer
+from billing_sync.management.sync_command import EXIT_INTERRUPTED
 from billing_sync.models import CustomerImport, ImportStatus
 from billing_sync.services.customer_import import (
     ImportObserver,
@@ -119,6 +120,11 @@ class Command(ZohoCommand):
         except CommandError as exc:
             if isinstance(output, ImportDocument):
                 output.failed(exit_code=exc.returncode, problem=str(exc))
+            raise
+        except KeyboardInterrupt:
+            if isinstance(output, ImportDocument):
+                problem = "Interrupted (Ctrl-C): the rows before that are imported"
+                output.failed(exit_code=EXIT_INTERRUPTED, problem=problem)
             raise
         finally:
             if progress is not None:
