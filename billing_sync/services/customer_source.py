@@ -26,6 +26,7 @@ from billing_sync.models import (
     Customer,
     CustomerImport,
     ImportSource,
+    ImportStatus,
     SyncAttempt,
     SyncRun,
     SyncRunStatus,
@@ -80,7 +81,7 @@ def customers_import_source(*, options: ImportOptions, observer: ImportObserver)
     except _QueryRefused as exc:
         return import_refused(record, str(exc))
     import_finished(record)
-    if not options.dry_run and writeback_configured():
+    if record.status == ImportStatus.COMPLETED and not options.dry_run and writeback_configured():
         record.writeback_count, record.writeback_error = writeback_safely(Customer.objects.all())
         record.save(update_fields=["writeback_count", "writeback_error"])
     return record
@@ -135,7 +136,10 @@ def _read_only(connection: BaseDatabaseWrapper) -> Iterator[None]:
         try:
             yield
         finally:
-            cursor.execute("PRAGMA query_only = OFF")
+            if connection.needs_rollback:
+                connection.close()  # a broken transaction: the next connection starts writable
+            else:
+                cursor.execute("PRAGMA query_only = OFF")
 
 
 def _fetch(cursor: Any, header: list[str], first: list[tuple]) -> Iterator[SourceRow]:
