@@ -143,6 +143,10 @@ class CustomerImportExport(ImportExportMixin):
     # The CustomerImport record (and its refusals) is the audit of an import.
     skip_admin_log = True
 
+    def has_import_permission(self, request: HttpRequest) -> bool:
+        """An import creates customers and changes them: it needs the right to do both."""
+        return self.has_add_permission(request) and self.has_change_permission(request)
+
     def add_success_message(self, result: UploadResult, request: HttpRequest) -> None:
         record = result.customer_import
         link = reverse("admin:billing_sync_customerimport_change", args=[record.pk])

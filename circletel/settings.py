@@ -176,10 +176,9 @@ if CUSTOMER_SOURCE_WRITEBACK_TABLE and not re.fullmatch(
     )
 DATABASE_ROUTERS = ["billing_sync.routers.DefaultDatabaseOnly"]
 
-# The admin's Import and Export (django-import-export, billing_sync/import_admin.py): importing
-# needs the right to change customers, exporting the right to view them. The upload waits between
+# The admin's Import and Export (django-import-export, billing_sync/import_admin.py): exporting
+# needs the right to view customers (importing, to add and change them). The upload waits between
 # preview and confirm in the temporary folder (one host; MediaStorage for several).
-IMPORT_EXPORT_IMPORT_PERMISSION_CODE = "change"
 IMPORT_EXPORT_EXPORT_PERMISSION_CODE = "view"
 
 # Monitors and Prometheus often probe over plain HTTP inside the private network: no redirect.

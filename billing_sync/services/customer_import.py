@@ -24,7 +24,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
-from typing import Any
+from typing import Any, TypeVar
 
 from django.conf import settings
 from django.db import IntegrityError, reset_queries, transaction
@@ -59,6 +59,7 @@ from billing_sync.services.import_rows import (
 )
 
 BATCH_ROWS = 1000
+T = TypeVar("T")
 SYNC_TASK = "billing_sync.tasks.sync_task"
 REASON_CHARS = 1000
 
@@ -173,7 +174,7 @@ def import_rows(
     observer.import_started(record, columns, rows.total)
     batches = _Batches(record, columns)
     try:
-        for batch in _batched(rows.rows, BATCH_ROWS):
+        for batch in in_batches(rows.rows, BATCH_ROWS):
             observer.rows_written(batches.write(batch))
             # With DEBUG on, Django keeps the text of every query: not 100,000 rows' worth.
             reset_queries()
@@ -183,8 +184,9 @@ def import_rows(
     return record
 
 
-def _batched(rows: Iterable[SourceRow], size: int) -> Iterator[list[SourceRow]]:
-    iterator = iter(rows)
+def in_batches(items: Iterable[T], size: int) -> Iterator[list[T]]:
+    """`items` in lists of `size` (the last one shorter), read as they are needed."""
+    iterator = iter(items)
     while batch := list(itertools.islice(iterator, size)):
         yield batch
 

@@ -11,7 +11,6 @@ an identifier (settings.py) and quoted; every value is a bound parameter.
 from __future__ import annotations
 
 import contextlib
-import itertools
 import logging
 import re
 from collections.abc import Iterable, Iterator
@@ -39,6 +38,7 @@ from billing_sync.services.customer_import import (
     import_refused,
     import_rows,
     import_started,
+    in_batches,
 )
 from billing_sync.services.import_files import RowSource, SourceRow
 
@@ -191,7 +191,7 @@ def source_writeback(customers: QuerySet[Customer]) -> int:
     )
     ours = customers.order_by().values_list("account_number", *WRITEBACK_COLUMNS)
     written = 0
-    for batch in _chunks(ours.iterator(chunk_size=2000), WRITEBACK_BATCH):
+    for batch in in_batches(ours.iterator(chunk_size=2000), WRITEBACK_BATCH):
         wanted = {account: (zoho_id, status) for account, zoho_id, status in batch}
         with transaction.atomic(using=SOURCE), connection.cursor() as cursor:
             marks = ", ".join(["%s"] * len(wanted))
@@ -218,9 +218,3 @@ def source_writeback(customers: QuerySet[Customer]) -> int:
 
 def _texts(values: Iterable[Any]) -> tuple[str | None, ...]:
     return tuple(None if value is None else str(value) for value in values)
-
-
-def _chunks(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
-    iterator = iter(items)
-    while chunk := list(itertools.islice(iterator, size)):
-        yield chunk
