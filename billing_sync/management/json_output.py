@@ -51,7 +51,7 @@ class ZohoCommand(BaseCommand):
             "--json",
             action="store_true",
             help="Print one JSON document on stdout instead of text (same exit codes; shape "
-            "in the README); messages and progress go to stderr.",
+            "in docs/json-output.md); messages and progress go to stderr.",
         )
 
     @property

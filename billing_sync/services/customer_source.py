@@ -71,8 +71,8 @@ def customers_import_source(*, options: ImportOptions, observer: ImportObserver)
     """Import what CUSTOMER_SOURCE_QUERY returns, then (live) write back whatever differs."""
     if not source_configured():
         raise SourceNotConfigured(
-            "No source database: set CUSTOMER_SOURCE_URL and CUSTOMER_SOURCE_QUERY (README, "
-            '"The company\'s database").'
+            "No source database: set CUSTOMER_SOURCE_URL and CUSTOMER_SOURCE_QUERY "
+            '(docs/importing.md, "The company\'s database").'
         )
     record = import_started(ImportSource.DATABASE, QUERY_SETTING, "query", options)
     try:
