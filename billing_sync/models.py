@@ -33,7 +33,7 @@ class SyncStatus(models.TextChoices):
     NEEDS_ATTENTION = "needs_attention", "Needs attention (fix the data)"
 
 
-# The columns the sync owns (a person's save leaves them alone).
+# The columns the sync owns (an import skips them: our export carries some).
 SYNC_COLUMNS = frozenset(
     {
         "zoho_billing_customer_id",
@@ -49,7 +49,7 @@ SYNC_COLUMNS = frozenset(
         "zoho_account_number_missing",
     }
 )
-# The fields we send Zoho: a person editing any of them may have fixed what Zoho refused.
+# The fields we send Zoho: editing any of them may fix what Zoho refused (migration 0014).
 ZOHO_DATA_FIELDS = ("email", "account_number", "first_name", "last_name", "company_name", "phone")
 
 
@@ -145,32 +145,46 @@ class Customer(TimestampedModel):
         return f"{self.account_number} <{self.email}>"
 
     def save(self, *args: Any, **kwargs: Any) -> None:
-        """Save what a person owns; the sync's columns are left as the database holds them, so
-        an edit never undoes what a run wrote meanwhile. An edit of the data Zoho refused puts
-        the customer back in the queue."""
-        loaded = getattr(self, "_loaded_zoho_data", None)
-        edited = loaded is not None and loaded != self._zoho_data()
-        if not self._state.adding and kwargs.get("update_fields") is None:
+        """Save what the caller changed since the row was read (all of it for a new row, or
+        with `update_fields`): a save never writes back, stale, what a run or a task wrote
+        meanwhile. Editing a field we send Zoho also moves `updated_at` and puts a customer
+        that needs attention back in the queue: database triggers do it, whoever edits."""
+        loaded = self._loaded()
+        if loaded is not None and not self._state.adding and kwargs.get("update_fields") is None:
             kwargs["update_fields"] = [
                 field.name
                 for field in self._meta.concrete_fields
-                if not field.primary_key and field.name not in SYNC_COLUMNS
-            ]
+                if not field.primary_key
+                and self.__dict__.get(field.attname) != loaded.get(field.attname)
+            ] + ["updated_at"]
         super().save(*args, **kwargs)
-        self._loaded_zoho_data = self._zoho_data()
-        if edited and Customer.objects.filter(
-            pk=self.pk, zoho_sync_status=SyncStatus.NEEDS_ATTENTION
-        ).update(zoho_sync_status=SyncStatus.PENDING):
-            self.zoho_sync_status = SyncStatus.PENDING
+        self._read = (self._attnames(), tuple(map(self.__dict__.get, self._attnames())))
 
     @classmethod
     def from_db(cls, db: str | None, field_names: Any, values: Any) -> Customer:
         instance = super().from_db(db, field_names, values)
-        instance._loaded_zoho_data = instance._zoho_data()
+        instance._read = (field_names, values)  # kept as read: compared only when saved
         return instance
 
-    def _zoho_data(self) -> dict[str, Any]:
-        return {name: self.__dict__.get(name) for name in ZOHO_DATA_FIELDS}
+    def refresh_from_db(
+        self, using: str | None = None, fields: Any = None, from_queryset: Any = None
+    ) -> None:
+        super().refresh_from_db(using=using, fields=fields, from_queryset=from_queryset)
+        names = self._attnames()
+        if fields is not None:  # the others keep what the caller changed
+            names = [self._meta.get_field(name).attname for name in fields]
+        reread = dict(zip(names, map(self.__dict__.get, names), strict=True))
+        merged = {**(self._loaded() or {}), **reread}
+        self._read = (list(merged), tuple(merged.values()))
+
+    def _loaded(self) -> dict[str, Any] | None:
+        """The row's values as last read or written (None: never read)."""
+        read = self.__dict__.get("_read")
+        return None if read is None else dict(zip(*read, strict=True))
+
+    @classmethod
+    def _attnames(cls) -> list[str]:
+        return [field.attname for field in cls._meta.concrete_fields]
 
     @property
     def full_name(self) -> str:

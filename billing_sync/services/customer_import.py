@@ -33,13 +33,11 @@ from django.utils import timezone
 from django_q.tasks import async_task
 
 from billing_sync.models import (
-    ZOHO_DATA_FIELDS,
     Customer,
     CustomerImport,
     ImportRefusal,
     ImportSource,
     ImportStatus,
-    SyncStatus,
     SyncTrigger,
 )
 from billing_sync.services.customer_data import customer_field_problems
@@ -375,18 +373,13 @@ def _write_customers(decided: _Decided) -> None:
             customer.created_at = created_at
             dated.append(customer)
     plain.bulk_update(dated, ["created_at"])
+    # An edit of a field we send puts a customer that needs attention back in the queue: the
+    # database's trigger does it (migration 0014), for an import as for any edit.
     now = timezone.now()
-    reopened = []
     for fields, customers in decided.updates.items():
         for customer in customers:
             customer.updated_at = now
         plain.bulk_update(customers, [*fields, "updated_at"])
-        if set(fields) & set(ZOHO_DATA_FIELDS):
-            reopened += [customer.pk for customer in customers]
-    # An edit of the data Zoho refused puts the customer back in the queue, as a save does.
-    plain.filter(pk__in=reopened, zoho_sync_status=SyncStatus.NEEDS_ATTENTION).update(
-        zoho_sync_status=SyncStatus.PENDING
-    )
 
 
 def import_summary(record: CustomerImport) -> str:
