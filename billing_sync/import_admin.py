@@ -103,7 +103,6 @@ class CustomerResource(ModelResource):
         model = Customer
         fields = EXPORT_FIELDS
         export_order = EXPORT_FIELDS
-        import_id_fields = ("account_number",)
 
     def import_data(
         self, dataset: tablib.Dataset, dry_run: bool = False, *args: Any, **kwargs: Any

@@ -21,7 +21,6 @@ from billing_sync.services.customer_data import MAX_LENGTHS, FieldProblem
 # The fields an import sets: those we send Zoho, the account type, and a new customer's
 # creation time (runs take customers oldest first).
 IMPORT_FIELDS = (*ZOHO_DATA_FIELDS, "account_type", "created_at")
-TEXT_FIELDS = ZOHO_DATA_FIELDS
 # Digits a spreadsheet turned into a number in scientific notation (4.12E+09): lost for good.
 SCIENTIFIC = re.compile(r"[+-]?\d+(?:[.,]\d+)?[eE][+-]?\d+")
 # Fields whose digits a spreadsheet mangles when it takes them for numbers.
