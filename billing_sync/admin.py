@@ -423,7 +423,7 @@ class SyncAttemptAdmin(ReadOnlyAdmin):
         "error",
     )
     list_display_links = ("started",)
-    list_filter = ("outcome", "run__trigger", "started_at")
+    list_filter = ("outcome", "final", "run__trigger", "started_at")
     search_fields = ("account_number", "customer_email", "zoho_customer_id")
     list_select_related = ("run",)
     date_hierarchy = "started_at"

@@ -234,6 +234,14 @@ class SyncRun(models.Model):
     synced_count = models.PositiveIntegerField(default=0)
     failed_count = models.PositiveIntegerField(default=0)
     skipped_count = models.PositiveIntegerField(default=0)
+    unreached_count = models.PositiveIntegerField(
+        default=0,
+        help_text="Customers a stopped run left failed before it could make an attempt at them.",
+    )
+    stop_needs_setup = models.BooleanField(
+        default=False,
+        help_text="The stop needs a person to change a setting or the organization (exit 2).",
+    )
     request_count = models.PositiveIntegerField(default=0, help_text="Requests sent to Zoho.")
     writeback_count = models.PositiveIntegerField(
         null=True,
@@ -263,6 +271,7 @@ class AttemptOutcome(models.TextChoices):
     INVALID = "invalid", "Invalid data"
     RATE_LIMITED = "rate_limited", "Rate limited"
     SKIPPED = "skipped", "Skipped"
+    WAITING = "waiting", "Left for a later run (an earlier create may still be settling)"
     DRY_RUN = "dry_run", "Dry run"
 
 
@@ -282,6 +291,15 @@ class SyncAttempt(models.Model):
     zoho_code = models.IntegerField(null=True, blank=True)
     error_message = models.TextField(blank=True)
     zoho_customer_id = models.CharField(max_length=64, blank=True)
+    waiting_until = models.DateTimeField(
+        null=True, blank=True, help_text="Waiting: when Zoho may be searched for the create."
+    )
+    final = models.BooleanField(
+        "how its customer ended the run",
+        default=False,
+        help_text="How its customer ended in the run: a run's output and counts are read "
+        "from these rows, one per customer it finished.",
+    )
 
     class Meta:
         ordering = ["-started_at", "-id"]

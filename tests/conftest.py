@@ -6,6 +6,7 @@ import itertools
 import os
 from collections import Counter
 from collections.abc import Callable, Iterator
+from datetime import timedelta
 from multiprocessing import Event, Value
 from typing import Any
 from urllib.parse import urlsplit
@@ -14,13 +15,15 @@ import pytest
 import redis
 from django.contrib.auth.models import Permission, User
 from django.test import Client
+from django.utils import timezone
 from django_q.brokers import get_broker
 from django_q.monitor import monitor
 from django_q.pusher import pusher
 from django_q.queues import Queue
 from django_q.worker import worker
 
-from billing_sync.models import Customer
+from billing_sync.models import Customer, SyncTrigger
+from billing_sync.services.runs import customers_backfill
 from zoho_emulator import (
     EMULATOR_CLIENT_ID,
     EMULATOR_CLIENT_SECRET,
@@ -108,6 +111,40 @@ def make_customer(db: None) -> Callable[..., Customer]:
         return Customer.objects.create(**values)
 
     return make
+
+
+@pytest.fixture
+def every_case(
+    emulator: ZohoEmulator, make_customer: Callable[..., Customer], settings: Any
+) -> dict[str, Any]:
+    """One customer for each thing a run may do."""
+    settings.ZOHO_CREATE_SETTLE_SECONDS = 600
+    edited, saved, untouched = make_customer(), make_customer(), make_customer()
+    assert customers_backfill(trigger=SyncTrigger.COMMAND).ok
+    edited.refresh_from_db()
+    edited.phone = "+27 82 123 4567"
+    edited.save()
+    Customer.objects.get(pk=saved.pk).save()  # saved without a change to what Zoho holds
+    theirs = emulator.add_customer(
+        display_name="Paid Online",
+        email="elsewhere@example.co.za",
+        custom_fields=[{"label": "Account Number", "value": "CT-PLAN-00001"}],
+    )
+    emulator.add_customer(display_name="Hosted Page", email="hosted@example.co.za")
+    return {
+        "new": make_customer(),
+        "ours_by_account": make_customer(
+            account_number="CT-PLAN-00001", email="elsewhere@example.co.za"
+        ),
+        "by_email": make_customer(email="hosted@example.co.za"),
+        "invalid": make_customer(email="not-an-email"),
+        "settling": make_customer(zoho_create_sent_at=timezone.now() - timedelta(seconds=5)),
+        "failed_before": make_customer(zoho_sync_status="failed", zoho_last_error="HTTP 500"),
+        "edited": edited,
+        "saved": saved,
+        "untouched": untouched,
+        "theirs_id": theirs["customer_id"],
+    }
 
 
 def logged_in(*codenames: str) -> Client:

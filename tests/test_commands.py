@@ -113,7 +113,9 @@ def test_backfill_limit_and_max_wait(emulator, make_customer):
 
     assert code == 1
     assert "Run stopped: rate limited by Zoho until" in output
-    assert "Total Attempted: 3\n✅ Successfully Synced: 1\n❌ Failed: 2" in output
+    # The block stops the run at the second customer: the third was never attempted.
+    assert "Total Attempted: 2\n✅ Successfully Synced: 1\n❌ Failed: 2" in output
+    assert "Not reached (the run stopped first): 1" in output
     assert SyncRun.objects.get().trigger == "command"
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 import time
 from collections import Counter
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -361,7 +362,7 @@ def test_creates_that_commit_then_fail_while_search_lags_make_no_duplicate(
 # 5. Waiting for a create to settle is not a failure to repeat
 
 
-def test_a_schedule_meeting_unsettled_creates_records_no_attempt_and_says_until_when(
+def test_a_schedule_meeting_unsettled_creates_makes_no_attempt_and_says_until_when(
     emulator, make_customer, settings
 ):
     from billing_sync.tasks import sync_task
@@ -371,12 +372,16 @@ def test_a_schedule_meeting_unsettled_creates_records_no_attempt_and_says_until_
     for customer in customers:
         emulator.inject("lose_response", method="POST", email=customer.email)
     customers_backfill(trigger="command", max_wait=0)
-    attempts = SyncAttempt.objects.count()
+    attempts = SyncAttempt.objects.exclude(outcome=AttemptOutcome.WAITING).count()
+    left_waiting = SyncAttempt.objects.filter(outcome=AttemptOutcome.WAITING).count()
     requests = len(emulator.request_log)
 
     summaries = [sync_task() for _ in range(3)]
 
-    assert SyncAttempt.objects.count() == attempts
+    # Each run records how it left them (waiting), and makes no attempt at Zoho.
+    assert SyncAttempt.objects.exclude(outcome=AttemptOutcome.WAITING).count() == attempts
+    waiting = SyncAttempt.objects.filter(outcome=AttemptOutcome.WAITING, final=True).count()
+    assert waiting - left_waiting == 9
     assert len(emulator.request_log) == requests
     assert statuses() == {SyncStatus.FAILED: 3}
     for summary in summaries:
@@ -410,7 +415,9 @@ def test_a_retry_without_wait_left_says_until_when(emulator, make_customer, sett
     assert code == 1
     assert "Left for a later run: Zoho may still be creating this customer" in output
     assert "Waiting for an earlier create to settle: 1" in output
-    assert SyncAttempt.objects.count() == 1
+    assert SyncAttempt.objects.exclude(outcome=AttemptOutcome.WAITING).count() == 1
+    left = SyncAttempt.objects.filter(outcome=AttemptOutcome.WAITING).latest("id")
+    assert left.waiting_until == Customer.objects.get().zoho_create_sent_at + timedelta(seconds=600)
 
 
 # 6. Another integration creates our customers during a run

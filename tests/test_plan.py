@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
-
 import pytest
-from django.utils import timezone
 
 from billing_sync.models import (
     AttemptOutcome,
@@ -29,40 +26,8 @@ OUTCOME_OF = {
     Action.UPDATE: AttemptOutcome.UPDATED,
     Action.SKIP: AttemptOutcome.SKIPPED,
     Action.INVALID: AttemptOutcome.INVALID,
-    Action.WAIT: None,  # no attempt: waiting for an earlier create to settle
+    Action.WAIT: AttemptOutcome.WAITING,  # no request: an earlier create may be settling
 }
-
-
-@pytest.fixture
-def every_case(emulator, make_customer, settings) -> dict[str, Customer]:
-    """One customer for each thing a run may do."""
-    settings.ZOHO_CREATE_SETTLE_SECONDS = 600
-    edited, saved, untouched = make_customer(), make_customer(), make_customer()
-    assert customers_backfill(trigger=SyncTrigger.COMMAND).ok
-    edited.refresh_from_db()
-    edited.phone = "+27 82 123 4567"
-    edited.save()
-    Customer.objects.get(pk=saved.pk).save()  # saved without a change to what Zoho holds
-    theirs = emulator.add_customer(
-        display_name="Paid Online",
-        email="elsewhere@example.co.za",
-        custom_fields=[{"label": "Account Number", "value": "CT-PLAN-00001"}],
-    )
-    emulator.add_customer(display_name="Hosted Page", email="hosted@example.co.za")
-    return {
-        "new": make_customer(),
-        "ours_by_account": make_customer(
-            account_number="CT-PLAN-00001", email="elsewhere@example.co.za"
-        ),
-        "by_email": make_customer(email="hosted@example.co.za"),
-        "invalid": make_customer(email="not-an-email"),
-        "settling": make_customer(zoho_create_sent_at=timezone.now() - timedelta(seconds=5)),
-        "failed_before": make_customer(zoho_sync_status="failed", zoho_last_error="HTTP 500"),
-        "edited": edited,
-        "saved": saved,
-        "untouched": untouched,
-        "theirs_id": theirs["customer_id"],
-    }
 
 
 RUN_OF = {

@@ -70,8 +70,12 @@ def test_stopped_run_leaves_failed_exactly_its_unfinished_customers_across_chunk
     statuses = [Customer.objects.get(pk=c.pk).zoho_sync_status for c in customers]
     # 1 list + 3 creates fit the budget; the 4th create is refused; the 8th is past the limit.
     assert statuses == [SyncStatus.SYNCED] * 3 + [SyncStatus.FAILED] * 4 + [SyncStatus.PENDING]
-    assert (report.synced_count, report.failed_count, report.attempted_count) == (3, 4, 7)
-    assert [r.outcome for r in collector.results] == [AttemptOutcome.CREATED] * 3 + ["failed"]
+    # Four attempted (the 4th refused by the block), three never reached: failed all the same.
+    assert (report.synced_count, report.failed_count, report.attempted_count) == (3, 4, 4)
+    assert report.unreached_count == report.run.unreached_count == 3
+    assert [r.outcome for r in collector.results] == [AttemptOutcome.CREATED] * 3 + [
+        AttemptOutcome.RATE_LIMITED
+    ]
     assert report.run.failed_count == 4
 
 

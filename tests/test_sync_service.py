@@ -288,7 +288,8 @@ def test_create_without_an_answer_is_looked_for_later_not_repeated(
     assert "Zoho may still be creating this customer" in customer.zoho_last_error
     assert zoho_posts(emulator) == 1  # it did not create again in the same run
     outcomes = list(SyncAttempt.objects.order_by("id").values_list("outcome", "error_message"))
-    assert [o for o, _ in outcomes] == [AttemptOutcome.FAILED]
+    # The create's failure, then how the run left it: waiting (no request).
+    assert [o for o, _ in outcomes] == [AttemptOutcome.FAILED, AttemptOutcome.WAITING]
     assert reason in outcomes[0][1]
 
     requests_before = len(emulator.request_log)
@@ -296,7 +297,7 @@ def test_create_without_an_answer_is_looked_for_later_not_repeated(
     # Too soon to look, and no time to wait: left as it was, no attempt, no request.
     assert not too_soon.ok
     assert too_soon.waiting_count == 1
-    assert SyncAttempt.objects.count() == 1
+    assert SyncAttempt.objects.filter(run=too_soon.run).get().outcome == AttemptOutcome.WAITING
     assert len(emulator.request_log) == requests_before
 
     later = customers_retry_failed(trigger="command")  # may wait: it waits, then looks
@@ -379,7 +380,8 @@ def test_persistent_server_errors_leave_customer_failed_then_a_later_run_complet
     assert "Zoho may still be creating this customer" in customer.zoho_last_error
     # Each 503 may have followed a commit: it looked in Zoho before the second create.
     attempts = SyncAttempt.objects.filter(customer=customer).order_by("id")
-    assert ["Internal error (HTTP 503" in a.error_message for a in attempts] == [True, True]
+    assert ["Internal error (HTTP 503" in a.error_message for a in attempts[:2]] == [True, True]
+    assert attempts[2].outcome == AttemptOutcome.WAITING  # how the run left it
     assert [r.method for r in emulator.request_log].count("POST") == 2
     assert len(emulator.customers()) == 0
 

@@ -26,8 +26,18 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from billing_sync.models import Customer, CustomerImport, SyncRun
 from billing_sync.services.run_report import CustomerResult, RunObserver, RunReport
 
-# The counts every run document has, in this order; a report's other `*_count`s follow.
-RUN_COUNTS = ("selected", "attempted", "synced", "failed", "skipped", "waiting")
+# The counts every run document has, in this order (RunReport's `<name>_count`).
+RUN_COUNTS = (
+    "selected",
+    "attempted",
+    "synced",
+    "failed",
+    "skipped",
+    "waiting",
+    "finished",
+    "unreached",
+    "updated",
+)
 # What a run document says after its customers.
 TAIL_KEYS = ("counts", "stopped", "duration_seconds", "requests", "writeback")
 
@@ -102,22 +112,18 @@ def customer_object(result: CustomerResult) -> dict[str, Any]:
         "customer_id": result.customer_id,
         "email": result.email,
         "account_number": result.account_number,
-        "outcome": str(result.outcome) if result.outcome is not None else None,
+        "outcome": str(result.outcome),
         "zoho_customer_id": result.zoho_customer_id or None,
         "error": result.error or None,
         "waiting_until": result.waiting_until.isoformat() if result.waiting_until else None,
     }
 
 
-def run_counts(report: RunReport) -> dict[str, int]:
-    """Every `*_count` of the report (fields and properties), the usual ones first."""
-    counts = {
-        name.removesuffix("_count"): getattr(report, name)
-        for name in sorted(dir(report))
-        if name.endswith("_count") and not name.startswith("_")
-    }
-    counts = {name: value for name, value in counts.items() if type(value) is int}
-    return {name: counts.pop(name) for name in RUN_COUNTS if name in counts} | counts
+def run_counts(report: RunReport | None) -> dict[str, int]:
+    """The run's counts, as RunReport reads them from the record (all zero without a run)."""
+    if report is None:
+        return dict.fromkeys(RUN_COUNTS, 0)
+    return {name: getattr(report, f"{name}_count") for name in RUN_COUNTS}
 
 
 def empty_run_document(*, dry_run: bool) -> dict[str, Any]:
@@ -126,7 +132,7 @@ def empty_run_document(*, dry_run: bool) -> dict[str, Any]:
         "run_id": None,
         "dry_run": dry_run,
         "customers": [],
-        "counts": run_counts(RunReport(run=None, selected_count=0)),  # all zero
+        "counts": run_counts(None),
         "stopped": None,
         "duration_seconds": 0.0,
         "requests": 0,

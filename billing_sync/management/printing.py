@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from django.core.management.base import OutputWrapper
 from django.core.management.color import Style
 
-from billing_sync.models import Customer, CustomerImport, SyncRun
+from billing_sync.models import AttemptOutcome, Customer, CustomerImport, SyncRun
 from billing_sync.services.run_report import CustomerResult, RunObserver, RunReport
 
 EMOJI = {
@@ -115,25 +115,25 @@ class RunPrinter(RunObserver):
             self.p.mark("start", f"Starting {self.action}...")
         self.p.line()
 
-    def customer_started(self, index: int, total: int, customer: Customer) -> None:
-        if self.dry_run:
-            return
-        self.p.line(f"[{index}/{total}] {self.verb}: {customer.email}")
-        self.p.line(f"  Account: {customer.account_number}")
-        self.p.line(f"  Name: {customer.display_name or '(none)'}")
-
     def customer_finished(self, index: int, total: int, result: CustomerResult) -> None:
+        """The customer's block, once its final attempt is on record."""
         if self.dry_run:
             if result.error:
                 self.p.mark("warn", f"{result.account_number}: {result.error}", indent="  ")
             return
+        self.p.line(f"[{index}/{total}] {self.verb}: {result.email}")
+        self.p.line(f"  Account: {result.account_number}")
+        self.p.line(f"  Name: {result.display_name or '(none)'}")
+        outcome = result.outcome
         if result.synced:
-            how = " (adopted existing Zoho customer)" if result.adopted else ""
-            how = " (local edits sent to Zoho)" if result.updated else how
+            how = {
+                AttemptOutcome.ADOPTED: " (adopted existing Zoho customer)",
+                AttemptOutcome.UPDATED: " (local edits sent to Zoho)",
+            }.get(outcome, "")
             self.p.mark("ok", f"Successfully synced: {result.zoho_customer_id}{how}", indent="  ")
-        elif result.skipped:
+        elif outcome == AttemptOutcome.SKIPPED:
             self.p.line(f"  Skipped: {result.error}")
-        elif result.waiting:
+        elif outcome == AttemptOutcome.WAITING:
             self.p.mark("wait", f"Left for a later run: {result.error}", indent="  ")
         else:
             self.p.mark("fail", f"Failed: {result.error}", indent="  ")
@@ -149,6 +149,7 @@ class RunPrinter(RunObserver):
         )
 
     def customer_waiting(self, index: int, total: int, customer: Customer, until: datetime) -> None:
+        self.p.line(f"[{index}/{total}] {self.verb}: {customer.email}")
         self.p.mark(
             "wait",
             "An earlier create may still be settling in Zoho until "
@@ -172,6 +173,8 @@ class RunPrinter(RunObserver):
         self.p.line(f"Total Attempted: {report.attempted_count}")
         self.p.mark("ok", f"Successfully Synced: {report.synced_count}")
         self.p.mark("fail", f"Failed: {report.failed_count}")
+        if report.unreached_count:
+            self.p.line(f"Not reached (the run stopped first): {report.unreached_count}")
         if report.skipped_count:
             self.p.line(f"Skipped: {report.skipped_count}")
         if report.updated_count:
@@ -182,12 +185,11 @@ class RunPrinter(RunObserver):
         writeback_lines(self.p, report.run)
         self.p.line()
         if report.stop_reason:
-            left = report.attempted_count - report.synced_count
             self.p.mark("fail", f"Run stopped: {report.stop_reason}.")
             then = "once that is fixed, " if report.stop_needs_setup else ""
             self.p.line(
-                f"   {left} customer(s) left failed with that reason; "
-                f"{then}`manage.py zoho_retry_failed` will take them."
+                f"   {report.failed_count} customer(s) not synced; "
+                f"{then}`manage.py zoho_retry_failed` will take those left failed."
             )
 
 

@@ -11,15 +11,14 @@ else who would lack it too.
 
 from __future__ import annotations
 
-from billing_sync.models import AttemptOutcome, Customer, SyncRun
-from billing_sync.services.audit import finish_attempt, new_attempt, save_before_request
+from billing_sync.models import AttemptOutcome, Customer
+from billing_sync.services.audit import RunAttempts
 from billing_sync.services.customer_data import account_number_update, customer_validation_errors
 from billing_sync.services.refusals import (
     AccountFieldRefused,
     account_field_fix,
     names_account_field,
 )
-from billing_sync.services.run_report import CustomerResult
 from billing_sync.zoho.client import ZohoClient
 from billing_sync.zoho.errors import (
     ZOHO_RUN_STOPPERS,
@@ -48,51 +47,57 @@ class AccountNumberNotKept(ZohoConfigError):
     would lose its account number the same way.
     """
 
-    def __init__(self, result: CustomerResult, *, account_field: str, found: str | None) -> None:
+    def __init__(
+        self, customer: Customer, zoho_customer: ZohoCustomer, *, account_field: str
+    ) -> None:
+        found = zoho_customer.account_number
         carried = f"carries {found!r}" if found else "carries none"
         super().__init__(
-            f"Zoho keeps customer {result.account_number} as {result.zoho_customer_id}, but "
+            f"Zoho keeps customer {customer.account_number} as {zoho_customer.customer_id}, but "
             f"its answer {carried} in the custom field {account_field!r} where we sent "
-            f"{result.account_number!r}: the organization lacks that field, or it is named or "
+            f"{customer.account_number!r}: the organization lacks that field, or it is named or "
             f"typed differently. {account_field_fix(account_field)}. The customer is linked; "
             "`zoho_verify --deep` lists it until its account number is written"
         )
-        self.result = result
+        self.customer_id = customer.pk
 
 
 def check_account_number(
-    result: CustomerResult, zoho_customer: ZohoCustomer, *, account_field: str
+    customer: Customer, zoho_customer: ZohoCustomer, *, account_field: str
 ) -> None:
     """Raise AccountNumberNotKept unless Zoho's answer carries our account number as sent."""
-    if zoho_customer.account_number != result.account_number.strip():
-        raise AccountNumberNotKept(
-            result, account_field=account_field, found=zoho_customer.account_number
-        )
+    if zoho_customer.account_number != customer.account_number.strip():
+        raise AccountNumberNotKept(customer, zoho_customer, account_field=account_field)
 
 
 def flag_account_number_missing(error: AccountNumberNotKept) -> None:
     """Mark the linked customer whose Zoho record lacks our account number, saying why."""
-    Customer.objects.filter(pk=error.result.customer_id).update(
+    Customer.objects.filter(pk=error.customer_id).update(
         zoho_account_number_missing=True, zoho_last_error=str(error)
     )
 
 
-def repair_account_numbers(*, run: SyncRun, client: ZohoClient, account_field: str) -> None:
-    """Write our account number into each customer Zoho holds without it (one request each);
-    raise what stops the run while Zoho still does not keep it."""
+def repair_account_numbers(
+    *, attempts: RunAttempts, client: ZohoClient, account_field: str
+) -> None:
+    """Write our account number into each customer Zoho holds without it (one request each,
+    an attempt of the run that is not how any customer ended it); raise what stops the run
+    while Zoho still does not keep it."""
     missing = Customer.objects.filter(
         zoho_account_number_missing=True, zoho_billing_customer_id__isnull=False
     ).order_by("zoho_last_synced_at", "pk")
     for customer in missing:
         if not customer_validation_errors(customer):  # else Zoho would refuse the update
-            _write_account_number(customer, run=run, client=client, account_field=account_field)
+            _write_account_number(
+                customer, attempts=attempts, client=client, account_field=account_field
+            )
 
 
 def _write_account_number(
-    customer: Customer, *, run: SyncRun, client: ZohoClient, account_field: str
+    customer: Customer, *, attempts: RunAttempts, client: ZohoClient, account_field: str
 ) -> None:
-    attempt = new_attempt(run, customer)
-    save_before_request(attempt)
+    attempt = attempts.begin(customer)
+    attempts.open(attempt)
     payload = account_number_update(
         customer,
         display_name=customer.display_name,
@@ -102,27 +107,26 @@ def _write_account_number(
     try:
         answer = client.update_customer(customer.zoho_billing_customer_id, payload)
     except ZohoNotFound as error:  # deleted in Zoho meanwhile: `zoho_verify` names it
-        finish_attempt(attempt, AttemptOutcome.FAILED, error)
+        attempts.finish(attempt, AttemptOutcome.FAILED, error=error)
         return
     except ZohoInvalidData as error:
-        finish_attempt(attempt, AttemptOutcome.FAILED, error)
+        attempts.finish(attempt, AttemptOutcome.FAILED, error=error)
         if names_account_field(error, account_field=account_field):
             raise AccountFieldRefused(error, account_field=account_field) from error
         raise AccountFieldUnchecked(error) from error
     except ZohoError as error:
-        finish_attempt(attempt, AttemptOutcome.FAILED, error)
+        attempts.finish(attempt, AttemptOutcome.FAILED, error=error)
         if isinstance(error, ZOHO_RUN_STOPPERS):
             raise
         raise AccountFieldUnchecked(error) from error
-    result = CustomerResult.of(
-        customer, AttemptOutcome.UPDATED, zoho_customer_id=answer.customer_id
-    )
     try:
-        check_account_number(result, answer, account_field=account_field)
+        check_account_number(customer, answer, account_field=account_field)
     except AccountNumberNotKept as error:
-        finish_attempt(attempt, AttemptOutcome.FAILED, error, zoho_customer_id=answer.customer_id)
+        attempts.finish(
+            attempt, AttemptOutcome.FAILED, error=error, zoho_customer_id=answer.customer_id
+        )
         raise
-    finish_attempt(attempt, AttemptOutcome.UPDATED, zoho_customer_id=answer.customer_id)
+    attempts.finish(attempt, AttemptOutcome.UPDATED, zoho_customer_id=answer.customer_id)
     Customer.objects.filter(pk=customer.pk).update(
         zoho_account_number_missing=False, zoho_last_error=""
     )

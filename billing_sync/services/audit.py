@@ -1,21 +1,22 @@
 """The audit trail: every attempt at a customer is one `SyncAttempt` row, written through here.
 
-An attempt begins "sending" and unsaved (`new_attempt`); it is saved before the first request
-that belongs to it goes out, so a crash mid-request leaves it on record; it ends with its
-outcome (`finish_attempt`). Creates Zoho answered are finished a group at a time
-(`finish_created`). Rows outlive their customer: email and account number are copied onto them.
+An attempt begins "sending" and unsaved (`RunAttempts.begin`); it is saved before the first
+request that belongs to it goes out, so a crash mid-request leaves it on record; it ends once,
+with its outcome (`RunAttempts.finish`). Rows outlive their customer: email and account number
+are copied onto them.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
 from django.db import IntegrityError
-from django.db.models import Case, Value, When
 from django.utils import timezone
 
 from billing_sync.models import AttemptOutcome, Customer, SyncAttempt, SyncRun, SyncRunStatus
+from billing_sync.services.claims import value_by_pk
 
 FINISHED_FIELDS = [
     "outcome",
@@ -24,87 +25,134 @@ FINISHED_FIELDS = [
     "error_message",
     "http_status",
     "zoho_code",
+    "waiting_until",
+    "final",
 ]
 
 
-def new_attempt(
-    run: SyncRun,
-    customer: Customer,
-    outcome: AttemptOutcome = AttemptOutcome.SENDING,
+class RunAttempts:
+    """Writes one run's attempts, the one way: each is begun for its customer, put on record
+    ("sending") before its first request to Zoho goes out (`open`), and finished once.
+
+    A finished attempt is `final` when it is how its customer ended in the run; once such a
+    row is written, `on_final` hears of it: the run's output is read from these rows, never
+    from what the run meant to write. Where a group's attempts go together, they are written
+    together (`open_all`, `write`): a few statements a group instead of one a customer.
+    """
+
+    def __init__(
+        self, run: SyncRun, *, on_final: Callable[[SyncAttempt], None] | None = None
+    ) -> None:
+        self.run = run
+        self.on_final = on_final or _ignore
+
+    def begin(self, customer: Customer) -> SyncAttempt:
+        """An attempt at `customer`, not on record yet."""
+        return SyncAttempt(
+            run=self.run,
+            customer=customer,
+            customer_email=customer.email[:254],
+            account_number=customer.account_number[:32],
+            outcome=AttemptOutcome.SENDING,
+        )
+
+    def open(self, attempt: SyncAttempt) -> None:
+        """A request of this attempt is about to go out: the attempt must be on record first."""
+        if attempt.pk is None:
+            attempt.save()
+
+    def open_all(self, attempts: list[SyncAttempt]) -> None:
+        """Put several attempts on record in one statement; each gets its primary key
+        (PostgreSQL and SQLite 3.35+ return them), so it can be finished later."""
+        SyncAttempt.objects.bulk_create(attempts)
+
+    def withdraw(self, attempts: list[SyncAttempt]) -> None:
+        """Attempts opened ahead whose request never went out were not attempts."""
+        SyncAttempt.objects.filter(pk__in=[attempt.pk for attempt in attempts]).delete()
+
+    def finish(
+        self,
+        attempt: SyncAttempt,
+        outcome: AttemptOutcome,
+        *,
+        final: bool = False,
+        error: Exception | None = None,
+        message: str = "",
+        zoho_customer_id: str = "",
+        waiting_until: datetime | None = None,
+    ) -> SyncAttempt:
+        """Record how an attempt ended, with Zoho's status, code and message when it failed."""
+        ended(
+            attempt,
+            outcome,
+            final=final,
+            error=error,
+            message=message,
+            zoho_customer_id=zoho_customer_id,
+            waiting_until=waiting_until,
+        )
+        self.write([attempt])
+        return attempt
+
+    def write(self, attempts: list[SyncAttempt], *, report: bool = True) -> None:
+        """Write attempts `ended` here: the new ones in one INSERT, the opened ones in one
+        UPDATE. `report=False` inside a transaction: the caller reports them once committed."""
+        new = [attempt for attempt in attempts if attempt.pk is None]
+        opened = [attempt for attempt in attempts if attempt.pk is not None]
+        if new:
+            SyncAttempt.objects.bulk_create(new)
+        if opened:
+            _update_finished(opened)
+        if report:
+            self.report(attempts)
+
+    def report(self, attempts: list[SyncAttempt]) -> None:
+        """Tell `on_final` of the final attempts among these, now on record."""
+        for attempt in attempts:
+            if attempt.final:
+                self.on_final(attempt)
+
+
+def ended(
+    attempt: SyncAttempt,
+    outcome: AttemptOutcome,
     *,
-    error: str = "",
+    when: datetime | None = None,
+    final: bool = False,
+    error: Exception | None = None,
+    message: str = "",
+    zoho_customer_id: str = "",
+    waiting_until: datetime | None = None,
 ) -> SyncAttempt:
-    """An attempt, not saved yet; finished unless it is still "sending"."""
-    return SyncAttempt(
-        run=run,
-        customer=customer,
-        customer_email=customer.email[:254],
-        account_number=customer.account_number[:32],
-        outcome=outcome,
-        error_message=error,
-        finished_at=None if outcome == AttemptOutcome.SENDING else timezone.now(),
-    )
-
-
-def record_attempt(
-    run: SyncRun, customer: Customer, outcome: AttemptOutcome, *, error: str = ""
-) -> SyncAttempt:
-    """Write a finished attempt."""
-    attempt = new_attempt(run, customer, outcome, error=error)
-    attempt.save()
+    """Set how an attempt ended (to be written by `RunAttempts.write`); `message` stands
+    instead of the error's own; `when` it ended, else now."""
+    attempt.outcome = outcome
+    attempt.final = final
+    attempt.finished_at = when or timezone.now()
+    attempt.zoho_customer_id = zoho_customer_id
+    attempt.waiting_until = waiting_until
+    attempt.error_message = message or (describe(error) if error is not None else "")
+    attempt.http_status = getattr(error, "status", None)
+    attempt.zoho_code = getattr(error, "code", None)
     return attempt
 
 
-def record_attempts(attempts: list[SyncAttempt]) -> None:
-    """Write several new attempts in one statement; each gets its primary key (PostgreSQL and
-    SQLite 3.35+ return them), so they can be finished later."""
-    SyncAttempt.objects.bulk_create(attempts)
+def _update_finished(attempts: list[SyncAttempt]) -> None:
+    """One UPDATE: a column the attempts share is set once, the others per row by a CASE (the
+    ORM's bulk_update builds a CASE for every column, and costs more than the query)."""
+    columns: dict[str, Any] = {}
+    for name in FINISHED_FIELDS:
+        values = {attempt.pk: getattr(attempt, name) for attempt in attempts}
+        distinct = set(values.values())
+        if len(distinct) == 1:
+            columns[name] = distinct.pop()
+        else:
+            columns[name] = value_by_pk(values, SyncAttempt._meta.get_field(name))
+    SyncAttempt.objects.filter(pk__in=[attempt.pk for attempt in attempts]).update(**columns)
 
 
-def save_before_request(attempt: SyncAttempt) -> None:
-    """A request of this attempt is about to go out: the attempt must be on record first."""
-    if attempt.pk is None:
-        attempt.save()
-
-
-def finish_attempt(
-    attempt: SyncAttempt,
-    outcome: AttemptOutcome,
-    error: Exception | None = None,
-    *,
-    zoho_customer_id: str = "",
-) -> None:
-    """Record how an attempt ended, with Zoho's status, code and message when it failed."""
-    attempt.outcome = outcome
-    attempt.finished_at = timezone.now()
-    attempt.zoho_customer_id = zoho_customer_id
-    if error is not None:
-        attempt.error_message = describe(error)
-        attempt.http_status = getattr(error, "status", None)
-        attempt.zoho_code = getattr(error, "code", None)
-    if attempt.pk is None:
-        attempt.save()
-    else:
-        attempt.save(update_fields=FINISHED_FIELDS)
-
-
-def finish_created(zoho_ids_by_attempt: dict[int, str], when: datetime) -> None:
-    """Finish, in one statement, attempts whose create Zoho answered with these customer ids."""
-    SyncAttempt.objects.filter(pk__in=zoho_ids_by_attempt).update(
-        outcome=AttemptOutcome.CREATED,
-        finished_at=when,
-        zoho_customer_id=value_by_pk(zoho_ids_by_attempt),
-    )
-
-
-def reclassify_attempts(attempt_ids: list[int], outcome: AttemptOutcome) -> None:
-    """What we learned later changes how these attempts ended (a refusal was the customer's)."""
-    SyncAttempt.objects.filter(pk__in=attempt_ids).update(outcome=outcome)
-
-
-def drop_attempts(attempts: list[SyncAttempt]) -> None:
-    """Attempts written ahead whose request never went out were not attempts: delete them."""
-    SyncAttempt.objects.filter(pk__in=[attempt.pk for attempt in attempts]).delete()
+def _ignore(attempt: SyncAttempt) -> None:
+    """No one listens for final attempts."""
 
 
 def close_interrupted_attempts(customer: Customer, run: SyncRun) -> None:
@@ -131,7 +179,7 @@ def refused_before_a_create(customer: Customer, error: Exception, *, run: SyncRu
     another customer: evidence across runs that the refusal is about this customer's data."""
     earlier = (
         SyncAttempt.objects.filter(
-            customer=customer, error_message=describe(error), run_id__lt=run.pk
+            customer=customer, error_message__startswith=describe(error), run_id__lt=run.pk
         )
         .order_by("-finished_at")
         .values_list("finished_at", flat=True)
@@ -151,8 +199,3 @@ def describe(error: Exception) -> str:
     if isinstance(error, IntegrityError):
         return "the Zoho customer found is already linked to another local customer"
     return str(error)
-
-
-def value_by_pk(values: dict[int, Any]) -> Case:
-    """A CASE expression giving each row (by primary key) its own value, for one UPDATE."""
-    return Case(*(When(pk=pk, then=Value(value)) for pk, value in values.items()))

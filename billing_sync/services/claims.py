@@ -15,11 +15,10 @@ from datetime import datetime
 from typing import Any
 
 from django.db import transaction
-from django.db.models import Q, QuerySet
+from django.db.models import Case, Field, Q, QuerySet, Value, When
 from django.utils import timezone
 
 from billing_sync.models import Customer, SyncRun, SyncStatus
-from billing_sync.services.audit import value_by_pk
 
 
 @dataclass(frozen=True)
@@ -159,3 +158,9 @@ def _savepoint_if_nested() -> AbstractContextManager[Any]:
     Outside one, the single statement commits on its own: no transaction round trips.
     """
     return transaction.atomic() if transaction.get_connection().in_atomic_block else nullcontext()
+
+
+def value_by_pk(values: dict[int, Any], output_field: Field | None = None) -> Case:
+    """A CASE expression giving each row (by primary key) its own value, for one UPDATE."""
+    whens = [When(pk=pk, then=Value(value, output_field)) for pk, value in values.items()]
+    return Case(*whens, output_field=output_field)

@@ -95,12 +95,6 @@ def customer_zoho_payload(customer: Customer, *, account_field: str) -> dict[str
     return {name: value for name, value in fields.items() if value}
 
 
-def customer_update_payload(customer: Customer, *, account_field: str) -> dict[str, Any]:
-    """The update body for Zoho: every field we own, blank ones too, so a cleared phone is
-    cleared in Zoho; display_name and email always (Zoho requires them on every update)."""
-    return customer_zoho_fields(customer, account_field=account_field)
-
-
 def zoho_fields_hash(fields: dict[str, Any]) -> str:
     """A fingerprint of the fields we own, to tell whether Zoho already holds them."""
     canonical = json.dumps(fields, sort_keys=True, ensure_ascii=False, separators=(",", ":"))

@@ -6,13 +6,14 @@ shows what a run will do), in this order:
 2. Zoho holds it (we have its id): send our fields if they changed since (UPDATE), else SKIP;
 3. an earlier create whose answer was unclear must have settled before we look (WAIT);
 4. Zoho is asked whether it holds the customer already (matching.py): ADOPT it, else CREATE.
-`CustomerSync._act` carries a decision out: the attempt is written "sending" (audit.py) before
-its first write to Zoho, and for a create the create-sent mark (with the attempt, the intent);
-a refusal is placed (refusals.py); the attempt is finished and the customer let go, an adoption
-or an update at once, a create with the rest of its group (`AnsweredCreates`); Zoho's answer
-must carry our account number back, else the run stops (account_numbers.py). A group's creates
-that are sure to go have their intents written ahead in two statements (`write_intents_ahead`).
-What happens after an error is decided in one place: `next_step`.
+`CustomerSync._act` carries a decision out: the attempt is put on record "sending" (audit.py)
+before its first write to Zoho, and for a create the create-sent mark (with the attempt, the
+intent); a refusal is placed (refusals.py). Every customer ends with one final attempt, written
+once: an adoption, an update, a skip or a failure at once, a create with the rest of its group
+(`AnsweredCreates`), a refusal whose fault is not known yet when it is (`_settle_held`). Zoho's
+answer must carry our account number back, else the run stops (account_numbers.py). A group's
+creates that are sure to go have their intents written ahead in two statements
+(`write_intents_ahead`). What happens after an error is decided in one place: `next_step`.
 """
 
 from __future__ import annotations
@@ -28,20 +29,18 @@ from typing import Any
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from billing_sync.models import AttemptOutcome, Customer, SyncAttempt, SyncRun, SyncStatus
-from billing_sync.services.account_numbers import AccountFieldUnchecked, check_account_number
+from billing_sync.models import AttemptOutcome, Customer, SyncAttempt, SyncStatus
+from billing_sync.services.account_numbers import (
+    AccountFieldUnchecked,
+    AccountNumberNotKept,
+    check_account_number,
+)
 from billing_sync.services.audit import (
+    RunAttempts,
     close_interrupted_attempts,
     describe,
-    drop_attempts,
-    finish_attempt,
-    finish_created,
-    new_attempt,
-    reclassify_attempts,
-    record_attempt,
-    record_attempts,
+    ended,
     refused_before_a_create,
-    save_before_request,
 )
 from billing_sync.services.claims import Claims, InStep, unclaimed
 from billing_sync.services.customer_data import (
@@ -60,7 +59,6 @@ from billing_sync.services.refusals import (
     names_account_field,
     names_customer,
 )
-from billing_sync.services.run_report import CustomerResult
 from billing_sync.zoho.client import ZohoClient
 from billing_sync.zoho.config import ZohoConfig
 from billing_sync.zoho.errors import (
@@ -190,12 +188,12 @@ def next_step(error: Exception) -> Next:
 
 
 class CustomerSync:
-    """Syncs, one at a time, the customers a run holds, recording every attempt."""
+    """Syncs, one at a time, the customers a run holds; each ends with one final attempt."""
 
     def __init__(
         self,
         *,
-        run: SyncRun,
+        attempts: RunAttempts,
         client: ZohoClient,
         finder: ZohoCustomerFinder,
         claims: Claims,
@@ -207,7 +205,8 @@ class CustomerSync:
     ) -> None:
         """`heartbeat` writes what Zoho answered and renews the run's claims: it runs after a
         back-off here, as during every wait of the client's gate."""
-        self.run = run
+        self.attempts = attempts
+        self.run = attempts.run
         self.client = client
         self.finder = finder
         self.claims = claims
@@ -232,8 +231,8 @@ class CustomerSync:
         new = [customer for customer in customers if self._surely_new(customer)]
         if len(new) < 2:
             return
-        attempts = [new_attempt(self.run, customer) for customer in new]
-        record_attempts(attempts)
+        attempts = [self.attempts.begin(customer) for customer in new]
+        self.attempts.open_all(attempts)
         self.claims.set_creates_sent(new, timezone.now())
         for customer, attempt in zip(new, attempts, strict=True):
             self._written_ahead[customer.pk] = (customer, attempt)
@@ -243,7 +242,7 @@ class CustomerSync:
         if not self._written_ahead:
             return
         customers, attempts = zip(*self._written_ahead.values(), strict=True)
-        drop_attempts(list(attempts))
+        self.attempts.withdraw(list(attempts))
         self.claims.set_creates_sent(list(customers), None)
         self._written_ahead.clear()
 
@@ -256,12 +255,13 @@ class CustomerSync:
 
     # --- one customer ------------------------------------------------------------------------
 
-    def sync(self, customer: Customer, *, taken_over: bool) -> CustomerResult:
+    def sync(self, customer: Customer, *, taken_over: bool) -> datetime | None:
         """Check and sync a customer this run holds; raise only what should stop the whole run.
 
-        `taken_over`: the customer was claimed from a run that died. A customer whose earlier
-        create has not settled comes back WAITING (no attempt made), still held: the run syncs
-        it again later (`sync_settled`) or lets it go (`leave_waiting`).
+        `taken_over`: the customer was claimed from a run that died. Returns when the customer
+        may be looked for in Zoho if its earlier create has not settled: no attempt is made, it
+        is still held, and the run syncs it again later (`sync_settled`) or lets it go
+        (`leave_waiting`). Else None: its final attempt is written, or will be with its group.
         """
         written_ahead = None
         if customer.pk in self._written_ahead:
@@ -270,37 +270,47 @@ class CustomerSync:
             close_interrupted_attempts(customer, self.run)
         return self._attempt_until_done(customer, written_ahead)
 
-    def sync_settled(self, customer: Customer) -> CustomerResult:
-        """Sync a customer that was WAITING, now that its earlier create has settled."""
+    def sync_settled(self, customer: Customer) -> datetime | None:
+        """Sync a customer that was waiting, now that its earlier create has settled."""
         return self._attempt_until_done(customer)
 
-    def leave_waiting(self, customer: Customer, settles_at: datetime) -> CustomerResult:
-        """The run cannot wait for this customer's create to settle: leave it for a later run.
-
-        No attempt is recorded: nothing was tried.
-        """
+    def leave_waiting(self, customer: Customer, settles_at: datetime) -> None:
+        """The run cannot wait for this customer's create to settle: leave it for a later run,
+        its final attempt saying so (no request was made)."""
         message = not_settled_message(settles_at)
         self.claims.release(customer, SyncStatus.FAILED, message)
-        return CustomerResult.of(customer, None, error=message, waiting_until=settles_at)
+        self.attempts.finish(
+            self.attempts.begin(customer),
+            AttemptOutcome.WAITING,
+            final=True,
+            message=message,
+            waiting_until=settles_at,
+        )
+
+    def skip(self, customer: Customer, reason: str) -> None:
+        """The run does nothing with this customer: its final attempt says why."""
+        self.attempts.finish(
+            self.attempts.begin(customer), AttemptOutcome.SKIPPED, final=True, message=reason
+        )
 
     def settles_at(self, customer: Customer) -> datetime | None:
         """When an earlier create of this customer that got no clear answer may be looked for."""
         return settles_at(customer, self.config)
 
     def finish(self) -> None:
-        """The run ends: write what Zoho answered; refusals still held stay `failed`."""
+        """The run ends: write what Zoho answered; refusals still held end `failed`."""
         self.answered.write()
-        self.refusals.take_held()
+        self._settle_held(AttemptOutcome.FAILED)
 
     def _attempt_until_done(
         self, customer: Customer, written_ahead: SyncAttempt | None = None
-    ) -> CustomerResult:
+    ) -> datetime | None:
         """Decide and act until synced, failed, refused or waiting. `written_ahead`: the first
         attempt is a create whose intent is on record (surely absent from Zoho: no search)."""
         linked = bool(customer.zoho_billing_customer_id)
         failures = 0
         while True:
-            attempt = written_ahead or new_attempt(self.run, customer)
+            attempt = written_ahead or self.attempts.begin(customer)
             intent_on_record, written_ahead = written_ahead is not None, None
             try:
                 if intent_on_record:
@@ -308,23 +318,31 @@ class CustomerSync:
                 else:
                     decision = decide(customer, finder=self.finder, config=self.config)
                 return self._act(customer, attempt, decision, intent_on_record=intent_on_record)
+            except AccountNumberNotKept:
+                raise  # Zoho holds the customer: its final attempt says so, the run stops
             except (ZohoError, IntegrityError) as error:
                 step = next_step(error)
                 if step is Next.PLACE_REFUSAL:
                     left_as = SyncStatus.SYNCED if linked else SyncStatus.FAILED
-                    return self._refused(customer, attempt, error, left_as=left_as)
-                if self._failed_request(attempt, error, step):
+                    self._refused(customer, attempt, error, left_as=left_as)
+                    return None
+                if step is Next.STOP_RUN:
+                    self._fail(customer, attempt, SyncStatus.FAILED, error)
+                    raise
+                if step is Next.WAIT_FOR_BLOCK:
+                    self._wait_out_block(customer, attempt, error)
                     continue
                 if linked and isinstance(error, ZohoNotFound):
-                    gone = NotInZoho(error)
-                    return self._fail(customer, SyncStatus.NEEDS_ATTENTION, gone)
+                    self._fail(customer, attempt, SyncStatus.NEEDS_ATTENTION, NotInZoho(error))
+                    return None
                 failures += 1
                 if step is Next.GIVE_UP or failures >= self.config.max_attempts:
                     # Linked, it is still in Zoho and still changed here: the next sync sends
                     # the edit again. Not linked, the next run (or retry) takes it.
-                    return self._fail(
-                        customer, SyncStatus.SYNCED if linked else SyncStatus.FAILED, error
-                    )
+                    left_as = SyncStatus.SYNCED if linked else SyncStatus.FAILED
+                    self._fail(customer, attempt, left_as, error)
+                    return None
+                self.attempts.finish(attempt, AttemptOutcome.FAILED, error=error)
                 self._back_off(customer, failures)
 
     def _act(
@@ -334,52 +352,57 @@ class CustomerSync:
         decision: Decision,
         *,
         intent_on_record: bool = False,
-    ) -> CustomerResult:
+    ) -> datetime | None:
         """Carry out a decision: the writes (to Zoho, then here) that `decide` leaves out."""
         match decision.action:
             case Action.INVALID:
-                record_attempt(self.run, customer, AttemptOutcome.INVALID, error=decision.reason)
                 self.claims.release(customer, SyncStatus.NEEDS_ATTENTION, decision.reason)
-                return CustomerResult.of(customer, AttemptOutcome.INVALID, error=decision.reason)
-            case Action.WAIT:
-                return CustomerResult.of(
-                    customer, None, error=decision.reason, waiting_until=decision.settles_at
+                self.attempts.finish(
+                    attempt, AttemptOutcome.INVALID, final=True, message=decision.reason
                 )
+            case Action.WAIT:
+                return decision.settles_at
             case Action.SKIP:
                 self.claims.mark_pushed(customer, self._in_step(customer))
-                return CustomerResult.of(customer, AttemptOutcome.SKIPPED, error=decision.reason)
+                self.attempts.finish(
+                    attempt, AttemptOutcome.SKIPPED, final=True, message=decision.reason
+                )
             case Action.UPDATE:
-                return self._update(customer, attempt)
+                self._update(customer, attempt)
             case Action.ADOPT:
-                return self._adopt(customer, attempt, decision)
+                self._adopt(customer, attempt, decision)
             case Action.CREATE:
                 if not intent_on_record:
-                    save_before_request(attempt)
+                    self.attempts.open(attempt)
                     self.claims.set_create_sent(customer, timezone.now())
                 created = self._create(customer)
                 self.answered.add(customer, attempt, created.customer_id, self._in_step(customer))
                 self._refusals_were_their_own()
-                return self._found(customer, AttemptOutcome.CREATED, created)
-        raise AssertionError(f"no way to carry out {decision.action!r}")
+                self._check_account_number(customer, created)
+            case _:
+                raise AssertionError(f"no way to carry out {decision.action!r}")
+        return None
 
-    def _update(self, customer: Customer, attempt: SyncAttempt) -> CustomerResult:
-        """Send Zoho the fields we own (a PUT may be repeated safely)."""
-        save_before_request(attempt)
+    def _update(self, customer: Customer, attempt: SyncAttempt) -> None:
+        """Send Zoho every field we own, blank ones too, so a cleared phone is cleared in Zoho;
+        display_name and email always (Zoho requires them on every update). A PUT may be
+        repeated safely."""
+        self.attempts.open(attempt)
         answer = self.client.update_customer(
             customer.zoho_billing_customer_id, self._fields(customer)
         )
-        finish_attempt(attempt, AttemptOutcome.UPDATED, zoho_customer_id=answer.customer_id)
         self.claims.mark_pushed(customer, self._in_step(customer))
+        self.attempts.finish(
+            attempt, AttemptOutcome.UPDATED, final=True, zoho_customer_id=answer.customer_id
+        )
         self._refusals_were_their_own()
-        return self._found(customer, AttemptOutcome.UPDATED, answer)
+        self._check_account_number(customer, answer)
 
-    def _adopt(
-        self, customer: Customer, attempt: SyncAttempt, decision: Decision
-    ) -> CustomerResult:
+    def _adopt(self, customer: Customer, attempt: SyncAttempt, decision: Decision) -> None:
         """Link the Zoho customer found, writing our account number into it when it has none."""
         found = decision.found
         assert found is not None
-        save_before_request(attempt)
+        self.attempts.open(attempt)
         if decision.writes_account_number:
             payload = account_number_update(
                 customer,
@@ -390,39 +413,36 @@ class CustomerSync:
             found = self.client.update_customer(found.customer_id, payload)
         # The audit first: should we die before the customer row is written, the next run
         # finds the adoption on record and the customer in Zoho again.
-        finish_attempt(attempt, AttemptOutcome.ADOPTED, zoho_customer_id=found.customer_id)
+        self.attempts.finish(
+            attempt, AttemptOutcome.ADOPTED, final=True, zoho_customer_id=found.customer_id
+        )
         ours = self._fields(customer)
         held = zoho_held_fields(found, account_field=self.config.account_number_field)
         in_step = self._in_step(customer) if held == ours else None  # else the next sync sends ours
         self.claims.mark_synced(customer, found.customer_id, in_step)
-        return self._found(customer, AttemptOutcome.ADOPTED, found)
+        self._check_account_number(customer, found)
 
-    def _found(
-        self, customer: Customer, outcome: AttemptOutcome, zoho_customer: ZohoCustomer
-    ) -> CustomerResult:
+    def _check_account_number(self, customer: Customer, zoho_customer: ZohoCustomer) -> None:
         """Zoho holds the customer now: its answer must carry our account number back."""
-        result = CustomerResult.of(customer, outcome, zoho_customer_id=zoho_customer.customer_id)
-        check_account_number(result, zoho_customer, account_field=self.config.account_number_field)
-        return result
+        check_account_number(
+            customer, zoho_customer, account_field=self.config.account_number_field
+        )
 
     def _in_step(self, customer: Customer) -> InStep:
         """What Zoho holds once it has accepted this customer's fields as they are."""
         return InStep(customer.updated_at, zoho_fields_hash(self._fields(customer)))
 
-    def _failed_request(self, attempt: SyncAttempt, error: Exception, step: Next) -> bool:
-        """Finish the attempt of a request that failed; raise what stops the run. True when
-        the request may go again at once: Zoho's block has passed (it refused the request, so
-        nothing was written)."""
-        limited = isinstance(error, ZohoRateLimited)
-        finish_attempt(
-            attempt, AttemptOutcome.RATE_LIMITED if limited else AttemptOutcome.FAILED, error
-        )
-        if step is Next.STOP_RUN:
-            raise error
-        if step is Next.WAIT_FOR_BLOCK:
+    def _wait_out_block(
+        self, customer: Customer, attempt: SyncAttempt, error: ZohoRateLimited
+    ) -> None:
+        """Zoho refused the organization for now (nothing was written): wait for the block to
+        end, then the request may go again; a run that may not wait that long stops here."""
+        try:
             self.client.gate.wait_while_blocked()
-            return True
-        return False
+        except RUN_STOPPERS as stop:
+            self._fail(customer, attempt, SyncStatus.FAILED, error, message=str(stop))
+            raise
+        self.attempts.finish(attempt, AttemptOutcome.RATE_LIMITED, error=error)
 
     def _fields(self, customer: Customer) -> dict[str, Any]:
         return customer_zoho_fields(customer, account_field=self.config.account_number_field)
@@ -458,16 +478,25 @@ class CustomerSync:
             self.claims.set_create_sent(customer, None)
             raise
 
-    def _fail(self, customer: Customer, status: SyncStatus, error: Exception) -> CustomerResult:
-        """Let go of the customer with `status` and the error's message."""
-        message = describe(error)
-        self.claims.release(customer, status, message)
-        outcome = (
-            AttemptOutcome.INVALID
-            if status == SyncStatus.NEEDS_ATTENTION
-            else AttemptOutcome.FAILED
-        )
-        return CustomerResult.of(customer, outcome, error=message)
+    def _fail(
+        self,
+        customer: Customer,
+        attempt: SyncAttempt,
+        status: SyncStatus,
+        error: Exception,
+        *,
+        message: str = "",
+    ) -> None:
+        """Let go of the customer with `status` and the error's message (or `message`); the
+        attempt is its final one."""
+        if isinstance(error, ZohoRateLimited):
+            outcome = AttemptOutcome.RATE_LIMITED
+        elif isinstance(error, ZohoInvalidData):
+            outcome = AttemptOutcome.INVALID
+        else:
+            outcome = AttemptOutcome.FAILED
+        self.claims.release(customer, status, message or describe(error))
+        self.attempts.finish(attempt, outcome, final=True, error=error, message=message)
 
     # --- refusals ----------------------------------------------------------------------------
 
@@ -477,41 +506,50 @@ class CustomerSync:
         attempt: SyncAttempt,
         error: ZohoInvalidData,
         left_as: SyncStatus = SyncStatus.FAILED,
-    ) -> CustomerResult:
-        """Zoho refused a create or update that carried this customer's data: whose fault?"""
+    ) -> None:
+        """Zoho refused a create or update that carried this customer's data: whose fault?
+
+        Not known yet, the attempt's end waits (held) until it is: it is written once, when
+        Zoho creates another customer (the customer's), or the run ends or stops (failed).
+        """
         account_field = self.config.account_number_field
         if names_account_field(error, account_field=account_field):
-            finish_attempt(attempt, AttemptOutcome.FAILED, error)
+            self._fail(customer, attempt, SyncStatus.FAILED, error)
             raise AccountFieldRefused(error, account_field=account_field) from error
         if names_customer(error, customer) or refused_before_a_create(
             customer, error, run=self.run
         ):
             self.refusals.interrupt()
-            finish_attempt(attempt, AttemptOutcome.INVALID, error)
-            return self._fail(customer, SyncStatus.NEEDS_ATTENTION, error)
-        finish_attempt(attempt, AttemptOutcome.FAILED, error)
+            self._fail(customer, attempt, SyncStatus.NEEDS_ATTENTION, error)
+            return
         message = (
             f"{describe(error)}; Zoho named none of this customer's fields, so it is retried: "
             "if Zoho refuses other customers the same way, the organization is refusing creates"
         )
         self.claims.release(customer, left_as, message)
+        ended(attempt, AttemptOutcome.FAILED, final=True, error=error, message=message)
         try:
             self.refusals.hold(customer, attempt, error, left_as)
         except SystemicRefusal as stop:
-            for customer_id, _, status in self.refusals.take_held():
+            for customer_id, _, status in self.refusals.held:
                 unclaimed([customer_id], status).update(zoho_last_error=str(stop))
+            self._settle_held(AttemptOutcome.FAILED, message=str(stop))
             raise
-        return CustomerResult.of(customer, AttemptOutcome.FAILED, error=message)
 
     def _refusals_were_their_own(self) -> None:
         """Zoho created a customer after refusing others: those refusals were about their data."""
         self.refusals.interrupt()
-        held = self.refusals.take_held()
-        if not held:
-            return
-        reclassify_attempts([attempt_id for _, attempt_id, _ in held], AttemptOutcome.INVALID)
-        for customer_id, _, status in held:
+        for customer_id, _, status in self.refusals.held:
             unclaimed([customer_id], status).update(zoho_sync_status=SyncStatus.NEEDS_ATTENTION)
+        self._settle_held(AttemptOutcome.INVALID)
+
+    def _settle_held(self, outcome: AttemptOutcome, *, message: str = "") -> None:
+        """Write the final attempts of the refusals held, now that their fault is known."""
+        held = [attempt for _, attempt, _ in self.refusals.take_held()]
+        for attempt in held:
+            attempt.outcome = outcome
+            attempt.error_message = message or attempt.error_message
+        self.attempts.write(held)
 
 
 class AnsweredCreates:
@@ -523,12 +561,10 @@ class AnsweredCreates:
     mark and its "sending" attempt: the next run takes it over, finds it in Zoho and adopts it.
     """
 
-    def __init__(self, claims: Claims) -> None:
+    def __init__(self, claims: Claims, attempts: RunAttempts) -> None:
         self.claims = claims
+        self.attempts = attempts
         self._answered: list[tuple[Customer, SyncAttempt, str, InStep]] = []
-        # Created in Zoho, but the Zoho id turned out linked to another local customer: these
-        # were counted synced when Zoho answered, and are left failed.
-        self.linked_elsewhere = 0
 
     def add(
         self, customer: Customer, attempt: SyncAttempt, zoho_customer_id: str, in_step: InStep
@@ -537,7 +573,7 @@ class AnsweredCreates:
         self._answered.append((customer, attempt, zoho_customer_id, in_step))
 
     def write(self) -> None:
-        """Write the answered creates."""
+        """Write the answered creates, then report them (as written)."""
         if not self._answered:
             return
         answered, self._answered = self._answered, []
@@ -545,24 +581,31 @@ class AnsweredCreates:
             with transaction.atomic():
                 self._write_all(answered, timezone.now())
         except IntegrityError:  # a Zoho id already linked elsewhere: find which, one by one
-            self.linked_elsewhere += sum(not self._write_one(*entry) for entry in answered)
+            for entry in answered:
+                self._write_one(*entry)
+            return
+        self.attempts.report([attempt for _, attempt, _, _ in answered])
 
     def _write_all(
         self, answered: list[tuple[Customer, SyncAttempt, str, InStep]], now: datetime
     ) -> None:
-        finish_created({attempt.pk: zoho_id for _, attempt, zoho_id, _ in answered}, now)
+        for _, attempt, zoho_id, _ in answered:
+            ended(attempt, AttemptOutcome.CREATED, when=now, final=True, zoho_customer_id=zoho_id)
+        self.attempts.write([attempt for _, attempt, _, _ in answered], report=False)
         self.claims.mark_many_synced(
             {customer.pk: (zoho_id, in_step) for customer, _, zoho_id, in_step in answered}, now
         )
 
     def _write_one(
         self, customer: Customer, attempt: SyncAttempt, zoho_id: str, in_step: InStep
-    ) -> bool:
+    ) -> None:
         try:
             with transaction.atomic():
                 self._write_all([(customer, attempt, zoho_id, in_step)], timezone.now())
         except IntegrityError as error:
-            finish_attempt(attempt, AttemptOutcome.FAILED, error, zoho_customer_id=zoho_id)
             self.claims.release(customer, SyncStatus.FAILED, describe(error))
-            return False
-        return True
+            self.attempts.finish(
+                attempt, AttemptOutcome.FAILED, final=True, error=error, zoho_customer_id=zoho_id
+            )
+            return
+        self.attempts.report([attempt])

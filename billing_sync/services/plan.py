@@ -1,7 +1,7 @@
 """The plan: what a run would do with each customer, from one read of Zoho, written nowhere.
 
 Each customer the run would take gets the decision the run would act on: `decide`, the very
-function a run calls (decisions.py), with the writes left out. Zoho is listed once (pages of
+function a run calls (customer_sync.py), with the writes left out. Zoho is listed once (pages of
 200, within the shared budget; a candidate is read in full where its account number decides),
 and nothing is written: no run, no attempt, no customer row, nothing in Zoho.
 """

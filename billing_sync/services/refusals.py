@@ -107,8 +107,8 @@ class RefusalStreak:
     """Refusals held in one run, waiting for evidence of whose fault they are."""
 
     threshold: int = REFUSAL_STREAK
-    # (customer id, attempt id, the status it was left with) of each refusal held.
-    held: list[tuple[int, int, SyncStatus]] = field(default_factory=list)
+    # (customer id, its attempt, the status it was left with) of each refusal held.
+    held: list[tuple[int, SyncAttempt, SyncStatus]] = field(default_factory=list)
     _answer: tuple[object, object, str] | None = None
     _in_a_row: int = 0
 
@@ -119,7 +119,7 @@ class RefusalStreak:
         answer = (exc.status, exc.code, exc.message)
         self._in_a_row = self._in_a_row + 1 if answer == self._answer else 1
         self._answer = answer
-        self.held.append((customer.pk, attempt.pk, left_as))
+        self.held.append((customer.pk, attempt, left_as))
         if self._in_a_row >= self.threshold:
             raise SystemicRefusal(exc, customers=self._in_a_row)
 
@@ -127,7 +127,7 @@ class RefusalStreak:
         """A create ended otherwise: the refusals are no longer in a row."""
         self._answer, self._in_a_row = None, 0
 
-    def take_held(self) -> list[tuple[int, int, SyncStatus]]:
+    def take_held(self) -> list[tuple[int, SyncAttempt, SyncStatus]]:
         """The refusals held so far, no longer held."""
         held, self.held = self.held, []
         return held

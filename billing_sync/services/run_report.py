@@ -1,4 +1,5 @@
-"""What a run tells the world: each customer's result, the run's counts, and who listens."""
+"""What a run tells the world, read from what it recorded: each customer's result from its
+final SyncAttempt, the run's counts from those rows and the SyncRun, and who listens."""
 
 from __future__ import annotations
 
@@ -6,58 +7,52 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
-from billing_sync.models import AttemptOutcome, Customer, SyncRun
+from django.db.models import Count
+
+from billing_sync.models import AttemptOutcome, Customer, SyncAttempt, SyncRun
 
 SYNCED_OUTCOMES = {AttemptOutcome.CREATED, AttemptOutcome.ADOPTED, AttemptOutcome.UPDATED}
 FAILED_OUTCOMES = {AttemptOutcome.FAILED, AttemptOutcome.INVALID, AttemptOutcome.RATE_LIMITED}
+# Final outcomes that made no attempt at Zoho for the customer.
+NOT_ATTEMPTED = {AttemptOutcome.SKIPPED, AttemptOutcome.WAITING}
 
 
 @dataclass(frozen=True)
 class CustomerResult:
-    """How one customer ended in a run.
+    """How one customer ended in a run: its final attempt, as written."""
 
-    `outcome` is its last attempt's; None when the run made no attempt because an earlier
-    create of the customer may still be settling in Zoho until `waiting_until`.
-    """
-
-    customer_id: int
+    customer_id: int | None
     email: str
     account_number: str
-    outcome: AttemptOutcome | None
+    outcome: AttemptOutcome
     zoho_customer_id: str = ""
     error: str = ""
+    # Left waiting: when Zoho may be searched for its earlier create.
     waiting_until: datetime | None = None
+    # The customer's name as the run read it (a label, not part of the outcome).
+    display_name: str = ""
 
     @classmethod
-    def of(
-        cls, customer: Customer, outcome: AttemptOutcome | None, **details: object
-    ) -> CustomerResult:
-        """The result of `customer`, with the details given."""
-        return cls(customer.pk, customer.email, customer.account_number, outcome, **details)
+    def of(cls, attempt: SyncAttempt, *, display_name: str = "") -> CustomerResult:
+        """The result a final attempt records."""
+        return cls(
+            display_name=display_name,
+            customer_id=attempt.customer_id,
+            email=attempt.customer_email,
+            account_number=attempt.account_number,
+            outcome=AttemptOutcome(attempt.outcome),
+            zoho_customer_id=attempt.zoho_customer_id,
+            error=attempt.error_message,
+            waiting_until=attempt.waiting_until,
+        )
 
     @property
     def synced(self) -> bool:
         return self.outcome in SYNCED_OUTCOMES
 
     @property
-    def adopted(self) -> bool:
-        return self.outcome == AttemptOutcome.ADOPTED
-
-    @property
-    def updated(self) -> bool:
-        return self.outcome == AttemptOutcome.UPDATED
-
-    @property
     def failed(self) -> bool:
         return self.outcome in FAILED_OUTCOMES
-
-    @property
-    def skipped(self) -> bool:
-        return self.outcome == AttemptOutcome.SKIPPED
-
-    @property
-    def waiting(self) -> bool:
-        return self.waiting_until is not None
 
 
 class RunObserver:
@@ -70,7 +65,7 @@ class RunObserver:
         """Work on one customer begins."""
 
     def customer_finished(self, index: int, total: int, result: CustomerResult) -> None:
-        """Work on one customer ended."""
+        """One customer's final attempt is on record: how it ended."""
 
     def customer_waiting(self, index: int, total: int, customer: Customer, until: datetime) -> None:
         """An earlier create of this customer may still be settling in Zoho until `until`:
@@ -96,13 +91,17 @@ class ResultCollector(RunObserver):
         self.results.append(result)
 
 
-@dataclass
+@dataclass(frozen=True)
 class RunReport:
-    """What a run did, for the entry point to show: counts only, so any size of run fits."""
+    """What a run did, read from its SyncRun and its final attempts: counts only, so any size
+    of run fits. The one place that counts."""
 
     run: SyncRun
-    selected_count: int
+    selected_count: int = 0
+    # Customers with a final attempt in the run.
     finished_count: int = 0
+    # Of those, the ones the run made an attempt at (not skipped, not left waiting).
+    attempted_count: int = 0
     synced_count: int = 0
     # Of those synced, customers Zoho held already whose local edits were sent.
     updated_count: int = 0
@@ -112,25 +111,49 @@ class RunReport:
     unreached_count: int = 0
     # Left for a later run: an earlier create may still be settling in Zoho.
     waiting_count: int = 0
-    stop_reason: str = ""
-    # Whether the stop needs a person to change a setting or the organization (exit 2).
-    stop_needs_setup: bool = False
-    duration_seconds: float = 0.0
 
-    def add(self, result: CustomerResult) -> None:
-        """Count one customer's result."""
-        self.finished_count += 1
-        self.synced_count += result.synced
-        self.updated_count += result.updated
-        self.failed_count += result.failed
-        self.waiting_count += result.waiting
-        self.skipped_count += result.skipped
+    @classmethod
+    def of(cls, run: SyncRun) -> RunReport:
+        """Count what `run` recorded: one SELECT over its final attempts."""
+        by_outcome = dict(
+            SyncAttempt.objects.filter(run=run, final=True)
+            .values_list("outcome")
+            .annotate(customers=Count("pk"))
+            .order_by()
+        )
+
+        def counted(outcomes: Iterable[str]) -> int:
+            return sum(by_outcome.get(outcome, 0) for outcome in outcomes)
+
+        finished = sum(by_outcome.values())
+        return cls(
+            run=run,
+            selected_count=run.selected_count,
+            finished_count=finished,
+            attempted_count=finished - counted(NOT_ATTEMPTED),
+            synced_count=counted(SYNCED_OUTCOMES),
+            updated_count=counted([AttemptOutcome.UPDATED]),
+            skipped_count=counted([AttemptOutcome.SKIPPED]),
+            failed_count=counted(FAILED_OUTCOMES) + run.unreached_count,
+            unreached_count=run.unreached_count,
+            waiting_count=counted([AttemptOutcome.WAITING]),
+        )
 
     @property
-    def attempted_count(self) -> int:
-        """Customers the run worked on or left failed unreached, less those it skipped or left
-        waiting."""
-        return self.finished_count + self.unreached_count - self.skipped_count - self.waiting_count
+    def stop_reason(self) -> str:
+        return self.run.stop_reason
+
+    @property
+    def stop_needs_setup(self) -> bool:
+        """Whether the stop needs a person to change a setting or the organization (exit 2)."""
+        return self.run.stop_needs_setup
+
+    @property
+    def duration_seconds(self) -> float:
+        """From the run's start to its finish, as recorded."""
+        if self.run.finished_at is None:
+            return 0.0
+        return (self.run.finished_at - self.run.started_at).total_seconds()
 
     @property
     def ok(self) -> bool:

@@ -3,13 +3,16 @@
 One customer's path, from `manage.py zoho_backfill_customers` to its SyncAttempt row:
 1. `customers_backfill` says who needs Zoho; `_run` records a SyncRun and reads them a chunk
    at a time, oldest first (run_selection.py);
-2. `_sync_all` claims them a group at a time (claims.py) and hands each to `CustomerSync.sync`;
+2. a `LiveRun` claims them a group at a time (claims.py) and hands each to `CustomerSync.sync`;
 3. that (customer_sync.py) decides (`decide`: checks the data, looks for the customer in
    Zoho; `zoho_plan` shows the same decisions) and acts: adopts, creates or updates it,
-   writing its SyncAttempt (audit.py) "sending" before the first write to Zoho; an adoption
-   is finished at once, a create with its group (`answered.write()` below, AnsweredCreates);
+   its SyncAttempt (audit.py `RunAttempts`) on record "sending" before the first write to
+   Zoho and finished once: the customer's final attempt, written at once, or for a create
+   with its group (`AnsweredCreates`);
 4. the customer is let go `synced`, `failed` or `needs_attention`; a run that must stop leaves
-   what it had not finished `failed`, with the reason.
+   what it had not finished `failed`, with the reason;
+5. once its final attempt is on record, the customer is reported from that row (`LiveRun.
+   _report`), and the run's counts are read from those rows at its end (`RunReport.of`).
 
 Words of our own:
 - claim: a run's hold on a customer row (`syncing`, `zoho_claimed_by`); changes need it. A
@@ -20,6 +23,10 @@ Words of our own:
 - settle: a create without a clear answer may still commit in Zoho, whose search may lag; the
   customer WAITS `ZOHO_CREATE_SETTLE_SECONDS` before we look (at the end of the run, if the run
   may wait that long, else in a later run).
+- final attempt: the SyncAttempt that says how a customer ended in a run (`final` true), one
+  per customer it finished; what a run prints, puts in JSON and counts is read from these.
+- group: the customers claimed together (CLAIM_GROUP_SIZE): their intents and their answered
+  creates are written a few statements a group.
 - gate, lease: the client's gate admits every request under the budget all processes share,
   handing out request slots a few at a time (a lease); it also waits out Zoho's blocks (a
   429: Zoho refuses the whole organization for a while) (zoho/pacing.py).
@@ -37,16 +44,16 @@ Words of our own:
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Iterator
 from typing import Required, TypedDict, Unpack
 
-from django.db.models import Q, QuerySet
+from django.db.models import Q
 from django.utils import timezone
 
 from billing_sync.models import (
     AttemptOutcome,
     Customer,
+    SyncAttempt,
     SyncRun,
     SyncRunKind,
     SyncRunStatus,
@@ -60,7 +67,7 @@ from billing_sync.services.account_numbers import (
     repair_account_numbers,
 )
 from billing_sync.services.alerts import alerts_check
-from billing_sync.services.audit import new_attempt, record_attempts
+from billing_sync.services.audit import RunAttempts, ended
 from billing_sync.services.claims import Claims
 from billing_sync.services.customer_data import customer_validation_errors
 from billing_sync.services.customer_source import writeback_after_run
@@ -73,6 +80,10 @@ from billing_sync.zoho.config import ZohoConfig, zoho_config
 from billing_sync.zoho.errors import ZohoConfigError
 
 TAKEN_BY_ANOTHER = "no longer needs syncing or another run is working on it"
+# Customers claimed together. Their intents and answered creates cost a few statements a group
+# (bench/backfill.py --local-only, 10,000: 517/s in groups of 10, 600/s of 25, 613/s of 50); a
+# stopped run lets go of at most this many claimed and not yet sent.
+CLAIM_GROUP_SIZE = 25
 
 
 class RunOptions(TypedDict, total=False):
@@ -168,209 +179,202 @@ def _run(
     is no longer wanted.
     """
     observer = observer or RunObserver()
-    started = time.monotonic()
     selected = RunSelection.take(customers_syncable().filter(wanted), limit)
     run = SyncRun.objects.create(
         kind=kind, trigger=trigger, dry_run=dry_run, selected_count=selected.count
     )
-    report = RunReport(run=run, selected_count=selected.count)
     observer.run_started(run, selected.customers())
     if dry_run:
-        _preview(report, selected, observer)
+        _preview(run, selected, observer)
     elif selected.count:
-        _sync_all(report, selected, wanted, config, max_wait, observer)
-    report.duration_seconds = time.monotonic() - started
-    _finish_run(report)
+        LiveRun(run, selected, wanted, config, max_wait=max_wait, observer=observer).sync()
+    report = _finish_run(run)
     if not dry_run:
         alerts_check()  # tells monitoring when something started or stopped going wrong
-        writeback_after_run(report.run)  # the Zoho ids, back into the company's database
+        writeback_after_run(run)  # the Zoho ids, back into the company's database
     return report
 
 
-def _preview(report: RunReport, selected: RunSelection, observer: RunObserver) -> None:
+class Reporter:
+    """Tells the observer of each customer once its final attempt is on record, at the place
+    the customer had in the selection."""
+
+    def __init__(self, observer: RunObserver, total: int) -> None:
+        self.observer = observer
+        self.total = total
+        # Customers started and not reported yet: their place and name, by id.
+        self._started: dict[int | None, tuple[int, str]] = {}
+
+    def started(self, index: int, customer: Customer) -> None:
+        self._started[customer.pk] = (index, customer.display_name)
+        self.observer.customer_started(index, self.total, customer)
+
+    def finished(self, attempt: SyncAttempt) -> None:
+        index, name = self._started.pop(attempt.customer_id, (0, ""))
+        result = CustomerResult.of(attempt, display_name=name)
+        self.observer.customer_finished(index, self.total, result)
+
+
+def _preview(run: SyncRun, selected: RunSelection, observer: RunObserver) -> None:
     """Walk the selection as a run would, checking the data; send nothing, change nothing."""
-    total, index = selected.count, 0
+    reporter = Reporter(observer, selected.count)
+    attempts = RunAttempts(run, on_final=reporter.finished)
+    index = 0
     for chunk in selected.chunks():
-        attempts = []
+        checked = []
         for customer in chunk:
             index += 1
-            observer.customer_started(index, total, customer)
+            reporter.started(index, customer)
             error = "; ".join(customer_validation_errors(customer))
-            attempts.append(new_attempt(report.run, customer, AttemptOutcome.DRY_RUN, error=error))
-            result = CustomerResult.of(customer, AttemptOutcome.DRY_RUN, error=error)
-            report.add(result)
-            observer.customer_finished(index, total, result)
-        record_attempts(attempts)
+            attempt = attempts.begin(customer)
+            checked.append(ended(attempt, AttemptOutcome.DRY_RUN, final=True, message=error))
+        attempts.write(checked)
 
 
-def _sync_all(
-    report: RunReport,
-    selected: RunSelection,
-    wanted: Q,
-    config: ZohoConfig,
-    max_wait: float | None,
-    observer: RunObserver,
-) -> None:
-    """Claim the selection a group at a time and sync each customer; the ones whose earlier
-    create is still settling come last."""
-    claims = Claims(report.run)
-    answered = AnsweredCreates(claims)
+class LiveRun:
+    """One run sending to Zoho: claims its selection a group at a time and syncs each customer
+    (`_sync_group`), then those whose earlier create was settling (`_sync_settled`); a run
+    stopper ends it (`_stop`). Each customer is reported once its final attempt is written."""
 
-    def heartbeat() -> None:
-        answered.write()
-        claims.renew()
-
-    client = ZohoClient(
-        config,
-        max_wait=max_wait,
-        on_block_wait=observer.block_wait,
-        on_pace_wait=observer.pace_wait,
-        heartbeat=heartbeat,
-    )
-    finder = ZohoCustomerFinder(
-        client,
-        use_index=lookup_prefers_index(selected.count),
-        max_age=config.index_max_age_seconds,
-    )
-    customers = CustomerSync(
-        run=report.run,
-        client=client,
-        finder=finder,
-        claims=claims,
-        answered=answered,
-        config=config,
-        heartbeat=heartbeat,
-    )
-    waiting: list[tuple[int, Customer]] = []
-    total, index = selected.count, 0
-    current: Customer | None = None
-    looking_again = False  # at the waiting customers, after every other one
-    try:
-        repair_account_numbers(
-            run=report.run, client=client, account_field=config.account_number_field
+    def __init__(
+        self,
+        run: SyncRun,
+        selected: RunSelection,
+        wanted: Q,
+        config: ZohoConfig,
+        *,
+        max_wait: float | None,
+        observer: RunObserver,
+    ) -> None:
+        self.run = run
+        self.selected = selected
+        self.wanted = wanted
+        self.config = config
+        self.observer = observer
+        self.reporter = Reporter(observer, selected.count)
+        self.attempts = RunAttempts(run, on_final=self.reporter.finished)
+        self.claims = Claims(run)
+        self.answered = AnsweredCreates(self.claims, self.attempts)
+        self.client = ZohoClient(
+            config,
+            max_wait=max_wait,
+            on_block_wait=observer.block_wait,
+            on_pace_wait=observer.pace_wait,
+            heartbeat=self._heartbeat,
         )
-        for group in _groups(selected, client.gate.lease_size):
-            claimed = claims.take(group, wanted)
-            taken_over = {c.pk for c in group if c.zoho_sync_status == SyncStatus.SYNCING}
-            customers.write_intents_ahead(
-                [claimed[c.pk] for c in group if c.pk in claimed and c.pk not in taken_over]
+        self.customers = CustomerSync(
+            attempts=self.attempts,
+            client=self.client,
+            finder=ZohoCustomerFinder(
+                self.client,
+                use_index=lookup_prefers_index(selected.count),
+                max_age=config.index_max_age_seconds,
+            ),
+            claims=self.claims,
+            answered=self.answered,
+            config=config,
+            heartbeat=self._heartbeat,
+        )
+        # Held, to be looked at again at the end: (place, customer) whose create is settling.
+        self.waiting: list[tuple[int, Customer]] = []
+        self.index = 0
+        # The last customer reached in the selection (None before the first, and once the
+        # whole selection has been gone through).
+        self.reached: Customer | None = None
+
+    def sync(self) -> None:
+        """Sync the selection; a run stopper leaves what is not finished failed."""
+        try:
+            repair_account_numbers(
+                attempts=self.attempts,
+                client=self.client,
+                account_field=self.config.account_number_field,
             )
-            for current in group:
-                index += 1
-                observer.customer_started(index, total, current)
-                if current.pk not in claimed:
-                    result = CustomerResult.of(
-                        current, AttemptOutcome.SKIPPED, error=TAKEN_BY_ANOTHER
-                    )
-                else:
-                    row = claimed[current.pk]
-                    result = customers.sync(row, taken_over=current.pk in taken_over)
-                    if result.waiting:
-                        waiting.append((index, row))
-                        observer.customer_waiting(index, total, current, result.waiting_until)
-                        continue
-                report.add(result)
-                observer.customer_finished(index, total, result)
-            answered.write()
-        looking_again = True
-        for index, current in waiting:
-            observer.customer_started(index, total, current)
-            result = _sync_once_settled(customers, current, client, observer)
-            report.add(result)
-            observer.customer_finished(index, total, result)
-    except RUN_STOPPERS as exc:
-        customers.drop_intents_ahead()
-        answered.write()
-        finished = None
+            for group in self._groups():
+                self._sync_group(group)
+            self.reached = None
+            for index, customer in self.waiting:
+                self._sync_settled(index, customer)
+        except RUN_STOPPERS as exc:
+            self._stop(exc)
+        finally:
+            self.customers.finish()
+            self.run.request_count = self.client.request_count
+            self.client.close()
+
+    def _heartbeat(self) -> None:
+        self.answered.write()
+        self.claims.renew()
+
+    def _groups(self) -> Iterator[list[Customer]]:
+        for chunk in self.selected.chunks():
+            for start in range(0, len(chunk), CLAIM_GROUP_SIZE):
+                yield chunk[start : start + CLAIM_GROUP_SIZE]
+
+    def _sync_group(self, group: list[Customer]) -> None:
+        """Claim a group, write the intents of its sure creates, sync each; then write the
+        creates Zoho answered."""
+        claimed = self.claims.take(group, self.wanted)
+        taken_over = {c.pk for c in group if c.zoho_sync_status == SyncStatus.SYNCING}
+        self.customers.write_intents_ahead(
+            [claimed[c.pk] for c in group if c.pk in claimed and c.pk not in taken_over]
+        )
+        for customer in group:
+            self.index += 1
+            self.reached = customer
+            self.reporter.started(self.index, customer)
+            if customer.pk not in claimed:
+                self.customers.skip(customer, TAKEN_BY_ANOTHER)
+                continue
+            row = claimed[customer.pk]
+            settles_at = self.customers.sync(row, taken_over=customer.pk in taken_over)
+            if settles_at is not None:
+                self.waiting.append((self.index, row))
+                self.observer.customer_waiting(self.index, self.selected.count, row, settles_at)
+        self.answered.write()
+
+    def _sync_settled(self, index: int, customer: Customer) -> None:
+        """Wait (within the run's max_wait) until the customer's earlier create has settled,
+        then sync it; leave it for a later run when the run may not wait that long, or when
+        its create went out again without a clear answer (no second wait)."""
+        self.reporter.started(index, customer)
+        settles_at = self.customers.settles_at(customer)
+        if settles_at is not None and settles_at > timezone.now():
+            if not self.client.gate.may_wait_until(settles_at):
+                self.customers.leave_waiting(customer, settles_at)
+                return
+            self.observer.settle_wait(settles_at)
+            self.client.gate.wait_until(settles_at)
+        settles_again = self.customers.sync_settled(customer)
+        if settles_again is not None:
+            self.customers.leave_waiting(customer, settles_again)
+
+    def _stop(self, exc: Exception) -> None:
+        """A stopped run leaves what it had not finished failed, with the reason, for a retry:
+        the customers it still holds and those it never reached (counted `unreached`)."""
+        self.customers.drop_intents_ahead()
+        self.answered.write()
         if isinstance(exc, AccountNumberNotKept):
             flag_account_number_missing(exc)
-            if current is not None and exc.result.customer_id == current.pk:
-                finished = exc.result
-        never_reached = (
-            selected.rest(current)
-            if current is not None and not looking_again
-            else Customer.objects.none()
+        reason = str(exc)
+        self.run.stop_reason = reason
+        self.run.stop_needs_setup = isinstance(exc, ZohoConfigError)
+        unfinished = Q(zoho_claimed_by=self.run, zoho_sync_status=SyncStatus.SYNCING)
+        if self.reached is not None:
+            unfinished |= Q(pk__in=self.selected.rest(self.reached).values("pk"))
+        self.run.unreached_count = self.claims.release_all(
+            Customer.objects.filter(unfinished), SyncStatus.FAILED, reason
         )
-        result = _stop(report, claims, exc, current, never_reached, finished=finished)
-        if result is not None:
-            observer.customer_finished(index, total, result)
-    finally:
-        customers.finish()
-        # Reported synced when Zoho answered, then found linked elsewhere when written.
-        report.synced_count -= answered.linked_elsewhere
-        report.failed_count += answered.linked_elsewhere
-        report.run.request_count = client.request_count
-        client.close()
 
 
-def _groups(selected: RunSelection, size: int) -> Iterator[list[Customer]]:
-    """Claimed together: about as many as the budget lets us send at once."""
-    for chunk in selected.chunks():
-        for start in range(0, len(chunk), size):
-            yield chunk[start : start + size]
-
-
-def _sync_once_settled(
-    customers: CustomerSync, customer: Customer, client: ZohoClient, observer: RunObserver
-) -> CustomerResult:
-    """Wait (within the run's max_wait) until the customer's earlier create has settled, then
-    sync it; leave it for a later run when the run may not wait that long."""
-    settles_at = customers.settles_at(customer)
-    if settles_at is not None and settles_at > timezone.now():
-        if not client.gate.may_wait_until(settles_at):
-            return customers.leave_waiting(customer, settles_at)
-        observer.settle_wait(settles_at)
-        client.gate.wait_until(settles_at)
-    result = customers.sync_settled(customer)
-    if result.waiting:  # its create went out again without a clear answer: no second wait
-        return customers.leave_waiting(customer, result.waiting_until)
-    return result
-
-
-def _stop(
-    report: RunReport,
-    claims: Claims,
-    exc: Exception,
-    current: Customer | None,
-    never_reached: QuerySet[Customer],
-    *,
-    finished: CustomerResult | None = None,
-) -> CustomerResult | None:
-    """A stopped run leaves what it had not finished failed, with the reason, for a retry.
-
-    `current` is the customer at hand when the run stopped; `finished` its result when it
-    ended before the stop (Zoho holds it), else it is left failed too; so are the customers
-    the run still holds and those it `never_reached`.
-    """
-    report.stop_reason = str(exc)
-    report.stop_needs_setup = isinstance(exc, ZohoConfigError)
-    unfinished = Q(zoho_claimed_by=report.run, zoho_sync_status=SyncStatus.SYNCING) | Q(
-        pk__in=never_reached.values("pk")
-    )
-    result = finished
-    if current is not None:
-        if finished is None:
-            result = CustomerResult.of(current, AttemptOutcome.FAILED, error=report.stop_reason)
-            claims.release_all(
-                Customer.objects.filter(unfinished, pk=current.pk),
-                SyncStatus.FAILED,
-                report.stop_reason,
-            )
-        report.add(result)
-    left = Customer.objects.filter(unfinished)
-    if current is not None:
-        left = left.exclude(pk=current.pk)
-    report.unreached_count = claims.release_all(left, SyncStatus.FAILED, report.stop_reason)
-    report.failed_count += report.unreached_count
-    return result
-
-
-def _finish_run(report: RunReport) -> None:
-    run = report.run
+def _finish_run(run: SyncRun) -> RunReport:
+    """Close the run's record and count it from its final attempts."""
+    run.status = SyncRunStatus.STOPPED if run.stop_reason else SyncRunStatus.COMPLETED
+    run.finished_at = timezone.now()
+    run.save()
+    report = RunReport.of(run)
     run.synced_count = report.synced_count
     run.failed_count = report.failed_count
     run.skipped_count = report.skipped_count
-    run.status = SyncRunStatus.STOPPED if report.stop_reason else SyncRunStatus.COMPLETED
-    run.stop_reason = report.stop_reason
-    run.finished_at = timezone.now()
-    run.save()
+    run.save(update_fields=["synced_count", "failed_count", "skipped_count"])
+    return report
