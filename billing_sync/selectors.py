@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from django.db.models import Count, F, Q, QuerySet
+from django.db.models import Case, CharField, Count, F, Q, QuerySet, Value, When
 from django.utils import timezone
 from django_q.models import Schedule
 
-from billing_sync.models import AccountType, Customer, SyncRun, SyncStatus
+from billing_sync.models import AccountType, Customer, SyncRun, SyncRunKind, SyncStatus
 from billing_sync.zoho.state import current_api_state
 
 # The django-q schedules `zoho_schedule` keeps, by name (the import only with a source database).
@@ -47,14 +48,18 @@ def retry_q(stale_after_seconds: float) -> Q:
     return Q(zoho_billing_customer_id__isnull=True) & takeable
 
 
+def edited_since_accepted_q() -> Q:
+    """Edited here since Zoho last accepted our data (or never known to be in step)."""
+    return Q(zoho_synced_data_at__isnull=True) | Q(updated_at__gt=F("zoho_synced_data_at"))
+
+
 def changed_q(stale_after_seconds: float) -> Q:
     """In Zoho, but edited here since Zoho last accepted our data (and not waiting for a
     person): a database query, so an unchanged table costs nothing to check."""
     takeable = Q(
         zoho_sync_status__in=[SyncStatus.SYNCED, SyncStatus.PENDING, SyncStatus.FAILED]
     ) | stale_claim_q(stale_after_seconds)
-    edited = Q(zoho_synced_data_at__isnull=True) | Q(updated_at__gt=F("zoho_synced_data_at"))
-    return Q(zoho_billing_customer_id__isnull=False) & takeable & edited
+    return Q(zoho_billing_customer_id__isnull=False) & takeable & edited_since_accepted_q()
 
 
 def sync_q(stale_after_seconds: float) -> Q:
@@ -62,12 +67,43 @@ def sync_q(stale_after_seconds: float) -> Q:
     return backfill_q(stale_after_seconds) | changed_q(stale_after_seconds)
 
 
+# Each kind of run takes the customers its query describes (given the stale-claim seconds):
+# the runs (runs.py) and the plan of one (plan.py) read them here.
+RUN_SELECTIONS: dict[SyncRunKind, Callable[[float], Q]] = {
+    SyncRunKind.SYNC: sync_q,
+    SyncRunKind.BACKFILL: backfill_q,
+    SyncRunKind.RETRY_FAILED: retry_q,
+}
+
+
+def requeue_refusals(stale_after_seconds: float) -> list[tuple[str, Q]]:
+    """Why a person may not re-queue a customer, each with the query that finds it: the one
+    rule both the re-queue (its reasons) and the preview (`requeue_q`) follow."""
+    busy = Q(zoho_sync_status=SyncStatus.SYNCING) & ~stale_claim_q(stale_after_seconds)
+    return [
+        ("internal_test", Q(account_type=AccountType.INTERNAL_TEST)),
+        ("already synced", Q(zoho_billing_customer_id__isnull=False)),
+        ("being synced now", busy),
+    ]
+
+
 def requeue_q(stale_after_seconds: float) -> Q:
     """What a person may re-queue: not in Zoho yet and not being worked on right now."""
-    takeable = Q(
-        zoho_sync_status__in=[SyncStatus.PENDING, SyncStatus.FAILED, SyncStatus.NEEDS_ATTENTION]
-    ) | stale_claim_q(stale_after_seconds)
-    return Q(zoho_billing_customer_id__isnull=True) & takeable
+    allowed = Q()
+    for _, refused in requeue_refusals(stale_after_seconds):
+        allowed &= ~refused
+    return allowed
+
+
+def with_requeue_refusal(customers: QuerySet[Customer], stale_after_seconds: float) -> QuerySet:
+    """`customers`, each with `requeue_refusal`: why it may not be re-queued ("" when it may)."""
+    reasons = [
+        When(refused, then=Value(reason))
+        for reason, refused in requeue_refusals(stale_after_seconds)
+    ]
+    return customers.annotate(
+        requeue_refusal=Case(*reasons, default=Value(""), output_field=CharField())
+    )
 
 
 def customer_status_counts() -> list[tuple[str, int]]:

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from billing_sync.management.documents import DOCUMENTS
 from tests.processes import PROJECT
 
 README = PROJECT / "README.md"
@@ -74,3 +75,36 @@ def test_the_anchor_rule_matches_githubs():
     assert anchor("Keeping Zoho in step: the worker, the schedule") == (
         "keeping-zoho-in-step-the-worker-the-schedule"
     )
+
+
+def top_level_names(cell: str) -> list[str]:
+    """The backticked names of a table cell outside any (), [] or {}: a document's keys."""
+    names, depth = [], 0
+    for token in re.finditer(r"`([^`]*)`|[(\[{]|[)\]}]", cell):
+        if token.group(1) is not None:
+            if depth == 0:
+                names.append(token.group(1))
+        elif token.group() in "([{":
+            depth += 1
+        else:
+            depth -= 1
+    return names
+
+
+def documented_keys() -> dict[str, list[str]]:
+    """Each command's keys, as the table of docs/json-output.md lists them."""
+    table = {}
+    for line in (PROJECT / "docs" / "json-output.md").read_text(encoding="utf-8").splitlines():
+        cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
+        if len(cells) != 2 or not cells[0].startswith("`"):
+            continue
+        for command in re.findall(r"`(\w+)`", cells[0]):
+            table[command] = top_level_names(cells[1])
+    return table
+
+
+def test_the_json_table_lists_the_keys_each_document_is_declared_with():
+    documented = documented_keys()
+    # The emulator prints its own line, not a command document.
+    assert documented.pop("zoho_emulator")
+    assert documented == {command: list(document) for command, document in DOCUMENTS.items()}

@@ -8,8 +8,8 @@ from datetime import UTC, datetime
 import pytest
 from django.db import IntegrityError
 
-from billing_sync.services.account_numbers import AccountFieldUnchecked
 from billing_sync.services.customer_sync import Next, next_step
+from billing_sync.services.run_stops import AccountFieldUnchecked
 from billing_sync.zoho.errors import (
     RateLimitWaitExceeded,
     ZohoAuthError,

@@ -185,3 +185,20 @@ def test_the_printed_lines_and_results_are_the_record(emulator, every_case, sett
     assert f"Total Attempted: {attempted.count()}\n" in output
     assert f"Successfully Synced: {synced}\n" in output
     assert f"Failed: {failed}\n" in output
+
+
+def test_customers_are_printed_in_the_order_of_the_run_even_when_it_stops(
+    emulator, make_customer
+):
+    # Creates are written a group at a time, the customer that met the block at once: the
+    # creates before it are still reported first.
+    emulator.configure(rate_limit_requests=4, rate_limit_window_seconds=60, block_seconds=30)
+    for _ in range(6):
+        make_customer()
+
+    output, code = run("zoho_backfill_customers", "--max-wait", "0")
+
+    assert code == 1
+    places = [int(place) for place in re.findall(r"^\[(\d+)/6\]", output, flags=re.MULTILINE)]
+    assert places == [1, 2, 3, 4]
+    assert "Not reached (the run stopped first): 2" in output

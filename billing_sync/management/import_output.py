@@ -8,31 +8,21 @@ from __future__ import annotations
 
 from typing import Any
 
-from billing_sync.management.json_output import StreamedList, ZohoCommand, writeback_object
+from billing_sync.management.base import EXIT_FAILED, EXIT_SETUP, ZohoCommand
+from billing_sync.management.documents import IMPORT_COUNTS, StreamedDocument, writeback_object
 from billing_sync.management.printing import Printer, writeback_lines
 from billing_sync.management.progress import ProgressBar
 from billing_sync.models import CustomerImport, ImportStatus
 from billing_sync.services.customer_import import ImportObserver, RowAction, RowOutcome
 from billing_sync.services.import_rows import Columns
 
-EXIT_REFUSED_ROWS = 1
-EXIT_UNREADABLE = 2
-# The counts of an import document, in this order, and the record's field for each.
-IMPORT_COUNTS = {
-    "rows": "row_count",
-    "created": "created_count",
-    "updated": "updated_count",
-    "unchanged": "unchanged_count",
-    "refused": "refused_count",
-}
-
 
 def import_exit(record: CustomerImport) -> tuple[int, str]:
     """The exit code of an import, and the message that goes with a non-zero one."""
     if record.status == ImportStatus.REFUSED:
-        return EXIT_UNREADABLE, f"Nothing imported: {record.problem}"
+        return EXIT_SETUP, f"Nothing imported: {record.problem}"
     if record.refused_count:
-        return EXIT_REFUSED_ROWS, (
+        return EXIT_FAILED, (
             f"{record.refused_count} row(s) refused (import #{record.pk}); the others are "
             f"{'checked' if record.dry_run else 'imported'}."
         )
@@ -144,22 +134,6 @@ def columns_text(columns: Columns) -> str:
     return text
 
 
-def empty_import_document(*, dry_run: bool) -> dict[str, Any]:
-    """An import document's keys, for an import that never started."""
-    return {
-        "import_id": None,
-        "dry_run": dry_run,
-        "source": None,
-        "columns": {},
-        "ignored_columns": [],
-        "written_by_sync": [],
-        "rows": [],
-        "counts": dict.fromkeys(IMPORT_COUNTS, 0),
-        "sync_queued": False,
-        "writeback": None,
-    }
-
-
 def row_object(outcome: RowOutcome) -> dict[str, Any]:
     """One row of an import, as written."""
     return {
@@ -196,37 +170,44 @@ def import_tail(record: CustomerImport) -> dict[str, Any]:
 
 
 class ImportDocument(ImportObserver):
-    """Streams an import's document to the command's stdout while it goes."""
+    """Streams an import's document to the command's stdout while it goes: its rows as each
+    batch is written, the rest from the record when it ends."""
 
     def __init__(self, command: ZohoCommand) -> None:
         self.command = command
-        self.document = StreamedList(command, "rows")
+        self.document: StreamedDocument | None = None
         self.record: CustomerImport | None = None
 
     def import_started(
         self, customer_import: CustomerImport, columns: Columns, total: int | None
     ) -> None:
         self.record = customer_import
-        self.document.open(import_head(customer_import, columns))
+        head = self.command.empty_document() | import_head(customer_import, columns)
+        self.document = StreamedDocument(self.command.write_text, head, "rows")
+        self.document.open()
 
     def rows_written(self, outcomes: list[RowOutcome]) -> None:
+        assert self.document is not None
         for outcome in outcomes:
             self.document.add(row_object(outcome))
 
     def close(self, record: CustomerImport, *, exit_code: int, problems: list[str]) -> None:
         """Finish the document: the rest of it, or all of it when no row was read."""
-        if self.document.opened:
-            self.document.close(import_tail(record), exit_code=exit_code, problems=problems)
+        if self.document is None:
+            values = import_head(record, None) | import_tail(record)
+            self.command.send_document(exit_code=exit_code, problems=problems, **values)
             return
-        values = import_head(record, None) | import_tail(record)
-        self.command.send_document(exit_code=exit_code, problems=problems, **values)
+        self.document.close(exit_code=exit_code, problems=problems, **import_tail(record))
+        self.command.document_sent = True
 
-    def failed(self, *, exit_code: int, problem: str) -> None:
-        """The import died part way: close the document with what its record says."""
+    def failed(self, *, exit_code: int, problem: str) -> bool:
+        """The import died part way: close the document with what its record says. False
+        when it never started (the command's own document says so)."""
         if self.record is None:
-            return  # the command's error ends the document (ZohoCommand.execute)
+            return False
         self.record.refresh_from_db()
         self.close(self.record, exit_code=exit_code, problems=[problem])
+        return True
 
 
 class ImportObservers(ImportObserver):

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 
 from django.core.management.base import OutputWrapper
 from django.core.management.color import Style
 
+from billing_sync.management.progress import ProgressBar
 from billing_sync.models import AttemptOutcome, Customer, CustomerImport, SyncRun
 from billing_sync.services.run_report import CustomerResult, RunObserver, RunReport
 
@@ -52,8 +54,11 @@ class Printer:
     """Writes a command's lines through its `stdout`, led by markers, coloured by its `style`
     (Django leaves colour out where the output is not a terminal)."""
 
-    def __init__(self, stdout: OutputWrapper, style: Style) -> None:
+    def __init__(
+        self, stdout: OutputWrapper, style: Style, progress: ProgressBar | None = None
+    ) -> None:
         self.stdout = stdout
+        self.progress = progress  # lines go above its bar
         self.marks = markers_for(stdout)
         self.styles: dict[str, Callable[[str], str]] = {
             "ok": style.SUCCESS,
@@ -62,17 +67,16 @@ class Printer:
             "wait": style.WARNING,
         }
 
-    def line(self, text: str = "") -> None:
-        self.stdout.write(text)
+    def line(self, text: str = "", style_func: Callable[[str], str] | None = None) -> None:
+        with self.progress.above() if self.progress else contextlib.nullcontext():
+            self.stdout.write(text, style_func=style_func)
 
     def mark(self, name: str, text: str, *, indent: str = "") -> None:
         """A line led by the marker `name` (ok, fail, warn, wait, ...)."""
-        self.stdout.write(
-            f"{indent}{self.marks[name]} {text}", style_func=self.styles.get(name, str)
-        )
+        self.line(f"{indent}{self.marks[name]} {text}", style_func=self.styles.get(name, str))
 
     def rule(self) -> None:
-        self.stdout.write(self.marks["rule"] * RULE_WIDTH)
+        self.line(self.marks["rule"] * RULE_WIDTH)
 
     def banner(self, marker: str, title: str) -> None:
         self.mark(marker, title)

@@ -10,9 +10,10 @@ Nothing is drawn where the stream is not a terminal: there the output stays plai
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable
+from contextlib import AbstractContextManager
 from datetime import UTC, datetime
-from typing import Any, Self
+from typing import Self, TextIO
 
 from django.core.management.base import OutputWrapper
 from tqdm import tqdm
@@ -26,14 +27,17 @@ def _clock(until: datetime) -> str:
 
 
 class ProgressBar:
-    """A bar under a command's lines: made when first shown, cleared around lines above it."""
+    """A bar under a command's lines: made when first shown; lines written meanwhile go
+    above it (tqdm's `external_write_mode`)."""
 
     unit = " items"
     # tqdm draws at most this often (seconds): an update sooner than that is not drawn.
     min_interval = 0.1
 
     def __init__(self, stream: OutputWrapper, *, label: str) -> None:
-        self.stream = stream
+        # tqdm writes its own "\r" and escapes: the stream under Django's wrapper, which would
+        # add a line ending and (on stderr) colour every write.
+        self.file: TextIO = getattr(stream, "_out", stream)
         self.label = label
         self.total: int | None = 0
         self.bar: tqdm | None = None
@@ -49,7 +53,7 @@ class ProgressBar:
                 total=self.total,
                 desc=self.label,
                 unit=self.unit,
-                file=_RawStream(self.stream),
+                file=self.file,
                 dynamic_ncols=True,
                 miniters=1,
                 mininterval=self.min_interval,
@@ -59,21 +63,11 @@ class ProgressBar:
             )
         return self.bar
 
-    @contextlib.contextmanager
-    def above(self) -> Iterator[None]:
+    def above(self) -> AbstractContextManager[None]:
         """Lines written meanwhile go above the bar."""
         if self.bar is None:
-            yield
-            return
-        self.bar.clear()
-        try:
-            yield
-        finally:
-            self.bar.refresh()
-
-    def lines_above(self, stdout: OutputWrapper) -> _LinesAbove:
-        """`stdout` (for a Printer), its writes kept above the bar."""
-        return _LinesAbove(stdout, self)
+            return contextlib.nullcontext()
+        return tqdm.external_write_mode(file=self.file)
 
     def close(self) -> None:
         """Take the bar away (the results block follows)."""
@@ -114,44 +108,3 @@ class RunProgress(ProgressBar, RunObserver):
 
     def _waiting(self, reason: str, until: datetime) -> None:
         self._shown().set_postfix_str(f"waiting: {reason} until {_clock(until)}")
-
-
-def _unstyled(text: str) -> str:
-    return text
-
-
-class _RawStream:
-    """The command's stream as tqdm needs it: written as is, no line ending added."""
-
-    def __init__(self, stream: OutputWrapper) -> None:
-        self._stream = stream
-
-    def write(self, text: str) -> None:
-        # Unstyled: Django colours whatever goes to a command's stderr as an error.
-        self._stream.write(text, style_func=_unstyled, ending="")
-
-    def flush(self) -> None:
-        self._stream.flush()
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._stream, name)
-
-
-class _LinesAbove:
-    """An OutputWrapper whose lines clear the bar first and redraw it after."""
-
-    def __init__(self, stdout: OutputWrapper, progress: ProgressBar) -> None:
-        self._stdout = stdout
-        self._progress = progress
-
-    def write(
-        self,
-        msg: str = "",
-        style_func: Callable[[str], str] | None = None,
-        ending: str | None = None,
-    ) -> None:
-        with self._progress.above():
-            self._stdout.write(msg, style_func=style_func, ending=ending)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._stdout, name)

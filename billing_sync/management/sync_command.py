@@ -1,71 +1,32 @@
-"""What the backfill and retry commands share: options, error handling, exit codes."""
+"""What the run commands share (backfill, retry, sync): options, output, exit codes."""
 
 from __future__ import annotations
 
-import argparse
 from collections.abc import Callable, Iterable
 from datetime import datetime
 from typing import Any, ClassVar
 
 from django.core.management.base import CommandError, CommandParser
 
-from billing_sync.management.json_output import (
-    RunDocument,
+from billing_sync.management.base import (
+    EXIT_FAILED,
+    EXIT_SETUP,
     ZohoCommand,
-    empty_run_document,
-    run_problems,
+    add_max_wait_argument,
+    positive_int,
 )
+from billing_sync.management.documents import run_customers, run_document
 from billing_sync.management.printing import Printer, RunPrinter
 from billing_sync.management.progress import RunProgress
-from billing_sync.models import Customer, SyncRun, SyncTrigger
+from billing_sync.models import AttemptOutcome, Customer, SyncRun, SyncTrigger
 from billing_sync.services.run_report import CustomerResult, RunObserver, RunReport
-from billing_sync.zoho.errors import ZohoConfigError
-
-EXIT_FAILED_CUSTOMERS = 1
-EXIT_BAD_CONFIG = 2
-# Stopped by Ctrl-C, as a shell reports it.
-EXIT_INTERRUPTED = 130
-
-
-def non_negative_seconds(value: str) -> float:
-    """argparse type for --max-wait."""
-    try:
-        seconds = float(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{value!r} is not a number of seconds") from None
-    if seconds < 0:
-        raise argparse.ArgumentTypeError("must be 0 or more seconds")
-    return seconds
-
-
-def add_max_wait_argument(parser: CommandParser) -> None:
-    """--max-wait, as every command that talks to Zoho takes it."""
-    parser.add_argument(
-        "--max-wait",
-        type=non_negative_seconds,
-        default=None,
-        metavar="SECONDS",
-        help="Longest total wait for a Zoho rate-limit block to end (and, in a run, for "
-        "earlier creates to settle) before stopping (default: ZOHO_MAX_WAIT_SECONDS; 0 stops "
-        "at the first block).",
-    )
-
-
-def positive_int(value: str) -> int:
-    """argparse type for --limit."""
-    try:
-        number = int(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{value!r} is not a whole number") from None
-    if number < 1:
-        raise argparse.ArgumentTypeError("must be at least 1")
-    return number
 
 
 class SyncCommand(ZohoCommand):
     """Base for commands that run the sync service and print the runbook's report."""
 
     trigger = SyncTrigger.COMMAND
+    echoed_options = ("dry_run",)
     # The sync service this command runs (runs.py), and whether it takes --limit.
     service: ClassVar[Callable[..., RunReport]]
     takes_limit = False
@@ -93,61 +54,56 @@ class SyncCommand(ZohoCommand):
                 help="Sync at most N customers (oldest first).",
             )
 
-    def empty_document(self) -> dict[str, Any]:
-        return empty_run_document(dry_run=bool(self.options.get("dry_run")))
-
     def handle(self, *args: Any, **options: Any) -> None:
         dry_run = options["dry_run"]
-        label = "Checking" if dry_run else self.verb
         # The bar goes where a person watches: stdout, or stderr when stdout is the document.
         watched = self.stderr if self.as_json else self.stdout
-        progress = RunProgress.on_terminal(watched, label=label)
-        output: RunDocument | RunPrinter
-        if self.as_json:
-            output = RunDocument(self, dry_run=dry_run)
-        else:
-            stdout = progress.lines_above(self.stdout) if progress else self.stdout
-            output = RunPrinter(
-                Printer(stdout, self.style),
+        progress = RunProgress.on_terminal(watched, label="Checking" if dry_run else self.verb)
+        self.started = RunStarted()
+        printer: RunPrinter | None = None
+        if not self.as_json:
+            printer = RunPrinter(
+                Printer(self.stdout, self.style, progress),
                 title=self.title,
                 noun=self.noun,
                 verb=self.verb,
                 action=self.action,
                 dry_run=dry_run,
             )
-            output.header()
+            printer.header()
         try:
-            report = self.run_service(options, RunObservers(progress, output))
-        except ZohoConfigError as exc:
-            self._failed(output, EXIT_BAD_CONFIG, str(exc))
-            raise CommandError(str(exc), returncode=EXIT_BAD_CONFIG) from exc
-        except CommandError as exc:
-            self._failed(output, exc.returncode, str(exc))
-            raise
-        except KeyboardInterrupt:
-            self._failed(output, EXIT_INTERRUPTED, "Interrupted (Ctrl-C) before the run ended")
-            raise
-        except Exception as exc:
-            self._failed(output, EXIT_FAILED_CUSTOMERS, f"The run failed: {exc}")
-            raise
+            report = self.run_service(options, RunObservers(self.started, progress, printer))
         finally:
             if progress is not None:
                 progress.close()
         exit_code, message = run_exit(report, dry_run=dry_run)
-        if isinstance(output, RunDocument):
-            problems = run_problems(report, refused_data=output.refused_data)
-            output.close(exit_code=exit_code, problems=problems, report=report)
-        elif not dry_run and report.selected_count:
-            output.results(report, heading=self.results_heading)
+        if printer is not None and not dry_run and report.selected_count:
+            printer.results(report, heading=self.results_heading)
             if not exit_code:
-                output.p.mark("ok", self.success_message)
+                printer.p.mark("ok", self.success_message)
+        self.end_run(report, exit_code)
         if exit_code:
             raise CommandError(message, returncode=exit_code)
 
-    def _failed(self, output: RunDocument | RunPrinter, exit_code: int, problem: str) -> None:
-        """The run did not end normally: with --json, close the document saying so."""
-        if isinstance(output, RunDocument):
-            output.close(exit_code=exit_code, problems=[problem])
+    def ended_early(self, exit_code: int, problem: str) -> None:
+        """The run did not end normally: its document says what its record holds so far."""
+        run = getattr(self, "started", RunStarted()).run
+        if run is None or not self.as_json or self.document_sent:
+            super().ended_early(exit_code, problem)
+            return
+        self.end_run(RunReport.of(run), exit_code, [problem])
+
+    def end_run(self, report: RunReport, exit_code: int, problems: list[str] | None = None) -> None:
+        """With --json, the run's document, read from its record."""
+        if not self.as_json:
+            return
+        self.send_document(
+            exit_code=exit_code,
+            problems=run_problems(report) if problems is None else problems,
+            listed="customers",
+            items=run_customers(report.run),
+            **run_document(self.command_name, report),
+        )
 
     def run_service(self, options: dict[str, Any], observer: RunObserver) -> RunReport:
         """Call the sync service for this command, `observer` hearing about the run."""
@@ -166,16 +122,44 @@ def run_exit(report: RunReport, *, dry_run: bool) -> tuple[int, str]:
     if dry_run or not report.selected_count:
         return 0, ""
     if report.stop_needs_setup:
-        return EXIT_BAD_CONFIG, (
+        return EXIT_SETUP, (
             f"Zoho refused this set-up: fix what the run says above, then rerun "
             f"(run #{report.run.pk})."
         )
     if not report.ok:
-        return EXIT_FAILED_CUSTOMERS, (
+        return EXIT_FAILED, (
             f"{report.failed_count + report.waiting_count} customer(s) not synced "
             f"(run #{report.run.pk})."
         )
     return 0, ""
+
+
+def run_problems(report: RunReport) -> list[str]:
+    """What is wrong after a run, in a few sentences (never one per customer)."""
+    problems = []
+    if report.stop_reason:
+        problems.append(f"Run stopped: {report.stop_reason}")
+    if report.failed_count:
+        problems.append(f"{report.failed_count} customer(s) failed")
+    if report.waiting_count:
+        problems.append(
+            f"{report.waiting_count} customer(s) waiting for an earlier create to settle"
+        )
+    if report.run.dry_run:
+        refused = report.run.attempts.filter(final=True, outcome=AttemptOutcome.DRY_RUN)
+        refused_count = refused.exclude(error_message="").count()
+        if refused_count:
+            problems.append(f"{refused_count} customer(s) have data our checks refuse")
+    return problems
+
+
+class RunStarted(RunObserver):
+    """Remembers the run once it has started (a run that fails part way is still reported)."""
+
+    run: SyncRun | None = None
+
+    def run_started(self, run: SyncRun, customers: Iterable[Customer]) -> None:
+        self.run = run
 
 
 class RunObservers(RunObserver):
@@ -185,7 +169,7 @@ class RunObservers(RunObserver):
         self.observers = [observer for observer in observers if observer is not None]
 
     def run_started(self, run: SyncRun, customers: Iterable[Customer]) -> None:
-        # The customers stream once: only the last observer (the output) reads them.
+        # The customers stream once: only the last observer (the printer) reads them.
         for observer in self.observers[:-1]:
             observer.run_started(run, ())
         self.observers[-1].run_started(run, customers)

@@ -14,52 +14,20 @@ from __future__ import annotations
 from billing_sync.models import AttemptOutcome, Customer
 from billing_sync.services.audit import RunAttempts
 from billing_sync.services.customer_data import account_number_update, customer_validation_errors
-from billing_sync.services.refusals import (
+from billing_sync.services.refusals import names_account_field
+from billing_sync.services.run_stops import (
+    RUN_STOPPERS,
     AccountFieldRefused,
-    account_field_fix,
-    names_account_field,
+    AccountFieldUnchecked,
+    AccountNumberNotKept,
 )
 from billing_sync.zoho.client import ZohoClient
 from billing_sync.zoho.errors import (
-    ZOHO_RUN_STOPPERS,
-    ZohoConfigError,
     ZohoError,
     ZohoInvalidData,
     ZohoNotFound,
 )
 from billing_sync.zoho.records import ZohoCustomer
-
-
-class AccountFieldUnchecked(ZohoError):
-    """Whether Zoho now keeps our account number could not be checked: no creates this run."""
-
-    def __init__(self, error: ZohoError) -> None:
-        super().__init__(
-            "could not check whether Zoho now keeps our account number in its custom field "
-            f"({error}); no customer is created until it does, the next run checks again"
-        )
-
-
-class AccountNumberNotKept(ZohoConfigError):
-    """Zoho holds the customer, but its answer does not carry our account number as sent.
-
-    The customer is linked (never created twice); the run stops, since every later create
-    would lose its account number the same way.
-    """
-
-    def __init__(
-        self, customer: Customer, zoho_customer: ZohoCustomer, *, account_field: str
-    ) -> None:
-        found = zoho_customer.account_number
-        carried = f"carries {found!r}" if found else "carries none"
-        super().__init__(
-            f"Zoho keeps customer {customer.account_number} as {zoho_customer.customer_id}, but "
-            f"its answer {carried} in the custom field {account_field!r} where we sent "
-            f"{customer.account_number!r}: the organization lacks that field, or it is named or "
-            f"typed differently. {account_field_fix(account_field)}. The customer is linked; "
-            "`zoho_verify --deep` lists it until its account number is written"
-        )
-        self.customer_id = customer.pk
 
 
 def check_account_number(
@@ -116,7 +84,7 @@ def _write_account_number(
         raise AccountFieldUnchecked(error) from error
     except ZohoError as error:
         attempts.finish(attempt, AttemptOutcome.FAILED, error=error)
-        if isinstance(error, ZOHO_RUN_STOPPERS):
+        if isinstance(error, RUN_STOPPERS):
             raise
         raise AccountFieldUnchecked(error) from error
     try:

@@ -45,6 +45,9 @@ class RunAttempts:
     ) -> None:
         self.run = run
         self.on_final = on_final or _ignore
+        # Called before final attempts are reported: writes (and so reports) what is held
+        # back to be written together, so customers are reported in the order they ended.
+        self.before_report: Callable[[], None] = _nothing
 
     def begin(self, customer: Customer) -> SyncAttempt:
         """An attempt at `customer`, not on record yet."""
@@ -108,6 +111,8 @@ class RunAttempts:
 
     def report(self, attempts: list[SyncAttempt]) -> None:
         """Tell `on_final` of the final attempts among these, now on record."""
+        if any(attempt.final for attempt in attempts):
+            self.before_report()
         for attempt in attempts:
             if attempt.final:
                 self.on_final(attempt)
@@ -153,6 +158,10 @@ def _update_finished(attempts: list[SyncAttempt]) -> None:
 
 def _ignore(attempt: SyncAttempt) -> None:
     """No one listens for final attempts."""
+
+
+def _nothing() -> None:
+    """Nothing is held back."""
 
 
 def close_interrupted_attempts(customer: Customer, run: SyncRun) -> None:

@@ -30,11 +30,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from billing_sync.models import AttemptOutcome, Customer, SyncAttempt, SyncStatus
-from billing_sync.services.account_numbers import (
-    AccountFieldUnchecked,
-    AccountNumberNotKept,
-    check_account_number,
-)
+from billing_sync.services.account_numbers import check_account_number
 from billing_sync.services.audit import (
     RunAttempts,
     close_interrupted_attempts,
@@ -52,17 +48,16 @@ from billing_sync.services.customer_data import (
     zoho_held_fields,
 )
 from billing_sync.services.matching import ZohoCustomerFinder
-from billing_sync.services.refusals import (
+from billing_sync.services.refusals import RefusalStreak, names_account_field, names_customer
+from billing_sync.services.run_stops import (
+    RUN_STOPPERS,
     AccountFieldRefused,
-    RefusalStreak,
+    AccountNumberNotKept,
     SystemicRefusal,
-    names_account_field,
-    names_customer,
 )
 from billing_sync.zoho.client import ZohoClient
 from billing_sync.zoho.config import ZohoConfig
 from billing_sync.zoho.errors import (
-    ZOHO_RUN_STOPPERS,
     ZohoError,
     ZohoInvalidData,
     ZohoNotFound,
@@ -156,12 +151,6 @@ class NotInZoho(ZohoError):
             "in Zoho on purpose, unlink it; `zoho_verify --fix` relinks a customer Zoho holds "
             "under our account number"
         )
-
-
-# Failures that no other customer in the run would escape: stop the run, leave the rest failed.
-# Zoho's (every ZohoConfigError among them, so also AccountFieldRefused, SystemicRefusal and
-# AccountNumberNotKept), and ours.
-RUN_STOPPERS = (*ZOHO_RUN_STOPPERS, AccountFieldUnchecked)
 
 
 class Next(Enum):

@@ -23,7 +23,7 @@ from datetime import UTC, datetime
 
 from billing_sync.models import Customer
 from billing_sync.zoho.client import MAX_PAGES, PAGE_SIZE, ZohoClient
-from billing_sync.zoho.records import ZohoCustomer
+from billing_sync.zoho.records import ZohoCustomer, email_key
 
 # Customers Zoho stamped up to this long before our last listing began are read again: its
 # clock and ours may differ, and its list may lag behind a create.
@@ -69,7 +69,7 @@ class ZohoCustomerFinder:
         if outcome_unknown or not self.use_index:
             candidates = self.client.find_customers_by_email(customer.email.strip())
         else:
-            candidates = list(self._current_index().get(_key(customer.email), []))
+            candidates = list(self._current_index().get(email_key(customer.email), []))
         candidates = _unlinked(candidates, customer)
         if not candidates:
             return None
@@ -90,7 +90,7 @@ class ZohoCustomerFinder:
         return (
             self._index is not None
             and not self._stale()
-            and _key(customer.email) not in self._index
+            and email_key(customer.email) not in self._index
         )
 
     def listed(self, zoho_customer_id: str) -> ZohoCustomer | None:
@@ -149,13 +149,9 @@ class ZohoCustomerFinder:
         index = self._index
         assert index is not None
         for zoho_customer in zoho_customers:
-            entries = index[_key(zoho_customer.email)]
+            entries = index[email_key(zoho_customer.email)]
             if all(known.customer_id != zoho_customer.customer_id for known in entries):
                 entries.append(zoho_customer)
-
-
-def _key(email: str) -> str:
-    return email.strip().lower()
 
 
 def _unlinked(candidates: list[ZohoCustomer], customer: Customer) -> list[ZohoCustomer]:

@@ -12,7 +12,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from billing_sync.models import Customer, SyncRunKind
-from billing_sync.selectors import backfill_q, customers_syncable, retry_q, sync_q
+from billing_sync.selectors import RUN_SELECTIONS, customers_syncable
 from billing_sync.services.customer_data import (
     customer_zoho_fields,
     fields_that_differ,
@@ -23,12 +23,6 @@ from billing_sync.services.matching import ZohoCustomerFinder
 from billing_sync.services.run_selection import RunSelection
 from billing_sync.zoho.client import ZohoClient
 from billing_sync.zoho.config import ZohoConfig, zoho_config
-
-WANTED = {
-    SyncRunKind.SYNC: sync_q,
-    SyncRunKind.BACKFILL: backfill_q,
-    SyncRunKind.RETRY_FAILED: retry_q,
-}
 
 
 @dataclass(frozen=True)
@@ -67,7 +61,7 @@ def customers_plan(
 ) -> Plan:
     """What a run of `kind` (over at most `limit` customers) would do with each, in order."""
     config = zoho_config()
-    wanted = WANTED[kind](config.stale_claim_seconds)
+    wanted = RUN_SELECTIONS[kind](config.stale_claim_seconds)
     selected = RunSelection.take(customers_syncable().filter(wanted), limit)
     plan = Plan(kind=kind)
     client = ZohoClient(config, max_wait=max_wait)

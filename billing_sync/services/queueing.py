@@ -14,8 +14,8 @@ from django.db.models import Q
 from django.utils import timezone
 from django_q.tasks import async_task
 
-from billing_sync.models import AccountType, Customer, SyncStatus, SyncTrigger
-from billing_sync.selectors import stale_claim_q
+from billing_sync.models import Customer, SyncStatus, SyncTrigger
+from billing_sync.selectors import with_requeue_refusal
 
 SYNC_CUSTOMER_TASK = "billing_sync.tasks.sync_customer_task"
 SYNC_SELECTED_TASK = "billing_sync.tasks.sync_selected_task"
@@ -33,17 +33,6 @@ class RequeueResult:
         return sum(len(customers) for customers in self.skipped.values())
 
 
-def requeue_skip_reason(customer: Customer, *, stale_ids: set[int]) -> str:
-    """Why this customer cannot be re-queued ("" when it can)."""
-    if customer.account_type == AccountType.INTERNAL_TEST:
-        return "internal_test"
-    if customer.zoho_billing_customer_id:
-        return "already synced"
-    if customer.zoho_sync_status == SyncStatus.SYNCING and customer.pk not in stale_ids:
-        return "being synced now"
-    return ""
-
-
 @transaction.atomic
 def customers_requeue(*, customer_ids: list[int]) -> RequeueResult:
     """Queue one sync task for the customers of this selection that still need Zoho, once this
@@ -52,16 +41,13 @@ def customers_requeue(*, customer_ids: list[int]) -> RequeueResult:
     A person's re-queue puts `failed` and `needs_attention` customers back to `pending`.
     """
     result = RequeueResult()
-    customers = Customer.objects.filter(pk__in=customer_ids).order_by("pk")
-    stale_ids = set(
-        customers.filter(stale_claim_q(settings.ZOHO_STALE_CLAIM_SECONDS)).values_list(
-            "pk", flat=True
-        )
+    customers = with_requeue_refusal(
+        Customer.objects.filter(pk__in=customer_ids).order_by("pk"),
+        settings.ZOHO_STALE_CLAIM_SECONDS,
     )
     for customer in customers:
-        reason = requeue_skip_reason(customer, stale_ids=stale_ids)
-        if reason:
-            result.skipped[reason].append(customer)
+        if customer.requeue_refusal:
+            result.skipped[customer.requeue_refusal].append(customer)
         else:
             result.queued.append(customer)
     queued_ids = [customer.pk for customer in result.queued]

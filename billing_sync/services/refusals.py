@@ -19,7 +19,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from billing_sync.models import Customer, SyncAttempt, SyncStatus
-from billing_sync.zoho.errors import CUSTOM_FIELD_CODES, ZohoConfigError, ZohoInvalidData
+from billing_sync.services.run_stops import SystemicRefusal
+from billing_sync.zoho.errors import CUSTOM_FIELD_CODES, ZohoInvalidData
 
 REFUSAL_STREAK = 3
 # Zoho codes that are about one record's data (3062: the display name is taken).
@@ -41,43 +42,6 @@ FIELD_WORDS = (
 CUSTOM_FIELD_WORDS = ("custom field", "custom_field", "customfield")
 # Values shorter than this say nothing about whom a message is about.
 MIN_VALUE_LENGTH = 3
-
-
-class AccountFieldRefused(ZohoConfigError):
-    """Zoho refused the custom field that carries our account number: the set-up is wrong."""
-
-    def __init__(self, exc: ZohoInvalidData, *, account_field: str) -> None:
-        super().__init__(
-            f"Zoho refused the custom field {account_field!r} that carries our account number: "
-            f"{exc.message}. {account_field_fix(account_field)}",
-            status=exc.status,
-            code=exc.code,
-            path=exc.path,
-        )
-
-
-class SystemicRefusal(ZohoConfigError):
-    """Creates of several customers in a row were refused alike: the organization refuses."""
-
-    def __init__(self, exc: ZohoInvalidData, *, customers: int) -> None:
-        super().__init__(
-            f"Zoho refused the creates of {customers} customers in a row with the same answer "
-            f"({exc.message}), naming none of their fields: the organization is refusing "
-            "creates (a plan limit, an organization setting, or a custom field it lacks, see "
-            "ZOHO_ACCOUNT_NUMBER_FIELD); fix that in Zoho, then rerun",
-            status=exc.status,
-            code=exc.code,
-            path=exc.path,
-        )
-
-
-def account_field_fix(account_field: str) -> str:
-    """What a person does when Zoho does not keep our account number."""
-    return (
-        f"In Zoho Billing add a customer custom field of type text labelled {account_field!r} "
-        "(Settings > Preferences > Customers > Custom Fields), or set ZOHO_ACCOUNT_NUMBER_FIELD "
-        "to the label of the text field that should carry the account number"
-    )
 
 
 def names_account_field(exc: ZohoInvalidData, *, account_field: str) -> bool:

@@ -44,7 +44,7 @@ Words of our own:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Required, TypedDict, Unpack
 
 from django.db.models import Q
@@ -60,9 +60,8 @@ from billing_sync.models import (
     SyncStatus,
     SyncTrigger,
 )
-from billing_sync.selectors import backfill_q, customers_syncable, requeue_q, retry_q, sync_q
+from billing_sync.selectors import RUN_SELECTIONS, customers_syncable, requeue_q, sync_q
 from billing_sync.services.account_numbers import (
-    AccountNumberNotKept,
     flag_account_number_missing,
     repair_account_numbers,
 )
@@ -71,10 +70,11 @@ from billing_sync.services.audit import RunAttempts, ended
 from billing_sync.services.claims import Claims
 from billing_sync.services.customer_data import customer_validation_errors
 from billing_sync.services.customer_source import writeback_after_run
-from billing_sync.services.customer_sync import RUN_STOPPERS, AnsweredCreates, CustomerSync
+from billing_sync.services.customer_sync import AnsweredCreates, CustomerSync
 from billing_sync.services.matching import ZohoCustomerFinder, lookup_prefers_index
 from billing_sync.services.run_report import CustomerResult, RunObserver, RunReport
 from billing_sync.services.run_selection import RunSelection
+from billing_sync.services.run_stops import RUN_STOPPERS, AccountNumberNotKept
 from billing_sync.zoho.client import ZohoClient
 from billing_sync.zoho.config import ZohoConfig, zoho_config
 from billing_sync.zoho.errors import ZohoConfigError
@@ -98,26 +98,24 @@ class RunOptions(TypedDict, total=False):
 
 def customers_backfill(**options: Unpack[RunOptions]) -> RunReport:
     """Sync every customer that belongs in Zoho and has no Zoho id yet."""
-    return _run_over(SyncRunKind.BACKFILL, backfill_q, **options)
+    return _run_over(SyncRunKind.BACKFILL, **options)
 
 
 def customers_retry_failed(**options: Unpack[RunOptions]) -> RunReport:
     """Sync again every customer whose last sync failed (or whose run died)."""
-    return _run_over(SyncRunKind.RETRY_FAILED, retry_q, **options)
+    return _run_over(SyncRunKind.RETRY_FAILED, **options)
 
 
 def customers_sync(**options: Unpack[RunOptions]) -> RunReport:
     """Keep Zoho in step: create the customers it lacks (as a backfill does) and send it the
     local edits of those it holds; an unchanged table costs no request."""
-    return _run_over(SyncRunKind.SYNC, sync_q, **options)
+    return _run_over(SyncRunKind.SYNC, **options)
 
 
-def _run_over(
-    kind: SyncRunKind, wanted_for: Callable[[float], Q], **options: Unpack[RunOptions]
-) -> RunReport:
-    """A run over the customers `wanted_for(stale claim seconds)` describes."""
+def _run_over(kind: SyncRunKind, **options: Unpack[RunOptions]) -> RunReport:
+    """A run over the customers this kind of run takes (selectors.RUN_SELECTIONS)."""
     config = zoho_config()
-    return _run(kind, wanted_for(config.stale_claim_seconds), config, **options)
+    return _run(kind, RUN_SELECTIONS[kind](config.stale_claim_seconds), config, **options)
 
 
 def customer_sync(
@@ -255,6 +253,7 @@ class LiveRun:
         self.attempts = RunAttempts(run, on_final=self.reporter.finished)
         self.claims = Claims(run)
         self.answered = AnsweredCreates(self.claims, self.attempts)
+        self.attempts.before_report = self.answered.write
         self.client = ZohoClient(
             config,
             max_wait=max_wait,

@@ -19,10 +19,14 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from django.db import IntegrityError
-from django.db.models import Count
+from django.db.models import BooleanField, Count, ExpressionWrapper
 
 from billing_sync.models import Customer, SyncStatus, SyncTrigger
-from billing_sync.selectors import customer_status_counts, customers_syncable
+from billing_sync.selectors import (
+    customer_status_counts,
+    customers_syncable,
+    edited_since_accepted_q,
+)
 from billing_sync.services.customer_data import (
     customer_zoho_fields,
     fields_that_differ,
@@ -32,7 +36,7 @@ from billing_sync.services.run_report import RunReport
 from billing_sync.services.runs import customers_sync
 from billing_sync.zoho.client import ZohoClient
 from billing_sync.zoho.config import zoho_config
-from billing_sync.zoho.records import ZohoCustomer
+from billing_sync.zoho.records import ZohoCustomer, email_key
 
 COMPARED_FIELDS = (
     "pk",
@@ -164,7 +168,11 @@ def _check(*, deep: bool, max_wait: float | None) -> VerifyReport:
     )
     zoho_customers = _read_zoho(report, deep=deep, max_wait=max_wait)
     by_id = {c.customer_id: c for c in zoho_customers}
-    linked = list(syncable.filter(zoho_billing_customer_id__isnull=False).only(*COMPARED_FIELDS))
+    linked = list(
+        syncable.filter(zoho_billing_customer_id__isnull=False)
+        .only(*COMPARED_FIELDS)
+        .annotate(edited_here=ExpressionWrapper(edited_since_accepted_q(), BooleanField()))
+    )
     report.zoho_total = len(zoho_customers)
     report.unknown_ids = sorted(
         (c.account_number, c.zoho_billing_customer_id)
@@ -205,16 +213,13 @@ def _drift(linked: list[Customer], by_id: dict[str, ZohoCustomer]) -> list[Drift
         held = zoho_held_fields(zoho_customer, account_field=account_field)
         differ = [name for name in fields_that_differ(ours, held) if name != "account_number"]
         if differ:
-            edited = customer.zoho_synced_data_at is None or (
-                customer.updated_at > customer.zoho_synced_data_at
-            )
             drift.append(
                 Drift(
                     customer.pk,
                     customer.account_number,
                     customer.zoho_billing_customer_id,
                     tuple(differ),
-                    edited,
+                    customer.edited_here,
                 )
             )
     return drift
@@ -224,13 +229,13 @@ def _email_duplicates(zoho_customers: list[ZohoCustomer]) -> list[Duplicate]:
     """Emails Zoho holds more often than we have local customers with that email."""
     by_email: dict[str, list[str]] = defaultdict(list)
     for customer in zoho_customers:
-        by_email[customer.email.strip().lower()].append(customer.customer_id)
+        by_email[email_key(customer.email)].append(customer.customer_id)
     local_counts = dict(
         customers_syncable().values_list("email").annotate(n=Count("id")).values_list("email", "n")
     )
     local_by_email: dict[str, int] = defaultdict(int)
     for email, count in local_counts.items():
-        local_by_email[email.strip().lower()] += count
+        local_by_email[email_key(email)] += count
     return [
         Duplicate("email", email, tuple(ids))
         for email, ids in sorted(by_email.items())

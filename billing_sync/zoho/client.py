@@ -21,7 +21,7 @@ from billing_sync.zoho.errors import (
     scope_for,
 )
 from billing_sync.zoho.pacing import Budget, DailyBudget, RequestGate, WaitObserver
-from billing_sync.zoho.records import CustomerPage, ZohoCustomer
+from billing_sync.zoho.records import CustomerPage, ZohoCustomer, email_key
 
 logger = logging.getLogger(__name__)
 
@@ -95,8 +95,8 @@ class ZohoClient:
 
     def find_customers_by_email(self, email: str) -> list[ZohoCustomer]:
         """Customers whose email equals `email` (Zoho compares case-insensitively)."""
-        wanted = email.strip().lower()
-        return [c for c in self.iter_customers(email=email) if c.email.lower() == wanted]
+        wanted = email_key(email)
+        return [c for c in self.iter_customers(email=email) if email_key(c.email) == wanted]
 
     def get_customer(self, customer_id: str) -> ZohoCustomer:
         """The full record, custom fields included."""

@@ -7,6 +7,11 @@ from datetime import datetime
 from typing import Any
 
 
+def email_key(email: str) -> str:
+    """An email as Zoho compares it (trimmed, case-insensitive): equal keys, the same email."""
+    return email.strip().lower()
+
+
 @dataclass(frozen=True)
 class ZohoCustomer:
     """A customer as Zoho holds it.

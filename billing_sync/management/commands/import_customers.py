@@ -8,19 +8,16 @@ from typing import Any
 from django.core.management.base import CommandError, CommandParser
 from django.db import DatabaseError
 
+from billing_sync.management.base import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_SETUP, ZohoCommand
 from billing_sync.management.import_output import (
-    EXIT_UNREADABLE,
     ImportDocument,
     ImportObservers,
     ImportPrinter,
     ImportProgress,
-    empty_import_document,
     import_exit,
     import_problems,
 )
-from billing_sync.management.json_output import ZohoCommand
 from billing_sync.management.printing import Printer
-from billing_sync.management.sync_command import EXIT_INTERRUPTED
 from billing_sync.models import CustomerImport, ImportStatus
 from billing_sync.services.customer_import import (
     ImportObserver,
@@ -30,8 +27,6 @@ from billing_sync.services.customer_import import (
 from billing_sync.services.customer_source import SourceNotConfigured, customers_import_source
 from billing_sync.services.import_files import FORMATS
 from billing_sync.services.import_rows import IMPORT_FIELDS
-
-EXIT_FAILED = 1
 
 
 def column_rename(value: str) -> tuple[str, str]:
@@ -92,14 +87,13 @@ class Command(ZohoCommand):
             "refused); write no customer.",
         )
 
-    def empty_document(self) -> dict[str, Any]:
-        return empty_import_document(dry_run=bool(self.options.get("dry_run")))
+    echoed_options = ("dry_run",)
 
     def handle(self, *args: Any, **options: Any) -> None:
         if bool(options["path"]) == options["source"]:
             raise CommandError(
                 "Give the file to import (- for standard input), or --source.",
-                returncode=EXIT_UNREADABLE,
+                returncode=EXIT_SETUP,
             )
         import_options = ImportOptions(
             dry_run=options["dry_run"],
@@ -110,22 +104,12 @@ class Command(ZohoCommand):
         progress = ImportProgress.on_terminal(watched, label="Importing")
         output: ImportDocument | ImportPrinter
         if self.as_json:
-            output = ImportDocument(self)
+            output = self.document = ImportDocument(self)
         else:
-            stdout = progress.lines_above(self.stdout) if progress else self.stdout
             every_row = options["dry_run"] or options["verbosity"] > 1
-            output = ImportPrinter(Printer(stdout, self.style), every_row=every_row)
+            output = ImportPrinter(Printer(self.stdout, self.style, progress), every_row=every_row)
         try:
             record = self._import(options, import_options, ImportObservers(progress, output))
-        except CommandError as exc:
-            if isinstance(output, ImportDocument):
-                output.failed(exit_code=exc.returncode, problem=str(exc))
-            raise
-        except KeyboardInterrupt:
-            if isinstance(output, ImportDocument):
-                problem = "Interrupted (Ctrl-C): the rows before that are imported"
-                output.failed(exit_code=EXIT_INTERRUPTED, problem=problem)
-            raise
         finally:
             if progress is not None:
                 progress.close()
@@ -136,6 +120,18 @@ class Command(ZohoCommand):
             output.results(record)
         if exit_code:
             raise CommandError(message, returncode=exit_code)
+
+    def ended_early(self, exit_code: int, problem: str) -> None:
+        """The import died part way: its document says what its record holds so far."""
+        if exit_code == EXIT_INTERRUPTED:
+            problem = "Interrupted (Ctrl-C): the rows before that are imported"
+        document = getattr(self, "document", None)
+        if (
+            document is None
+            or self.document_sent
+            or not document.failed(exit_code=exit_code, problem=problem)
+        ):
+            super().ended_early(exit_code, problem)
 
     def _import(
         self, options: dict[str, Any], import_options: ImportOptions, observer: ImportObserver
@@ -150,7 +146,7 @@ class Command(ZohoCommand):
                 observer=observer,
             )
         except SourceNotConfigured as exc:
-            raise CommandError(str(exc), returncode=EXIT_UNREADABLE) from exc
+            raise CommandError(str(exc), returncode=EXIT_SETUP) from exc
         except DatabaseError as exc:
             raise CommandError(
                 f"The import failed part way ({exc}); the rows before that are imported: "

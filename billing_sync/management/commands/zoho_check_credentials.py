@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from billing_sync.management.json_output import ZohoCommand
+from billing_sync.management.base import EXIT_SETUP, ZohoCommand
 from billing_sync.management.printing import Printer
-from billing_sync.management.sync_command import EXIT_BAD_CONFIG
 from billing_sync.services.credentials import zoho_credentials_check
 
 
@@ -16,9 +15,6 @@ class Command(ZohoCommand):
         "is wrong (missing setting, wrong data center, bad secret, wrong organization). "
         "Never prints a secret."
     )
-
-    def empty_document(self) -> dict[str, Any]:
-        return {"checks": []}
 
     def handle(self, *args: Any, **options: Any) -> None:
         printer = Printer(self.stdout, self.style)
@@ -33,7 +29,7 @@ class Command(ZohoCommand):
             if not failures:
                 printer.mark("ok", "Zoho credentials work.")
         self.end(
-            EXIT_BAD_CONFIG if failures else 0,
+            EXIT_SETUP if failures else 0,
             f"{failures} problem(s) with the Zoho settings.",
             [line.text for line in lines if line.failed],
             checks=[{"ok": line.ok, "text": line.text} for line in lines],

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from billing_sync.management.json_output import ZohoCommand
+from billing_sync.management.base import ZohoCommand
 from billing_sync.services.demo_data import DEMO_FILE, demo_customers_load
 
 
@@ -13,9 +13,6 @@ class Command(ZohoCommand):
         "Load the 13 CircleTel demo customers and 2 internal_test accounts: an import of "
         f"{DEMO_FILE.name} (matched by account number, so running it twice changes nothing)."
     )
-
-    def empty_document(self) -> dict[str, Any]:
-        return {"customers": 0, "created": 0, "already_present": 0}
 
     def handle(self, *args: Any, **options: Any) -> None:
         record = demo_customers_load()

@@ -7,7 +7,7 @@ from typing import Any
 from django.core.management.base import CommandParser
 from django.utils import timezone
 
-from billing_sync.management.json_output import ZohoCommand
+from billing_sync.management.base import ZohoCommand
 from billing_sync.services.schedules import schedules_ensure, schedules_list
 
 
@@ -25,9 +25,6 @@ class Command(ZohoCommand):
         parser.add_argument(
             "--list", action="store_true", help="Only show the schedules and their next run."
         )
-
-    def empty_document(self) -> dict[str, Any]:
-        return {"ensured": False, "schedules": []}
 
     def handle(self, *args: Any, **options: Any) -> None:
         if not options["list"]:

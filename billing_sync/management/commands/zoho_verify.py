@@ -5,17 +5,11 @@ from __future__ import annotations
 from dataclasses import asdict
 from typing import Any
 
-from django.core.management.base import CommandError, CommandParser
+from django.core.management.base import CommandParser
 
-from billing_sync.management.json_output import ZohoCommand
+from billing_sync.management.base import EXIT_FAILED, ZohoCommand, add_max_wait_argument
 from billing_sync.management.printing import Printer
-from billing_sync.management.sync_command import (
-    EXIT_BAD_CONFIG,
-    EXIT_FAILED_CUSTOMERS,
-    add_max_wait_argument,
-)
 from billing_sync.services.verify import VerifyReport, zoho_verify
-from billing_sync.zoho.errors import ZohoConfigError, ZohoError
 
 
 class Command(ZohoCommand):
@@ -26,6 +20,8 @@ class Command(ZohoCommand):
         "account numbers; --fix sends our values, relinks and creates what it can, then checks "
         "again. Exits non-zero while any problem remains."
     )
+
+    echoed_options = ("deep",)
 
     def add_arguments(self, parser: CommandParser) -> None:
         super().add_arguments(parser)
@@ -44,33 +40,12 @@ class Command(ZohoCommand):
         )
         add_max_wait_argument(parser)
 
-    def empty_document(self) -> dict[str, Any]:
-        return {
-            "deep": bool(self.options.get("deep")),
-            "status_counts": [],
-            "without_zoho_id": [],
-            "zoho": None,
-            "unknown_ids": [],
-            "duplicates": [],
-            "missing_accounts": None,
-            "drift": [],
-            "relinkable": None,
-            "fix": None,
-        }
-
     def handle(self, *args: Any, **options: Any) -> None:
         printer = Printer(self.stdout, self.style)
         if not self.as_json:
             printer.banner("dry", "ZOHO Billing Verification")
-        try:
-            report = zoho_verify(
-                deep=options["deep"], fix=options["fix"], max_wait=options["max_wait"]
-            )
-        except ZohoConfigError as exc:
-            raise CommandError(str(exc), returncode=EXIT_BAD_CONFIG) from exc
-        except ZohoError as exc:
-            raise CommandError(f"Could not read Zoho: {exc}") from exc
-        exit_code = EXIT_FAILED_CUSTOMERS if report.problems else 0
+        report = zoho_verify(deep=options["deep"], fix=options["fix"], max_wait=options["max_wait"])
+        exit_code = EXIT_FAILED if report.problems else 0
         if not self.as_json:
             self._print(printer, report)
             printer.rule()

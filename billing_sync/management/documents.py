@@ -1,0 +1,215 @@
+"""The `--json` documents: each command's keys declared here, in order, and how they are written.
+
+Every document has `command` (first), its command's keys (always all of them, valued as below
+when the command never got to them), `exit_code` and `problems` (last). docs/json-output.md
+lists the same keys (tests/test_docs.py holds the two together). A document's one long list (a
+run's `customers`, an import's `rows`) is written item by item, each by the encoder, so a run
+over 100,000 customers holds none of them in memory for its output. Times are ISO 8601 with
+their offset; ASCII only, so any terminal encoding carries it.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from collections.abc import Callable, Iterable
+from datetime import datetime
+from typing import Any
+
+from billing_sync.models import CustomerImport, SyncAttempt, SyncRun
+from billing_sync.services.run_report import CustomerResult, RunReport
+
+Write = Callable[[str], None]
+
+# A run's counts, in this order: RunReport's `<name>_count`.
+RUN_COUNTS = (
+    "selected",
+    "attempted",
+    "synced",
+    "failed",
+    "skipped",
+    "waiting",
+    "finished",
+    "unreached",
+    "updated",
+)
+RUN_DOCUMENT: dict[str, Any] = {
+    "run_id": None,
+    "dry_run": False,
+    "customers": [],
+    "counts": dict.fromkeys(RUN_COUNTS, 0),
+    "stopped": None,
+    "duration_seconds": 0.0,
+    "requests": 0,
+    "writeback": None,
+}
+# An import's counts, in this order, and the record's field for each.
+IMPORT_COUNTS = {
+    "rows": "row_count",
+    "created": "created_count",
+    "updated": "updated_count",
+    "unchanged": "unchanged_count",
+    "refused": "refused_count",
+}
+DOCUMENTS: dict[str, dict[str, Any]] = {
+    "zoho_sync_customers": RUN_DOCUMENT,
+    "zoho_backfill_customers": RUN_DOCUMENT,
+    "zoho_retry_failed": RUN_DOCUMENT,
+    "zoho_verify": {
+        "deep": False,
+        "status_counts": [],
+        "without_zoho_id": [],
+        "zoho": None,
+        "unknown_ids": [],
+        "duplicates": [],
+        "missing_accounts": None,
+        "drift": [],
+        "relinkable": None,
+        "fix": None,
+    },
+    "zoho_check_credentials": {"checks": []},
+    "zoho_schedule": {"ensured": False, "schedules": []},
+    "zoho_plan": {"kind": None, "customers": [], "counts": {}, "requests": 0},
+    "zoho_load_demo": {"customers": 0, "created": 0, "already_present": 0},
+    "import_customers": {
+        "import_id": None,
+        "dry_run": False,
+        "source": None,
+        "columns": {},
+        "ignored_columns": [],
+        "written_by_sync": [],
+        "rows": [],
+        "counts": dict.fromkeys(IMPORT_COUNTS, 0),
+        "sync_queued": False,
+        "writeback": None,
+    },
+}
+
+
+def empty_document(command: str, **known: Any) -> dict[str, Any]:
+    """`command`'s keys valued as when it never got to them, with the values `known`."""
+    return {"command": command, **copy.deepcopy(DOCUMENTS[command]), **known}
+
+
+def json_text(value: Any) -> str:
+    """`value` as JSON: ASCII only, datetimes in ISO 8601."""
+    return json.dumps(value, default=_json_default)
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")
+
+
+class StreamedDocument:
+    """One document written member by member, each value by the encoder: the members before
+    its list (`listed`) on `open`, the list's items as they come, the rest on `close`."""
+
+    def __init__(self, write: Write, document: dict[str, Any], listed: str = "") -> None:
+        self.write = write
+        self.document = document
+        self.listed = listed
+        self.members = 0
+        self.items = 0
+        self.opened = False
+
+    def open(self) -> None:
+        """Write the members before the list, and open it."""
+        for name, value in self.document.items():
+            if name == self.listed:
+                self._name(name)
+                self.write("[")
+                break
+            self._member(name, value)
+        self.opened = True
+
+    def add(self, item: Any) -> None:
+        """One more item of the list, on a line of its own."""
+        self.write(("," if self.items else "") + "\n" + json_text(item))
+        self.items += 1
+
+    def close(self, *, exit_code: int, problems: list[str], **later: Any) -> None:
+        """Close the list, then the members after it (`later` gives their values), then
+        exit_code and problems: the document is whole."""
+        names = list(self.document)
+        after = names[names.index(self.listed) + 1 :] if self.listed else []
+        if self.listed:
+            self.write("\n]" if self.items else "]")
+        for name in after:
+            self._member(name, later.get(name, self.document[name]))
+        self._member("exit_code", exit_code)
+        self._member("problems", problems)
+        self.write("}\n")
+
+    def _member(self, name: str, value: Any) -> None:
+        self._name(name)
+        self.write(json_text(value))
+
+    def _name(self, name: str) -> None:
+        self.write(("{" if not self.members else ", ") + json_text(name) + ": ")
+        self.members += 1
+
+
+def write_document(
+    write: Write,
+    document: dict[str, Any],
+    *,
+    exit_code: int,
+    problems: list[str],
+    listed: str = "",
+    items: Iterable[Any] = (),
+) -> None:
+    """Write `document`, its member `listed` item by item from `items` (read as written)."""
+    stream = StreamedDocument(write, document, listed)
+    stream.open()
+    for item in items:
+        stream.add(item)
+    stream.close(exit_code=exit_code, problems=problems)
+
+
+# --- a run's document, read from its record ------------------------------------------------------
+
+
+def customer_object(result: CustomerResult) -> dict[str, Any]:
+    """One finished customer of a run, as its final attempt records it."""
+    return {
+        "customer_id": result.customer_id,
+        "email": result.email,
+        "account_number": result.account_number,
+        "outcome": str(result.outcome),
+        "zoho_customer_id": result.zoho_customer_id or None,
+        "error": result.error or None,
+        "waiting_until": result.waiting_until,
+    }
+
+
+def run_customers(run: SyncRun) -> Iterable[dict[str, Any]]:
+    """Each customer the run finished, from its final attempt, in the order they were written."""
+    finals = SyncAttempt.objects.filter(run=run, final=True).order_by("pk")
+    for attempt in finals.iterator(chunk_size=2000):
+        yield customer_object(CustomerResult.of(attempt))
+
+
+def run_document(command: str, report: RunReport) -> dict[str, Any]:
+    """A run's document as its record says (its customers are streamed: `run_customers`)."""
+    run = report.run
+    stopped = None
+    if run.stop_reason:
+        stopped = {"reason": run.stop_reason, "needs_setup": run.stop_needs_setup}
+    return empty_document(command) | {
+        "run_id": run.pk,
+        "dry_run": run.dry_run,
+        "counts": {name: getattr(report, f"{name}_count") for name in RUN_COUNTS},
+        "stopped": stopped,
+        "duration_seconds": round(report.duration_seconds, 3),
+        "requests": run.request_count,
+        "writeback": writeback_object(run),
+    }
+
+
+def writeback_object(record: SyncRun | CustomerImport) -> dict[str, Any] | None:
+    """What the write-back into the company's database did, as recorded; None when none ran."""
+    if record.writeback_count is None and not record.writeback_error:
+        return None
+    return {"rows": record.writeback_count, "error": record.writeback_error or None}

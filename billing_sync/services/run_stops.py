@@ -1,0 +1,89 @@
+"""Why a run stops: the errors that end a whole run, because no other customer of it would
+fare better, and the one list of them (RUN_STOPPERS).
+
+The Zoho client's own (zoho/errors.py, ZOHO_RUN_STOPPERS): a block longer than the run may
+wait, the day's budget spent, the token refresh throttled, and every ZohoConfigError (Zoho
+refusing the set-up: wrong organization, missing scope). The sync's, defined here: Zoho
+refusing the custom field that carries our account number, refusing creates alike several
+times in a row, or not keeping the account number; and the account number that could not be
+checked. A run that meets one leaves what it had not finished `failed` with the error's message
+(runs.py `LiveRun._stop`); a ZohoConfigError exits 2.
+"""
+
+from __future__ import annotations
+
+from billing_sync.models import Customer
+from billing_sync.zoho.errors import ZOHO_RUN_STOPPERS, ZohoConfigError, ZohoError, ZohoInvalidData
+from billing_sync.zoho.records import ZohoCustomer
+
+
+class AccountFieldRefused(ZohoConfigError):
+    """Zoho refused the custom field that carries our account number: the set-up is wrong."""
+
+    def __init__(self, exc: ZohoInvalidData, *, account_field: str) -> None:
+        super().__init__(
+            f"Zoho refused the custom field {account_field!r} that carries our account number: "
+            f"{exc.message}. {account_field_fix(account_field)}",
+            status=exc.status,
+            code=exc.code,
+            path=exc.path,
+        )
+
+
+class SystemicRefusal(ZohoConfigError):
+    """Creates of several customers in a row were refused alike: the organization refuses."""
+
+    def __init__(self, exc: ZohoInvalidData, *, customers: int) -> None:
+        super().__init__(
+            f"Zoho refused the creates of {customers} customers in a row with the same answer "
+            f"({exc.message}), naming none of their fields: the organization is refusing "
+            "creates (a plan limit, an organization setting, or a custom field it lacks, see "
+            "ZOHO_ACCOUNT_NUMBER_FIELD); fix that in Zoho, then rerun",
+            status=exc.status,
+            code=exc.code,
+            path=exc.path,
+        )
+
+
+class AccountFieldUnchecked(ZohoError):
+    """Whether Zoho now keeps our account number could not be checked: no creates this run."""
+
+    def __init__(self, error: ZohoError) -> None:
+        super().__init__(
+            "could not check whether Zoho now keeps our account number in its custom field "
+            f"({error}); no customer is created until it does, the next run checks again"
+        )
+
+
+class AccountNumberNotKept(ZohoConfigError):
+    """Zoho holds the customer, but its answer does not carry our account number as sent.
+
+    The customer is linked (never created twice); the run stops, since every later create
+    would lose its account number the same way.
+    """
+
+    def __init__(
+        self, customer: Customer, zoho_customer: ZohoCustomer, *, account_field: str
+    ) -> None:
+        found = zoho_customer.account_number
+        carried = f"carries {found!r}" if found else "carries none"
+        super().__init__(
+            f"Zoho keeps customer {customer.account_number} as {zoho_customer.customer_id}, but "
+            f"its answer {carried} in the custom field {account_field!r} where we sent "
+            f"{customer.account_number!r}: the organization lacks that field, or it is named or "
+            f"typed differently. {account_field_fix(account_field)}. The customer is linked; "
+            "`zoho_verify --deep` lists it until its account number is written"
+        )
+        self.customer_id = customer.pk
+
+
+def account_field_fix(account_field: str) -> str:
+    """What a person does when Zoho does not keep our account number."""
+    return (
+        f"In Zoho Billing add a customer custom field of type text labelled {account_field!r} "
+        "(Settings > Preferences > Customers > Custom Fields), or set ZOHO_ACCOUNT_NUMBER_FIELD "
+        "to the label of the text field that should carry the account number"
+    )
+
+
+RUN_STOPPERS: tuple[type[ZohoError], ...] = (*ZOHO_RUN_STOPPERS, AccountFieldUnchecked)
