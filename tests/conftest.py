@@ -4,23 +4,15 @@ from __future__ import annotations
 
 import itertools
 import os
-from collections import Counter
 from collections.abc import Callable, Iterator
 from datetime import timedelta
-from multiprocessing import Event, Value
 from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
 import redis
-from django.contrib.auth.models import Permission, User
-from django.test import Client
+import requests
 from django.utils import timezone
-from django_q.brokers import get_broker
-from django_q.monitor import monitor
-from django_q.pusher import pusher
-from django_q.queues import Queue
-from django_q.worker import worker
 
 from billing_sync.models import Customer, SyncTrigger
 from billing_sync.services.runs import customers_backfill
@@ -147,48 +139,8 @@ def every_case(
     }
 
 
-def logged_in(*codenames: str) -> Client:
-    """A test client logged in as a new staff user holding these permissions (codenames)."""
-    user = User.objects.create_user(f"staff{User.objects.count()}", password="pw", is_staff=True)
-    for codename in codenames:
-        user.user_permissions.add(Permission.objects.get(codename=codename))
-    client = Client()
-    client.force_login(user)
-    return client
-
-
-def zoho_account_counts(emulator: ZohoEmulator, label: str = "Account Number") -> Counter:
-    """How many Zoho customers carry each account number: more than 1 is a duplicate."""
-    return Counter(
-        field["value"]
-        for record in emulator.customers()
-        for field in record.get("custom_fields", [])
-        if field["label"] == label
-    )
-
-
-def zoho_posts(emulator: ZohoEmulator) -> int:
-    """How many creates reached the emulator."""
-    return sum(1 for r in emulator.request_log if r.method == "POST" and r.path == "/customers")
-
-
-def run_queued_tasks() -> int:
-    """Run every queued django-q task through django-q's own pusher, worker and monitor.
-
-    The same code a `qcluster` process runs, in this process, so tests control when it happens.
-    Needs a test that commits (transactional_db): the worker closes old connections.
-    """
-    broker = get_broker()
-    task_queue: Queue = Queue()
-    result_queue: Queue = Queue()
-    stop = Event()
-    stop.set()  # each pusher call pulls one batch, then returns
-    count = -1
-    while task_queue.qsize() > count:
-        count = task_queue.qsize()
-        pusher(task_queue, stop, broker=broker)
-    task_queue.put("STOP")
-    worker(task_queue, result_queue, Value("f", -1))
-    result_queue.put("STOP")
-    monitor(result_queue, broker)
-    return count
+@pytest.fixture
+def http() -> Iterator[requests.Session]:
+    """A plain HTTP session (to speak to the emulator as any client would)."""
+    with requests.Session() as session:
+        yield session

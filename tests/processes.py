@@ -9,13 +9,14 @@ import re
 import signal
 import subprocess
 import sys
-import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
 from django.db import connection
+
+from tests.helpers import wait_for
 
 PROJECT = Path(__file__).resolve().parent.parent
 ZOHO_SETTINGS = (
@@ -165,17 +166,4 @@ def wait_until_synced(customers: Any = None, timeout: float = 60) -> None:
     pending = Customer.objects.exclude(zoho_sync_status=SyncStatus.SYNCED)
     if customers is not None:
         pending = pending.filter(pk__in=[c.pk for c in customers])
-    deadline = time.monotonic() + timeout
-    while pending.exists():
-        if time.monotonic() > deadline:
-            raise AssertionError("not every customer got synced in time")
-        time.sleep(0.2)
-
-
-def wait_for(condition: Callable[[], Any], what: str, timeout: float = 60) -> None:
-    """Wait until `condition()` holds (another process makes it so); fail naming `what`."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.2)
+    wait_for(lambda: not pending.exists(), "every customer synced", timeout=timeout, interval=0.2)

@@ -26,7 +26,7 @@ from billing_sync.models import (
 )
 from billing_sync.services.health import HealthCheck, HealthReport, health_report
 from billing_sync.services.schedules import schedules_ensure
-from tests.conftest import logged_in, run_queued_tasks
+from tests.helpers import logged_in, run_queued_tasks
 
 pytestmark = pytest.mark.django_db
 

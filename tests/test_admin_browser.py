@@ -31,11 +31,11 @@ from billing_sync.models import (
     SyncTrigger,
 )
 from billing_sync.services.health import health_report
+from tests.helpers import wait_for
 from tests.processes import (
     process_env,
     start_manage,
     stop_process_group,
-    wait_for,
     wait_until_synced,
 )
 

@@ -12,7 +12,7 @@ from django.test import Client
 from django.urls import reverse
 
 from billing_sync.models import Customer, CustomerImport, ImportStatus, SyncStatus, SyncTrigger
-from tests.conftest import logged_in
+from tests.helpers import logged_in
 
 pytestmark = pytest.mark.django_db
 

@@ -10,7 +10,7 @@ import pytest
 from django_q.tasks import async_task
 
 from billing_sync.models import AttemptOutcome, Customer, SyncAttempt
-from tests.conftest import zoho_account_counts
+from tests.helpers import zoho_account_counts
 from tests.processes import process_env, start_manage, stop_process_group, wait_until_synced
 
 pytestmark = pytest.mark.django_db(transaction=True)

@@ -10,21 +10,13 @@ from collections import Counter
 import pytest
 
 from billing_sync.models import AttemptOutcome, Customer, SyncAttempt, SyncRunStatus, SyncStatus
-from tests.conftest import zoho_account_counts
+from tests.helpers import wait_for, zoho_account_counts
 from tests.processes import kill_process_group, process_env, run_manage, start_manage
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 STALE_SECONDS = 1.0
 SETTLE_SECONDS = 1.0
-
-
-def wait_until(condition, timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError("timed out waiting")
-        time.sleep(0.01)
 
 
 def posts_answered(emulator) -> int:
@@ -52,10 +44,15 @@ def test_killed_backfills_leave_nothing_a_normal_run_cannot_finish(
     chance = random.Random(4)  # noqa: S311 - picks kill moments, not secrets
 
     # 1. While Zoho is working on a create: it completes after we died.
-    kill_backfill(env, lambda: wait_until(emulator.busy))
+    kill_backfill(env, lambda: wait_for(emulator.busy, "a request in flight", interval=0.01))
     # 2. Right after Zoho answered a create: between Zoho's create and our save.
     answered = posts_answered(emulator)
-    kill_backfill(env, lambda: wait_until(lambda: posts_answered(emulator) > answered))
+    kill_backfill(
+        env,
+        lambda: wait_for(
+            lambda: posts_answered(emulator) > answered, "a create answered", interval=0.01
+        ),
+    )
     # 3. At a random moment.
     kill_backfill(env, lambda: time.sleep(chance.uniform(0.3, 1.5)))
     assert emulator.wait_idle(timeout=10)

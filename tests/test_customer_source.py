@@ -20,7 +20,7 @@ from billing_sync.models import AlertState, Customer, SyncRun, SyncStatus
 from billing_sync.selectors import IMPORT_SCHEDULE, SYNC_SCHEDULE
 from billing_sync.services.health import health_report
 from tests.commands import run_json
-from tests.conftest import run_queued_tasks
+from tests.helpers import run_queued_tasks
 from tests.processes import process_env, run_manage
 from tests.source_db import QUERY, SourceDatabase, source_alias, source_database
 

@@ -20,7 +20,7 @@ from billing_sync.zoho.pacing import (
     DailyBudget,
     RequestGate,
 )
-from tests.test_pacing import most_in_any_window
+from tests.helpers import most_in_any_window
 
 pytestmark = pytest.mark.django_db
 

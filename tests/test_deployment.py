@@ -28,13 +28,13 @@ import pytest
 import redis
 import yaml
 
+from tests.helpers import wait_for
 from tests.processes import (
     PROJECT,
     ZOHO_SETTINGS,
     run_manage,
     run_python,
     stop_process_group,
-    wait_for,
 )
 from tests.samples import Samples, family, samples_of
 from tests.samples import value as sample_value
@@ -326,18 +326,18 @@ def web(production: Production) -> Iterator[WebServer]:
     port = free_port()
     log = production.folder / "web.log"
     process = start_command("web", {**production.env, "PORT": str(port)}, log)
+
+    def answers() -> bool:
+        if process.poll() is not None:
+            pytest.fail(f"gunicorn stopped ({process.returncode}):\n{log.read_text()}")
+        try:
+            fetch(port, "/admin/login/")
+        except OSError:
+            return False
+        return True
+
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            if process.poll() is not None:
-                pytest.fail(f"gunicorn stopped ({process.returncode}):\n{log.read_text()}")
-            try:
-                fetch(port, "/admin/login/")
-                break
-            except OSError:
-                if time.monotonic() > deadline:
-                    pytest.fail(f"gunicorn did not answer in 30 s:\n{log.read_text()}")
-                time.sleep(0.1)
+        wait_for(answers, f"gunicorn to answer (its log: {log})", timeout=30, interval=0.1)
         yield WebServer(port, log)
     finally:
         stop_process_group(process)
@@ -402,15 +402,15 @@ def test_the_worker_command_runs_queued_tasks(production, tmp_path):
             env=env,
         )
         assert queued.returncode == 0, queued.stderr
-        deadline = time.monotonic() + 30
-        done = None
-        while done is None and time.monotonic() < deadline:
+
+        def task_done() -> tuple[int, int] | None:
             with sqlite3.connect(database) as connection:
-                done = connection.execute(
+                return connection.execute(
                     "SELECT success, result IS NOT NULL FROM django_q_task WHERE func = ?",
                     ("math.floor",),
                 ).fetchone()
-            time.sleep(0.2)
+
+        done = wait_for(task_done, "the worker to run the task", timeout=30, interval=0.2)
     finally:
         stop_process_group(process)
 

@@ -4,29 +4,30 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
 import requests
 
+from tests.helpers import (
+    ACME,
+    NOT_AUTHORIZED,
+    ORG_HEADER,
+    TOKEN_PARAMS,
+    authorize,
+    call,
+    create,
+    request_token,
+    wait_for,
+)
 from zoho_emulator import (
-    EMULATOR_CLIENT_ID,
-    EMULATOR_CLIENT_SECRET,
     EMULATOR_ORGANIZATION_ID,
-    EMULATOR_REFRESH_TOKEN,
     EmulatorConfig,
     ZohoEmulator,
 )
 
-ORG_HEADER = "X-com-zoho-subscriptions-organizationid"
-TOKEN_PARAMS = {
-    "grant_type": "refresh_token",
-    "client_id": EMULATOR_CLIENT_ID,
-    "client_secret": EMULATOR_CLIENT_SECRET,
-    "refresh_token": EMULATOR_REFRESH_TOKEN,
-}
 ACCESS_DENIED = {
     "error": "Access Denied",
     "error_description": (
@@ -34,7 +35,6 @@ ACCESS_DENIED = {
     ),
     "status": "failure",
 }
-NOT_AUTHORIZED = {"code": 57, "message": "You are not authorized to perform this operation"}
 LIST_FIELDS = {
     "customer_id",
     "display_name",
@@ -58,7 +58,6 @@ LIST_FIELDS = {
     "has_attachment",
     "status",
 }
-ACME = {"display_name": "Acme Ltd", "email": "billing@acme.test"}
 
 
 @pytest.fixture
@@ -70,44 +69,9 @@ def emu(emulator_server: ZohoEmulator) -> Iterator[ZohoEmulator]:
 
 
 @pytest.fixture
-def http() -> Iterator[requests.Session]:
-    with requests.Session() as session:
-        yield session
-
-
-@pytest.fixture
 def api(emu: ZohoEmulator, http: requests.Session) -> requests.Session:
     """A session carrying a fresh access token and the organization header."""
-    token = request_token(http, emu).json()["access_token"]
-    http.headers.update(
-        {"Authorization": f"Zoho-oauthtoken {token}", ORG_HEADER: EMULATOR_ORGANIZATION_ID}
-    )
-    return http
-
-
-def request_token(http: requests.Session, emu: ZohoEmulator, **changes: str) -> requests.Response:
-    params = {**TOKEN_PARAMS, **changes}
-    return http.post(f"{emu.accounts_url}/oauth/v2/token", data=params, timeout=5)
-
-
-def call(
-    api: requests.Session, emu: ZohoEmulator, method: str, path: str, **kwargs: Any
-) -> requests.Response:
-    kwargs.setdefault("timeout", 5)
-    return api.request(method, emu.api_base_url + path, **kwargs)
-
-
-def create(api: requests.Session, emu: ZohoEmulator, **fields: Any) -> requests.Response:
-    return call(api, emu, "POST", "/customers", json={**ACME, **fields})
-
-
-def wait_until(condition: Callable[[], bool], timeout: float = 2.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.02)
-    return condition()
+    return authorize(http, emu)
 
 
 # Tokens
@@ -771,7 +735,7 @@ def test_slow_fault_does_the_work_even_when_the_client_gives_up(
     with pytest.raises(requests.Timeout):
         call(api, emu, "POST", "/customers", json=ACME, timeout=0.1)
 
-    assert wait_until(lambda: len(emu.customers()) == 1)
+    wait_for(lambda: len(emu.customers()) == 1, "the customer to be stored", timeout=2)
 
 
 def test_rate_limit_fault_hits_only_the_chosen_email(
@@ -926,7 +890,7 @@ def test_random_faults_act_like_injected_ones(emu: ZohoEmulator, api: requests.S
     assert limited.status_code == 429
     assert limited.json()["code"] == 44
     assert limited.headers["Retry-After"] == "1"
-    assert wait_until(lambda: len(emu.customers()) == 2)
+    wait_for(lambda: len(emu.customers()) == 2, "the customer to be stored", timeout=2)
     assert [c["email"] for c in emu.customers()] == ["billing@acme.test", "slow@acme.test"]
     assert emu.fault_counts == {"lose_response": 1, "slow": 1, "rate_limit": 1}
 

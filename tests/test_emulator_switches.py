@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
 import requests
 
-from tests.test_emulator import ACME, NOT_AUTHORIZED, ORG_HEADER, TOKEN_PARAMS, call, create
+from tests.helpers import ACME, NOT_AUTHORIZED, ORG_HEADER, authorize, call, create, request_token
 from zoho_emulator import EMULATOR_ORGANIZATION_ID, EmulatorConfig, ZohoEmulator
 
 INTERNAL_ERROR = {"code": -1, "message": "Internal error"}
@@ -26,23 +25,9 @@ ALL_SCOPES = tuple(SCOPE + action for action in ("CREATE", "READ", "UPDATE"))
 
 
 @pytest.fixture
-def http() -> Iterator[requests.Session]:
-    with requests.Session() as session:
-        yield session
-
-
-@pytest.fixture
 def api(emulator: ZohoEmulator, http: requests.Session) -> requests.Session:
     """A session carrying a fresh access token and the organization header."""
-    token = request_token(emulator).json()["access_token"]
-    http.headers.update(
-        {"Authorization": f"Zoho-oauthtoken {token}", ORG_HEADER: EMULATOR_ORGANIZATION_ID}
-    )
-    return http
-
-
-def request_token(emulator: ZohoEmulator) -> requests.Response:
-    return requests.post(f"{emulator.accounts_url}/oauth/v2/token", data=TOKEN_PARAMS, timeout=5)
+    return authorize(http, emulator)
 
 
 def listed(api: requests.Session, emulator: ZohoEmulator, **params: Any) -> dict[str, Any]:
@@ -433,7 +418,7 @@ def test_token_delay_does_not_hold_up_other_requests(
         return response, time.monotonic() - started
 
     with ThreadPoolExecutor(max_workers=2) as pool:
-        tokens = [pool.submit(timed, lambda: request_token(emulator)) for _ in range(2)]
+        tokens = [pool.submit(timed, lambda: request_token(requests, emulator)) for _ in range(2)]
         time.sleep(0.05)
         listing, listing_took = timed(lambda: call(api, emulator, "GET", "/customers"))
         answers = [future.result() for future in tokens]

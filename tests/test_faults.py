@@ -19,7 +19,7 @@ from billing_sync.models import AttemptOutcome, Customer, SyncAttempt, SyncStatu
 from billing_sync.services.runs import customers_backfill, customers_retry_failed
 from billing_sync.zoho.client import ZohoClient
 from billing_sync.zoho.config import zoho_config
-from tests.conftest import zoho_account_counts
+from tests.helpers import wait_for, zoho_account_counts
 from zoho_emulator import ZohoEmulator
 
 pytestmark = pytest.mark.django_db
@@ -125,9 +125,7 @@ def concurrency_limit(emulator, settings) -> Fired:
         },
     )
     other.start()
-    deadline = time.monotonic() + 5
-    while not emulator.busy() and time.monotonic() < deadline:
-        time.sleep(0.01)
+    wait_for(emulator.busy, "the slow request in flight", timeout=5, interval=0.01)
     _background.append(other)
 
     def fired(emulator: ZohoEmulator) -> None:

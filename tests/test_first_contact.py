@@ -19,7 +19,7 @@ from billing_sync.models import AttemptOutcome, Customer, SyncAttempt, SyncStatu
 from billing_sync.services.run_report import RunObserver
 from billing_sync.services.runs import customer_sync, customers_backfill, customers_retry_failed
 from tests.commands import run
-from tests.conftest import zoho_account_counts, zoho_posts
+from tests.helpers import zoho_account_counts, zoho_posts
 from zoho_emulator import EMULATOR_ORGANIZATION_ID
 
 pytestmark = pytest.mark.django_db

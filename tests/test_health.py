@@ -20,7 +20,8 @@ from django_q.tasks import async_task
 from billing_sync.models import SyncRun, SyncStatus, ZohoApiState
 from billing_sync.services.health import alive_clusters, health_report
 from billing_sync.services.runs import customers_sync
-from tests.processes import process_env, run_manage, start_manage, stop_process_group, wait_for
+from tests.helpers import wait_for
+from tests.processes import process_env, run_manage, start_manage, stop_process_group
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -40,7 +41,9 @@ def cluster(settings: Any) -> Iterator[subprocess.Popen]:
     finally:
         if process.returncode is None:
             stop_process_group(process, grace=1)
-        wait_for(lambda: not alive_clusters(), "the heartbeat to expire", HEARTBEAT_GONE_SECONDS)
+        wait_for(
+            lambda: not alive_clusters(), "the heartbeat to expire", timeout=HEARTBEAT_GONE_SECONDS
+        )
 
 
 @pytest.fixture
@@ -76,7 +79,9 @@ def test_healthy_with_a_worker_alive_and_a_recent_run_then_503_once_the_worker_s
     )
 
     stop_process_group(cluster)
-    wait_for(lambda: not alive_clusters(), "the heartbeat to expire", HEARTBEAT_GONE_SECONDS)
+    wait_for(
+        lambda: not alive_clusters(), "the heartbeat to expire", timeout=HEARTBEAT_GONE_SECONDS
+    )
 
     status, body = healthz(client)
     assert (status, body["status"], body["failing"]) == (503, "unhealthy", ["worker"])
@@ -207,7 +212,9 @@ def test_with_redis_as_broker_the_broker_and_the_heartbeat_are_read_from_redis(s
     finally:
         stop_process_group(workers)
     wait_for(
-        lambda: "worker" in probe(env)["failing"], "the heartbeat to expire", HEARTBEAT_GONE_SECONDS
+        lambda: "worker" in probe(env)["failing"],
+        "the heartbeat to expire",
+        timeout=HEARTBEAT_GONE_SECONDS,
     )
     gone = probe(env)
 

@@ -20,7 +20,7 @@ from billing_sync.models import (
 )
 from billing_sync.services.runs import customers_sync
 from tests.commands import run, run_json
-from tests.conftest import run_queued_tasks
+from tests.helpers import run_queued_tasks
 from tests.processes import process_env, run_manage
 
 pytestmark = pytest.mark.django_db

@@ -21,18 +21,9 @@ from billing_sync.zoho.client import ZohoClient
 from billing_sync.zoho.config import zoho_config
 from billing_sync.zoho.errors import RateLimitWaitExceeded, ZohoRateLimited
 from billing_sync.zoho.pacing import LEASE_SECONDS, Budget, DailyBudget, RequestGate
+from tests.helpers import most_in_any_window
 
 pytestmark = pytest.mark.django_db
-
-
-def most_in_any_window(times: list[float], window: float) -> int:
-    times = sorted(times)
-    most, start = 0, 0
-    for end, t in enumerate(times):
-        while t - times[start] >= window:
-            start += 1
-        most = max(most, end - start + 1)
-    return most
 
 
 class FakeClock:

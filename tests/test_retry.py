@@ -1,24 +1,16 @@
-"""The retry policy: which errors are worth trying again, after how long, and what a customer's
-attempt does next after each kind of error."""
+"""The retry policy: which errors are worth trying again, and after how long. What a customer's
+attempt does after each kind of error is asserted by what runs record, against the emulator
+(tests/test_run_truth.py, tests/test_sync_service.py, tests/test_first_contact.py)."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-
 import pytest
-from django.db import IntegrityError
 
-from billing_sync.services.customer_sync import Next, next_step
-from billing_sync.services.run_stops import AccountFieldUnchecked
 from billing_sync.zoho.errors import (
-    RateLimitWaitExceeded,
     ZohoAuthError,
-    ZohoError,
     ZohoInvalidData,
     ZohoNotFound,
-    ZohoOrganizationError,
     ZohoRateLimited,
-    ZohoTokenThrottled,
     ZohoTransient,
 )
 from billing_sync.zoho.retry import backoff_seconds, should_retry
@@ -52,23 +44,3 @@ def test_backoff_spreads_processes_that_retry_together():
 
     assert len(delays) > 1
     assert all(4 <= delay <= 8 for delay in delays)
-
-
-@pytest.mark.parametrize(
-    ("error", "step"),
-    [
-        (RateLimitWaitExceeded(until=datetime(2026, 1, 1, tzinfo=UTC)), Next.STOP_RUN),
-        (ZohoTokenThrottled("access denied"), Next.STOP_RUN),
-        (ZohoOrganizationError("not a user of this organization"), Next.STOP_RUN),
-        (ZohoAuthError("scope"), Next.STOP_RUN),
-        (AccountFieldUnchecked(ZohoTransient("500")), Next.STOP_RUN),
-        (ZohoRateLimited("code 1070"), Next.WAIT_FOR_BLOCK),
-        (ZohoInvalidData("refused"), Next.PLACE_REFUSAL),
-        (ZohoTransient("502"), Next.RETRY),
-        (ZohoNotFound("gone"), Next.GIVE_UP),
-        (ZohoError("teapot"), Next.GIVE_UP),
-        (IntegrityError("linked elsewhere"), Next.GIVE_UP),
-    ],
-)
-def test_what_a_customer_attempt_does_after_each_kind_of_error(error, step):
-    assert next_step(error) is step

@@ -8,7 +8,7 @@ from billing_sync.models import AttemptOutcome, Customer, SyncAttempt, SyncStatu
 from billing_sync.services import run_selection
 from billing_sync.services.run_report import ResultCollector, RunObserver
 from billing_sync.services.runs import customers_backfill, customers_retry_failed
-from tests.conftest import zoho_account_counts, zoho_posts
+from tests.helpers import zoho_account_counts, zoho_posts
 from zoho_emulator.customers import FIRST_CUSTOMER_ID
 
 pytestmark = pytest.mark.django_db

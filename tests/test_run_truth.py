@@ -187,9 +187,7 @@ def test_the_printed_lines_and_results_are_the_record(emulator, every_case, sett
     assert f"Failed: {failed}\n" in output
 
 
-def test_customers_are_printed_in_the_order_of_the_run_even_when_it_stops(
-    emulator, make_customer
-):
+def test_customers_are_printed_in_the_order_of_the_run_even_when_it_stops(emulator, make_customer):
     # Creates are written a group at a time, the customer that met the block at once: the
     # creates before it are still reported first.
     emulator.configure(rate_limit_requests=4, rate_limit_window_seconds=60, block_seconds=30)

@@ -6,9 +6,8 @@ from __future__ import annotations
 import pytest
 
 from billing_sync.models import AttemptOutcome, SyncAttempt
-from tests.conftest import zoho_account_counts
+from tests.helpers import most_in_any_window, zoho_account_counts
 from tests.processes import process_env, start_manage, stop_process_group, wait_until_synced
-from tests.test_pacing import most_in_any_window
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -9,7 +9,7 @@ from django_q.models import OrmQ
 
 from billing_sync.models import AccountType, Customer, SyncRun, SyncStatus, SyncTrigger
 from billing_sync.services.runs import customers_backfill
-from tests.conftest import run_queued_tasks
+from tests.helpers import run_queued_tasks
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

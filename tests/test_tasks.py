@@ -28,7 +28,7 @@ from billing_sync.services.queueing import customers_requeue
 from billing_sync.services.run_report import ResultCollector
 from billing_sync.services.runs import customer_sync
 from billing_sync.tasks import sync_task
-from tests.conftest import run_queued_tasks, zoho_posts
+from tests.helpers import run_queued_tasks, zoho_posts
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -4,6 +4,7 @@ ends a command early (it still closes the JSON document, then exits with the rig
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 from typing import Any, ClassVar
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
@@ -110,15 +111,25 @@ class ZohoCommand(BaseCommand):
             raise CommandError(message, returncode=exit_code)
 
 
+def _number(value: str, convert: Callable[[str], float], *, at_least: float, what: str) -> Any:
+    """`value` converted, or an argparse error saying what was wanted."""
+    try:
+        number = convert(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not {what}") from None
+    if number < at_least:
+        raise argparse.ArgumentTypeError(f"must be at least {at_least:g}")
+    return number
+
+
 def non_negative_seconds(value: str) -> float:
     """argparse type for --max-wait."""
-    try:
-        seconds = float(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{value!r} is not a number of seconds") from None
-    if seconds < 0:
-        raise argparse.ArgumentTypeError("must be 0 or more seconds")
-    return seconds
+    return _number(value, float, at_least=0, what="a number of seconds")
+
+
+def positive_int(value: str) -> int:
+    """argparse type for --limit."""
+    return _number(value, int, at_least=1, what="a whole number")
 
 
 def add_max_wait_argument(parser: CommandParser) -> None:
@@ -132,14 +143,3 @@ def add_max_wait_argument(parser: CommandParser) -> None:
         "earlier creates to settle) before stopping (default: ZOHO_MAX_WAIT_SECONDS; 0 stops "
         "at the first block).",
     )
-
-
-def positive_int(value: str) -> int:
-    """argparse type for --limit."""
-    try:
-        number = int(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{value!r} is not a whole number") from None
-    if number < 1:
-        raise argparse.ArgumentTypeError("must be at least 1")
-    return number

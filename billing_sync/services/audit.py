@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import datetime
-from typing import Any
+from typing import Any, TypedDict, Unpack
 
 from django.db import IntegrityError
 from django.utils import timezone
@@ -74,27 +74,10 @@ class RunAttempts:
         SyncAttempt.objects.filter(pk__in=[attempt.pk for attempt in attempts]).delete()
 
     def finish(
-        self,
-        attempt: SyncAttempt,
-        outcome: AttemptOutcome,
-        *,
-        final: bool = False,
-        error: Exception | None = None,
-        message: str = "",
-        zoho_customer_id: str = "",
-        waiting_until: datetime | None = None,
+        self, attempt: SyncAttempt, outcome: AttemptOutcome, **how: Unpack[Ending]
     ) -> SyncAttempt:
-        """Record how an attempt ended, with Zoho's status, code and message when it failed."""
-        ended(
-            attempt,
-            outcome,
-            final=final,
-            error=error,
-            message=message,
-            zoho_customer_id=zoho_customer_id,
-            waiting_until=waiting_until,
-        )
-        self.write([attempt])
+        """Record how an attempt ended (see `ended`), and write it."""
+        self.write([ended(attempt, outcome, **how)])
         return attempt
 
     def write(self, attempts: list[SyncAttempt], *, report: bool = True) -> None:
@@ -118,25 +101,26 @@ class RunAttempts:
                 self.on_final(attempt)
 
 
-def ended(
-    attempt: SyncAttempt,
-    outcome: AttemptOutcome,
-    *,
-    when: datetime | None = None,
-    final: bool = False,
-    error: Exception | None = None,
-    message: str = "",
-    zoho_customer_id: str = "",
-    waiting_until: datetime | None = None,
-) -> SyncAttempt:
-    """Set how an attempt ended (to be written by `RunAttempts.write`); `message` stands
-    instead of the error's own; `when` it ended, else now."""
+class Ending(TypedDict, total=False):
+    """How an attempt ended, besides its outcome."""
+
+    when: datetime  # when it ended (else now)
+    final: bool  # how its customer ended the run
+    error: Exception  # its status, code and message are recorded
+    message: str  # stands instead of the error's own message
+    zoho_customer_id: str
+    waiting_until: datetime
+
+
+def ended(attempt: SyncAttempt, outcome: AttemptOutcome, **how: Unpack[Ending]) -> SyncAttempt:
+    """Set how an attempt ended, to be written by `RunAttempts.write`."""
+    error = how.get("error")
     attempt.outcome = outcome
-    attempt.final = final
-    attempt.finished_at = when or timezone.now()
-    attempt.zoho_customer_id = zoho_customer_id
-    attempt.waiting_until = waiting_until
-    attempt.error_message = message or (describe(error) if error is not None else "")
+    attempt.final = how.get("final", False)
+    attempt.finished_at = how.get("when") or timezone.now()
+    attempt.zoho_customer_id = how.get("zoho_customer_id", "")
+    attempt.waiting_until = how.get("waiting_until")
+    attempt.error_message = how.get("message") or (describe(error) if error is not None else "")
     attempt.http_status = getattr(error, "status", None)
     attempt.zoho_code = getattr(error, "code", None)
     return attempt

@@ -1,0 +1,138 @@
+"""Helpers the test modules share (fixtures are in conftest.py): the one way to wait for
+another process or thread, speaking to the emulator over plain HTTP, what Zoho holds, a staff
+client, and django-q's queue run in this process."""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from collections.abc import Callable
+from multiprocessing import Event, Value
+from typing import Any
+
+import requests
+from django.contrib.auth.models import Permission, User
+from django.test import Client
+from django_q.brokers import get_broker
+from django_q.monitor import monitor
+from django_q.pusher import pusher
+from django_q.queues import Queue
+from django_q.worker import worker
+
+from zoho_emulator import (
+    EMULATOR_CLIENT_ID,
+    EMULATOR_CLIENT_SECRET,
+    EMULATOR_ORGANIZATION_ID,
+    EMULATOR_REFRESH_TOKEN,
+    ZohoEmulator,
+)
+
+ORG_HEADER = "X-com-zoho-subscriptions-organizationid"
+TOKEN_PARAMS = {
+    "grant_type": "refresh_token",
+    "client_id": EMULATOR_CLIENT_ID,
+    "client_secret": EMULATOR_CLIENT_SECRET,
+    "refresh_token": EMULATOR_REFRESH_TOKEN,
+}
+NOT_AUTHORIZED = {"code": 57, "message": "You are not authorized to perform this operation"}
+ACME = {"display_name": "Acme Ltd", "email": "billing@acme.test"}
+
+
+def wait_for(
+    condition: Callable[[], Any], what: str, *, timeout: float = 60, interval: float = 0.05
+) -> Any:
+    """Wait until `condition()` holds (another process or thread makes it so) and return what
+    it gave; fail naming `what` after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while not (result := condition()):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(interval)
+    return result
+
+
+def most_in_any_window(times: list[float], window: float) -> int:
+    """The most of `times` that fall in any one window of `window` seconds."""
+    times = sorted(times)
+    most, start = 0, 0
+    for end, t in enumerate(times):
+        while t - times[start] >= window:
+            start += 1
+        most = max(most, end - start + 1)
+    return most
+
+
+def request_token(http: Any, emu: ZohoEmulator, **changes: str) -> requests.Response:
+    """Ask the emulator's accounts server for an access token (`changes` to the parameters);
+    `http` is a requests.Session, or requests itself."""
+    params = {**TOKEN_PARAMS, **changes}
+    return http.post(f"{emu.accounts_url}/oauth/v2/token", data=params, timeout=5)
+
+
+def authorize(http: requests.Session, emu: ZohoEmulator) -> requests.Session:
+    """`http`, carrying a fresh access token and the organization header."""
+    token = request_token(http, emu).json()["access_token"]
+    http.headers.update(
+        {"Authorization": f"Zoho-oauthtoken {token}", ORG_HEADER: EMULATOR_ORGANIZATION_ID}
+    )
+    return http
+
+
+def call(
+    api: requests.Session, emu: ZohoEmulator, method: str, path: str, **kwargs: Any
+) -> requests.Response:
+    """One request to the emulated Zoho API."""
+    kwargs.setdefault("timeout", 5)
+    return api.request(method, emu.api_base_url + path, **kwargs)
+
+
+def create(api: requests.Session, emu: ZohoEmulator, **fields: Any) -> requests.Response:
+    """Create a customer (Acme's fields, with `fields` over them)."""
+    return call(api, emu, "POST", "/customers", json={**ACME, **fields})
+
+
+def logged_in(*codenames: str) -> Client:
+    """A test client logged in as a new staff user holding these permissions (codenames)."""
+    user = User.objects.create_user(f"staff{User.objects.count()}", password="pw", is_staff=True)
+    for codename in codenames:
+        user.user_permissions.add(Permission.objects.get(codename=codename))
+    client = Client()
+    client.force_login(user)
+    return client
+
+
+def zoho_account_counts(emulator: ZohoEmulator, label: str = "Account Number") -> Counter:
+    """How many Zoho customers carry each account number: more than 1 is a duplicate."""
+    return Counter(
+        field["value"]
+        for record in emulator.customers()
+        for field in record.get("custom_fields", [])
+        if field["label"] == label
+    )
+
+
+def zoho_posts(emulator: ZohoEmulator) -> int:
+    """How many creates reached the emulator."""
+    return sum(1 for r in emulator.request_log if r.method == "POST" and r.path == "/customers")
+
+
+def run_queued_tasks() -> int:
+    """Run every queued django-q task through django-q's own pusher, worker and monitor.
+
+    The same code a `qcluster` process runs, in this process, so tests control when it happens.
+    Needs a test that commits (transactional_db): the worker closes old connections.
+    """
+    broker = get_broker()
+    task_queue: Queue = Queue()
+    result_queue: Queue = Queue()
+    stop = Event()
+    stop.set()  # each pusher call pulls one batch, then returns
+    count = -1
+    while task_queue.qsize() > count:
+        count = task_queue.qsize()
+        pusher(task_queue, stop, broker=broker)
+    task_queue.put("STOP")
+    worker(task_queue, result_queue, Value("f", -1))
+    result_queue.put("STOP")
+    monitor(result_queue, broker)
+    return count
