@@ -70,6 +70,11 @@ from billing_sync.zoho.retry import backoff_seconds, should_retry
 # --- the decision: read-only, so zoho_plan shows what a run will do ---------------------------
 
 UNCHANGED = "nothing Zoho holds of it changed since Zoho last accepted it"
+# Said of a refusal that named nothing of the customer's, while its fault is not known.
+RETRIED_NOTE = (
+    "; Zoho named none of this customer's fields, so it is retried: if Zoho refuses other "
+    "customers the same way, the organization is refusing creates"
+)
 
 
 class Action(StrEnum):
@@ -511,12 +516,8 @@ class CustomerSync:
             self.refusals.interrupt()
             self._fail(customer, attempt, SyncStatus.NEEDS_ATTENTION, error)
             return
-        message = (
-            f"{describe(error)}; Zoho named none of this customer's fields, so it is retried: "
-            "if Zoho refuses other customers the same way, the organization is refusing creates"
-        )
-        self.claims.release(customer, left_as, message)
-        ended(attempt, AttemptOutcome.FAILED, final=True, error=error, message=message)
+        self.claims.release(customer, left_as, describe(error) + RETRIED_NOTE)
+        ended(attempt, AttemptOutcome.FAILED, final=True, error=error)
         try:
             self.refusals.hold(customer, attempt, error, left_as)
         except SystemicRefusal as stop:
@@ -528,16 +529,23 @@ class CustomerSync:
     def _refusals_were_their_own(self) -> None:
         """Zoho created a customer after refusing others: those refusals were about their data."""
         self.refusals.interrupt()
-        for customer_id, _, status in self.refusals.held:
-            unclaimed([customer_id], status).update(zoho_sync_status=SyncStatus.NEEDS_ATTENTION)
+        for customer_id, attempt, status in self.refusals.held:
+            unclaimed([customer_id], status).update(
+                zoho_sync_status=SyncStatus.NEEDS_ATTENTION, zoho_last_error=attempt.error_message
+            )
         self._settle_held(AttemptOutcome.INVALID)
 
     def _settle_held(self, outcome: AttemptOutcome, *, message: str = "") -> None:
-        """Write the final attempts of the refusals held, now that their fault is known."""
+        """Write the final attempts of the refusals held, now that their fault is known: the
+        customer's data (invalid), or not known by the end of the run (failed, to be retried),
+        or the organization's (`message`: why the run stops)."""
         held = [attempt for _, attempt, _ in self.refusals.take_held()]
         for attempt in held:
             attempt.outcome = outcome
-            attempt.error_message = message or attempt.error_message
+            if message:
+                attempt.error_message = message
+            elif outcome == AttemptOutcome.FAILED:
+                attempt.error_message += RETRIED_NOTE
         self.attempts.write(held)
 
 

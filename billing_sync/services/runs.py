@@ -27,6 +27,12 @@ Words of our own:
   per customer it finished; what a run prints, puts in JSON and counts is read from these.
 - group: the customers claimed together (CLAIM_GROUP_SIZE): their intents and their answered
   creates are written a few statements a group.
+- answered creates: creates Zoho has answered, held to be written with their group (each
+  attempt `created`, each customer linked); written before any wait and before anything later
+  is reported, so customers are reported in the order they ended.
+- stop, unreached: an error no other customer would escape (run_stops.py) stops the run; the
+  customers it never got to are left `failed` with the reason and counted `unreached` on the
+  SyncRun (they have no attempt in it).
 - gate, lease: the client's gate admits every request under the budget all processes share,
   handing out request slots a few at a time (a lease); it also waits out Zoho's blocks (a
   429: Zoho refuses the whole organization for a while) (zoho/pacing.py).
