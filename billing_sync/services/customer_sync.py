@@ -272,7 +272,6 @@ class CustomerSync:
         """The run cannot wait for this customer's create to settle: leave it for a later run,
         its final attempt saying so (no request was made)."""
         message = not_settled_message(settles_at)
-        self.claims.release(customer, SyncStatus.FAILED, message)
         self.attempts.finish(
             self.attempts.begin(customer),
             AttemptOutcome.WAITING,
@@ -280,6 +279,7 @@ class CustomerSync:
             message=message,
             waiting_until=settles_at,
         )
+        self.claims.release(customer, SyncStatus.FAILED, message)
 
     def skip(self, customer: Customer, reason: str) -> None:
         """The run does nothing with this customer: its final attempt says why."""
@@ -350,17 +350,17 @@ class CustomerSync:
         """Carry out a decision: the writes (to Zoho, then here) that `decide` leaves out."""
         match decision.action:
             case Action.INVALID:
-                self.claims.release(customer, SyncStatus.NEEDS_ATTENTION, decision.reason)
                 self.attempts.finish(
                     attempt, AttemptOutcome.INVALID, final=True, message=decision.reason
                 )
+                self.claims.release(customer, SyncStatus.NEEDS_ATTENTION, decision.reason)
             case Action.WAIT:
                 return decision.settles_at
             case Action.SKIP:
-                self.claims.mark_pushed(customer, self._in_step(customer))
                 self.attempts.finish(
                     attempt, AttemptOutcome.SKIPPED, final=True, message=decision.reason
                 )
+                self.claims.mark_pushed(customer, self._in_step(customer))
             case Action.UPDATE:
                 self._update(customer, attempt)
             case Action.ADOPT:
@@ -385,10 +385,12 @@ class CustomerSync:
         answer = self.client.update_customer(
             customer.zoho_billing_customer_id, self._fields(customer)
         )
-        self.claims.mark_pushed(customer, self._in_step(customer))
+        # The audit first, as for every attempt: should we die before the customer row is
+        # written, the attempt is on record and the next sync sends the edit again.
         self.attempts.finish(
             attempt, AttemptOutcome.UPDATED, final=True, zoho_customer_id=answer.customer_id
         )
+        self.claims.mark_pushed(customer, self._in_step(customer))
         self._refusals_were_their_own()
         self._check_account_number(customer, answer)
 
@@ -489,8 +491,8 @@ class CustomerSync:
             outcome = AttemptOutcome.INVALID
         else:
             outcome = AttemptOutcome.FAILED
-        self.claims.release(customer, status, message or describe(error))
         self.attempts.finish(attempt, outcome, final=True, error=error, message=message)
+        self.claims.release(customer, status, message or describe(error))
 
     # --- refusals ----------------------------------------------------------------------------
 
@@ -600,9 +602,9 @@ class AnsweredCreates:
             with transaction.atomic():
                 self._write_all([(customer, attempt, zoho_id, in_step)], timezone.now())
         except IntegrityError as error:
-            self.claims.release(customer, SyncStatus.FAILED, describe(error))
             self.attempts.finish(
                 attempt, AttemptOutcome.FAILED, final=True, error=error, zoho_customer_id=zoho_id
             )
+            self.claims.release(customer, SyncStatus.FAILED, describe(error))
             return
         self.attempts.report([attempt])
