@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import time
 from collections.abc import Callable, Iterator
 from datetime import timedelta
 from typing import Any
@@ -16,6 +17,7 @@ from django.utils import timezone
 
 from billing_sync.models import Customer, SyncTrigger
 from billing_sync.services.runs import customers_backfill
+from tests.helpers import ZohoClock
 from zoho_emulator import (
     EMULATOR_CLIENT_ID,
     EMULATOR_CLIENT_SECRET,
@@ -137,6 +139,14 @@ def every_case(
         "untouched": untouched,
         "theirs_id": theirs["customer_id"],
     }
+
+
+@pytest.fixture
+def zoho_clock(emulator_server: ZohoEmulator) -> Iterator[ZohoClock]:
+    """Zoho's time (the emulator's clock), in the test's hands."""
+    emulator_server.clock = ZohoClock(time.time())
+    yield emulator_server.clock
+    emulator_server.clock = time.time
 
 
 @pytest.fixture

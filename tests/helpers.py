@@ -38,6 +38,19 @@ NOT_AUTHORIZED = {"code": 57, "message": "You are not authorized to perform this
 ACME = {"display_name": "Acme Ltd", "email": "billing@acme.test"}
 
 
+class ZohoClock:
+    """The emulator's clock, moved on by the test: Zoho's windows pass without sleeping."""
+
+    def __init__(self, start: float) -> None:
+        self.now = start
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
 def wait_for(
     condition: Callable[[], Any], what: str, *, timeout: float = 60, interval: float = 0.05
 ) -> Any:

@@ -16,6 +16,7 @@ from tests.helpers import (
     NOT_AUTHORIZED,
     ORG_HEADER,
     TOKEN_PARAMS,
+    ZohoClock,
     authorize,
     call,
     create,
@@ -132,13 +133,13 @@ def test_token_endpoint_only_accepts_post(emu: ZohoEmulator, http: requests.Sess
 
 
 def test_too_many_refreshes_are_denied_until_the_window_passes(
-    emu: ZohoEmulator, http: requests.Session
+    emu: ZohoEmulator, http: requests.Session, zoho_clock: ZohoClock
 ) -> None:
-    emu.configure(token_refresh_limit=3, token_refresh_window_seconds=0.3)
+    emu.configure(token_refresh_limit=3, token_refresh_window_seconds=60)
     first = [request_token(http, emu) for _ in range(3)]
 
     denied = request_token(http, emu)
-    time.sleep(0.35)
+    zoho_clock.advance(60)
     later = request_token(http, emu)
 
     assert all("access_token" in response.json() for response in first)
@@ -177,13 +178,15 @@ def test_issuing_past_max_live_tokens_invalidates_the_oldest(
     assert [status_with(oldest), status_with(middle), status_with(newest)] == [401, 200, 200]
 
 
-def test_access_token_expires_after_its_ttl(emu: ZohoEmulator, http: requests.Session) -> None:
-    emu.configure(token_ttl_seconds=0.2)
+def test_access_token_expires_after_its_ttl(
+    emu: ZohoEmulator, http: requests.Session, zoho_clock: ZohoClock
+) -> None:
     token = request_token(http, emu).json()["access_token"]
     headers = {"Authorization": f"Zoho-oauthtoken {token}", ORG_HEADER: EMULATOR_ORGANIZATION_ID}
 
+    zoho_clock.advance(3599)
     fresh = http.get(f"{emu.api_base_url}/customers", headers=headers, timeout=5)
-    time.sleep(0.25)
+    zoho_clock.advance(1)
     expired = http.get(f"{emu.api_base_url}/customers", headers=headers, timeout=5)
 
     assert (fresh.status_code, expired.status_code) == (200, 401)
@@ -549,16 +552,16 @@ def test_add_customer_seeds_without_a_request(emu: ZohoEmulator) -> None:
 
 
 def test_minute_breach_blocks_the_org_until_the_block_ends(
-    emu: ZohoEmulator, api: requests.Session
+    emu: ZohoEmulator, api: requests.Session, zoho_clock: ZohoClock
 ) -> None:
-    emu.configure(rate_limit_requests=5, rate_limit_window_seconds=0.5, block_seconds=0.3)
+    emu.configure(rate_limit_requests=5, rate_limit_window_seconds=60)
     allowed = [call(api, emu, "GET", "/customers").status_code for _ in range(5)]
 
     breach = call(api, emu, "GET", "/customers")
+    zoho_clock.advance(599)
     during = call(api, emu, "GET", "/customers")
-    blocked_until = emu.blocked_until
-    assert blocked_until is not None
-    time.sleep(max(0.0, blocked_until - time.time()) + 0.02)
+    assert emu.blocked_until == pytest.approx(zoho_clock() + 1)
+    zoho_clock.advance(1)
     after = call(api, emu, "GET", "/customers")
 
     assert allowed == [200] * 5
@@ -566,15 +569,18 @@ def test_minute_breach_blocks_the_org_until_the_block_ends(
         assert response.status_code == 429
         assert response.json()["code"] == 44
         assert response.json()["message"].startswith("For security reasons your organization")
-        assert response.headers["Retry-After"] == "1"
+    # The block lasts 10 minutes (Zoho's documented default), counted down in Retry-After.
+    assert (breach.headers["Retry-After"], during.headers["Retry-After"]) == ("600", "1")
     assert after.status_code == 200
     assert emu.blocked_until is None
 
 
-def test_minute_window_slides(emu: ZohoEmulator, api: requests.Session) -> None:
-    emu.configure(rate_limit_requests=5, rate_limit_window_seconds=0.3, block_seconds=0.3)
+def test_minute_window_slides(
+    emu: ZohoEmulator, api: requests.Session, zoho_clock: ZohoClock
+) -> None:
+    emu.configure(rate_limit_requests=5, rate_limit_window_seconds=60)
     first = [call(api, emu, "GET", "/customers").status_code for _ in range(5)]
-    time.sleep(0.35)
+    zoho_clock.advance(60)
     second = [call(api, emu, "GET", "/customers").status_code for _ in range(5)]
 
     assert first + second == [200] * 10
@@ -603,14 +609,14 @@ def test_block_for_blocks_now_with_the_remaining_time(
 
 
 def test_daily_cap_answers_45_until_the_day_window_resets(
-    emu: ZohoEmulator, api: requests.Session
+    emu: ZohoEmulator, api: requests.Session, zoho_clock: ZohoClock
 ) -> None:
-    emu.configure(daily_limit=3, daily_window_seconds=0.4)
-    started = time.time()
+    emu.configure(daily_limit=3)
     allowed = [call(api, emu, "GET", "/customers").status_code for _ in range(3)]
 
     capped = call(api, emu, "GET", "/customers")
-    time.sleep(max(0.0, started + 0.45 - time.time()))
+    zoho_clock.advance(86400)
+    authorize(api, emu)  # the day outlived the access token
     next_day = call(api, emu, "GET", "/customers")
 
     assert allowed == [200] * 3
@@ -621,7 +627,7 @@ def test_daily_cap_answers_45_until_the_day_window_resets(
             "The API call for this organization has exceeded the maximum call rate limit of 3."
         ),
     }
-    assert capped.headers["Retry-After"] == "1"
+    assert capped.headers["Retry-After"] == "86400"  # the day's window, all of it still to run
     assert next_day.status_code == 200
 
 

@@ -9,7 +9,16 @@ from typing import Any
 import pytest
 import requests
 
-from tests.helpers import ACME, NOT_AUTHORIZED, ORG_HEADER, authorize, call, create, request_token
+from tests.helpers import (
+    ACME,
+    NOT_AUTHORIZED,
+    ORG_HEADER,
+    ZohoClock,
+    authorize,
+    call,
+    create,
+    request_token,
+)
 from zoho_emulator import EMULATOR_ORGANIZATION_ID, EmulatorConfig, ZohoEmulator
 
 INTERNAL_ERROR = {"code": -1, "message": "Internal error"}
@@ -303,17 +312,17 @@ def test_refuse_creates_comes_after_auth_and_rate_limits(
 
 
 def test_list_lag_hides_a_new_customer_from_lists_until_it_passes(
-    emulator: ZohoEmulator, api: requests.Session
+    emulator: ZohoEmulator, api: requests.Session, zoho_clock: ZohoClock
 ) -> None:
-    emulator.configure(list_lag_seconds=0.3)
+    emulator.configure(list_lag_seconds=30)
     emulator.add_customer(display_name="Seeded", email="seeded@acme.test")
     customer_id = create(api, emulator).json()["customer"]["customer_id"]
-    created_by = time.monotonic()
 
+    zoho_clock.advance(29)
     during = listed(api, emulator)
     searched = listed(api, emulator, email="billing@acme.test")
     by_id = call(api, emulator, "GET", f"/customers/{customer_id}")
-    time.sleep(max(0.0, created_by + 0.32 - time.monotonic()))
+    zoho_clock.advance(1)
     after = listed(api, emulator)
     searched_after = listed(api, emulator, email="billing@acme.test")
 

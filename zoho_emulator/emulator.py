@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 from urllib.parse import parse_qs
@@ -61,9 +62,14 @@ class RequestRecord:
 class ZohoEmulator:
     """A local Zoho Billing organization served over HTTP (see the package docstring)."""
 
-    def __init__(self, config: EmulatorConfig | None = None) -> None:
+    def __init__(
+        self, config: EmulatorConfig | None = None, *, clock: Callable[[], float] = time.time
+    ) -> None:
         self._lock = threading.Lock()
         self._config = config or EmulatorConfig()
+        # Zoho's time (time.time() by default): its windows, blocks, token lifetimes and
+        # records' times. A test may set a clock it moves on itself; delays stay real.
+        self.clock = clock
         self._server: EmulatorHTTPServer | None = None
         self._thread: threading.Thread | None = None
         self._in_flight = 0
@@ -166,7 +172,7 @@ class ZohoEmulator:
         """Seed a customer directly (no request is logged or counted); `status` may be given."""
         with self._lock:
             try:
-                return self._store.seed(fields, self._config, time.time())
+                return self._store.seed(fields, self._config, self.clock())
             except ApiError as error:
                 raise ValueError(error.message) from None
 
@@ -190,13 +196,13 @@ class ZohoEmulator:
     def block_for(self, seconds: float) -> None:
         """Put the organization in a per-minute block starting now."""
         with self._lock:
-            self._limiter.block(time.time(), seconds)
+            self._limiter.block(self.clock(), seconds)
 
     @property
     def blocked_until(self) -> float | None:
-        """time.time() at which the current block ends, or None when not blocked."""
+        """The clock's time at which the current block ends, or None when not blocked."""
         with self._lock:
-            return self._limiter.blocked_until(time.time())
+            return self._limiter.blocked_until(self.clock())
 
     def inject(
         self,
@@ -294,13 +300,13 @@ class ZohoEmulator:
                 if fault is not None:
                     self._count_fault(fault)
                     return access_denied()
-                return self._tokens.exchange(self._config, params, self.url, time.time())
+                return self._tokens.exchange(self._config, params, self.url, self.clock())
         finally:
             with self._lock:
                 self._tokens_pending -= 1
 
     def _handle_api(self, request: Request) -> Response:
-        arrival = time.time()
+        arrival = self.clock()
         api_path = request.path[len(API_PREFIX) :] or "/"
         email = _request_email(request)
         with self._lock:
@@ -335,7 +341,7 @@ class ZohoEmulator:
         # Runs under the lock. Order: auth (token, organization, scope), rate limits, late
         # faults, the route. `drawn` is this request's random late fault, used when no injected
         # one matches.
-        now = time.time()
+        now = self.clock()
         try:
             self._authorize(request, api_path, now)
             self._limiter.admit(self._config, now, self._in_flight)
@@ -447,7 +453,7 @@ class ZohoEmulator:
                 "customers": self._store.all(),
                 "request_count": len(self._log),
                 "token_refresh_count": self._tokens.issued_count,
-                "blocked_until": self._limiter.blocked_until(time.time()),
+                "blocked_until": self._limiter.blocked_until(self.clock()),
                 "random_faults": self._random_faults.describe(),
                 "fault_counts": dict(self._fault_counts),
                 "config": asdict(self._config),
