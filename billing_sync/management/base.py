@@ -111,6 +111,23 @@ class ZohoCommand(BaseCommand):
             raise CommandError(message, returncode=exit_code)
 
 
+class Observers:
+    """Passes every hook it is called with on to each of its observers (None ones left out), in
+    order: a run's or an import's progress bar and its output hear the same events."""
+
+    def __init__(self, *observers: object) -> None:
+        self.observers = [observer for observer in observers if observer is not None]
+
+    def __getattr__(self, hook: str) -> Callable[..., None]:
+        hooks = [getattr(observer, hook) for observer in self.observers]
+
+        def tell(*args: Any) -> None:
+            for told in hooks:
+                told(*args)
+
+        return tell
+
+
 def _number(value: str, convert: Callable[[str], float], *, at_least: float, what: str) -> Any:
     """`value` converted, or an argparse error saying what was wanted."""
     try:

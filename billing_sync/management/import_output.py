@@ -208,20 +208,3 @@ class ImportDocument(ImportObserver):
         self.record.refresh_from_db()
         self.close(self.record, exit_code=exit_code, problems=[problem])
         return True
-
-
-class ImportObservers(ImportObserver):
-    """Tells each of its observers (None ones left out), in order, about the import."""
-
-    def __init__(self, *observers: ImportObserver | None) -> None:
-        self.observers = [observer for observer in observers if observer is not None]
-
-    def import_started(
-        self, customer_import: CustomerImport, columns: Columns, total: int | None
-    ) -> None:
-        for observer in self.observers:
-            observer.import_started(customer_import, columns, total)
-
-    def rows_written(self, outcomes: list[RowOutcome]) -> None:
-        for observer in self.observers:
-            observer.rows_written(outcomes)

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from datetime import datetime
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
 from django.core.management.base import CommandError, CommandParser
 
 from billing_sync.management.base import (
     EXIT_FAILED,
     EXIT_SETUP,
+    Observers,
     ZohoCommand,
     add_max_wait_argument,
     positive_int,
@@ -19,7 +19,7 @@ from billing_sync.management.documents import run_customers, run_document
 from billing_sync.management.printing import Printer, RunPrinter
 from billing_sync.management.progress import RunProgress
 from billing_sync.models import AttemptOutcome, Customer, SyncRun, SyncTrigger
-from billing_sync.services.run_report import CustomerResult, RunObserver, RunReport
+from billing_sync.services.run_report import RunObserver, RunReport
 
 
 class SyncCommand(ZohoCommand):
@@ -72,7 +72,8 @@ class SyncCommand(ZohoCommand):
             )
             printer.header()
         try:
-            report = self.run_service(options, RunObservers(self.started, progress, printer))
+            observers = Observers(self.started, progress, printer)
+            report = self.run_service(options, cast(RunObserver, observers))
         finally:
             if progress is not None:
                 progress.close()
@@ -160,40 +161,3 @@ class RunStarted(RunObserver):
 
     def run_started(self, run: SyncRun, customers: Iterable[Customer]) -> None:
         self.run = run
-
-
-class RunObservers(RunObserver):
-    """Tells each of its observers (None ones left out), in order, about the run."""
-
-    def __init__(self, *observers: RunObserver | None) -> None:
-        self.observers = [observer for observer in observers if observer is not None]
-
-    def run_started(self, run: SyncRun, customers: Iterable[Customer]) -> None:
-        # The customers stream once: only the last observer (the printer) reads them.
-        for observer in self.observers[:-1]:
-            observer.run_started(run, ())
-        self.observers[-1].run_started(run, customers)
-
-    def customer_started(self, index: int, total: int, customer: Customer) -> None:
-        for observer in self.observers:
-            observer.customer_started(index, total, customer)
-
-    def customer_finished(self, index: int, total: int, result: CustomerResult) -> None:
-        for observer in self.observers:
-            observer.customer_finished(index, total, result)
-
-    def customer_waiting(self, index: int, total: int, customer: Customer, until: datetime) -> None:
-        for observer in self.observers:
-            observer.customer_waiting(index, total, customer, until)
-
-    def block_wait(self, until: datetime, reason: str) -> None:
-        for observer in self.observers:
-            observer.block_wait(until, reason)
-
-    def settle_wait(self, until: datetime) -> None:
-        for observer in self.observers:
-            observer.settle_wait(until)
-
-    def pace_wait(self, until: datetime) -> None:
-        for observer in self.observers:
-            observer.pace_wait(until)

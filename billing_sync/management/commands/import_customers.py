@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 import argparse
-from typing import Any
+from typing import Any, cast
 
 from django.core.management.base import CommandError, CommandParser
 from django.db import DatabaseError
 
-from billing_sync.management.base import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_SETUP, ZohoCommand
+from billing_sync.management.base import (
+    EXIT_FAILED,
+    EXIT_INTERRUPTED,
+    EXIT_SETUP,
+    Observers,
+    ZohoCommand,
+)
 from billing_sync.management.import_output import (
     ImportDocument,
-    ImportObservers,
     ImportPrinter,
     ImportProgress,
     import_exit,
@@ -109,7 +114,8 @@ class Command(ZohoCommand):
             every_row = options["dry_run"] or options["verbosity"] > 1
             output = ImportPrinter(Printer(self.stdout, self.style, progress), every_row=every_row)
         try:
-            record = self._import(options, import_options, ImportObservers(progress, output))
+            observers = cast(ImportObserver, Observers(progress, output))
+            record = self._import(options, import_options, observers)
         finally:
             if progress is not None:
                 progress.close()
