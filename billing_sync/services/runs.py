@@ -38,6 +38,11 @@ Words of our own:
   429: Zoho refuses the whole organization for a while) (zoho/pacing.py).
 - heartbeat: before and during every wait, the run writes what Zoho answered and renews its
   claims, so that no other run takes it for dead.
+- in step: Zoho holds the customer's fields as we last sent them (`zoho_synced_hash`, and
+  `zoho_synced_data_at`, the edit they came from); a customer edited since is sent again, one
+  in step is skipped.
+- decision: what a run does with one customer (customer_sync.py `decide`: create, adopt,
+  update, skip, invalid, wait); `zoho_plan` shows the same decisions without acting on them.
 - index: the run's list of Zoho's customers by email, read once and caught up when old; a
   customer "surely absent" from it is created without a search (matching.py).
 - held refusal: a refused create that named none of our fields; whose fault it is (the
