@@ -381,10 +381,9 @@ def _finish_run(run: SyncRun) -> RunReport:
     """Close the run's record and count it from its final attempts."""
     run.status = SyncRunStatus.STOPPED if run.stop_reason else SyncRunStatus.COMPLETED
     run.finished_at = timezone.now()
-    run.save()
-    report = RunReport.of(run)
+    report = RunReport.of(run)  # the attempts are on record; the run's own fields are at hand
     run.synced_count = report.synced_count
     run.failed_count = report.failed_count
     run.skipped_count = report.skipped_count
-    run.save(update_fields=["synced_count", "failed_count", "skipped_count"])
+    run.save()
     return report
