@@ -13,6 +13,7 @@ from __future__ import annotations
 import copy
 import json
 from collections.abc import Callable, Iterable
+from dataclasses import asdict
 from datetime import datetime
 from typing import Any
 
@@ -173,14 +174,12 @@ def write_document(
 
 def customer_object(result: CustomerResult) -> dict[str, Any]:
     """One finished customer of a run, as its final attempt records it."""
-    return {
-        "customer_id": result.customer_id,
-        "email": result.email,
-        "account_number": result.account_number,
+    shown = asdict(result)
+    del shown["display_name"]  # a label for the text, not part of the outcome
+    return shown | {
         "outcome": str(result.outcome),
         "zoho_customer_id": result.zoho_customer_id or None,
         "error": result.error or None,
-        "waiting_until": result.waiting_until,
     }
 
 

@@ -13,30 +13,21 @@ from billing_sync.management.progress import ProgressBar
 from billing_sync.models import AttemptOutcome, Customer, CustomerImport, SyncRun
 from billing_sync.services.run_report import CustomerResult, RunObserver, RunReport
 
-EMOJI = {
-    "ok": "✅",
-    "fail": "❌",
-    "time": "⏱️ ",
-    "dry": "🔍",
-    "retry": "🔄",
-    "stats": "📊",
-    "start": "🚀",
-    "wait": "⏳",
-    "warn": "⚠️ ",
-    "rule": "═",
+# Each marker: emoji where the output can encode them, else a plain ASCII stand-in.
+MARKERS = {
+    "ok": ("✅", "[OK]"),
+    "fail": ("❌", "[FAIL]"),
+    "time": ("⏱️ ", "[TIME]"),
+    "dry": ("🔍", "[DRY RUN]"),
+    "retry": ("🔄", "[RETRY]"),
+    "stats": ("📊", "[STATS]"),
+    "start": ("🚀", "[START]"),
+    "wait": ("⏳", "[WAIT]"),
+    "warn": ("⚠️ ", "[WARN]"),
+    "rule": ("═", "="),
 }
-ASCII = {
-    "ok": "[OK]",
-    "fail": "[FAIL]",
-    "time": "[TIME]",
-    "dry": "[DRY RUN]",
-    "retry": "[RETRY]",
-    "stats": "[STATS]",
-    "start": "[START]",
-    "wait": "[WAIT]",
-    "warn": "[WARN]",
-    "rule": "=",
-}
+EMOJI = {name: emoji for name, (emoji, _) in MARKERS.items()}
+ASCII = {name: ascii for name, (_, ascii) in MARKERS.items()}
 RULE_WIDTH = 60
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from typing import Any
 
 from django.core.management.base import CommandParser
@@ -79,12 +80,8 @@ def _planned_line(planned: PlannedCustomer) -> str:
 
 
 def _planned_object(planned: PlannedCustomer) -> dict[str, Any]:
-    return {
-        "customer_id": planned.customer_id,
-        "email": planned.email,
-        "account_number": planned.account_number,
+    return asdict(planned) | {
         "action": str(planned.action),
-        "reason": planned.reason,
         "zoho_customer_id": planned.zoho_customer_id or None,
         "fields": list(planned.fields),
     }

@@ -2,14 +2,67 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict
-from typing import Any
+from typing import Any, NamedTuple
 
 from django.core.management.base import CommandParser
 
 from billing_sync.management.base import EXIT_FAILED, ZohoCommand, add_max_wait_argument
 from billing_sync.management.printing import Printer
 from billing_sync.services.verify import VerifyReport, zoho_verify
+
+
+class Finding(NamedTuple):
+    """A kind of problem verify finds: the report's list of them, its heading, what one is
+    called in `problems`, and one of them as JSON and as a line of text."""
+
+    name: str
+    heading: str
+    problem: str
+    as_json: Callable[[Any], dict[str, Any]]
+    as_text: Callable[[Any], str] = str
+
+
+def _with_text(row: Any) -> dict[str, Any]:
+    return asdict(row) | {"text": str(row)}
+
+
+# In the order they are shown; missing_accounts needs --deep.
+FINDINGS = (
+    Finding(
+        "without_zoho_id",
+        "Customers without a Zoho id",
+        "customer(s) without a Zoho id",
+        lambda row: dict(zip(("email", "account_number", "status"), row, strict=True)),
+        lambda row: f"{row[0]} - {row[1]} ({row[2]})",
+    ),
+    Finding(
+        "unknown_ids",
+        "Local Zoho ids unknown to Zoho",
+        "local Zoho id(s) unknown to Zoho",
+        lambda row: dict(zip(("account_number", "zoho_customer_id"), row, strict=True)),
+        lambda row: f"{row[0]}: {row[1]}",
+    ),
+    Finding("duplicates", "Duplicate customers in Zoho", "duplicate(s) in Zoho", _with_text),
+    Finding(
+        "drift",
+        "Customers whose Zoho record differs from ours",
+        "customer(s) whose Zoho record differs from ours",
+        _with_text,
+    ),
+    Finding(
+        "missing_accounts",
+        "Account numbers missing or wrong in Zoho",
+        "account number(s) missing or wrong in Zoho",
+        lambda wrong: {
+            "account_number": wrong.account_number,
+            "zoho_customer_id": wrong.zoho_customer_id,
+            "zoho_account_number": wrong.carried,
+            "text": str(wrong),
+        },
+    ),
+)
 
 
 class Command(ZohoCommand):
@@ -45,122 +98,70 @@ class Command(ZohoCommand):
         if not self.as_json:
             printer.banner("dry", "ZOHO Billing Verification")
         report = zoho_verify(deep=options["deep"], fix=options["fix"], max_wait=options["max_wait"])
-        exit_code = EXIT_FAILED if report.problems else 0
+        findings = [f for f in FINDINGS if report.deep or f.name != "missing_accounts"]
         if not self.as_json:
-            self._print(printer, report)
-            printer.rule()
-            if not exit_code:
-                printer.mark("ok", "All checks passed.")
+            _print(printer, report, findings)
+        problems = [
+            f"{len(getattr(report, f.name))} {f.problem}"
+            for f in findings
+            if getattr(report, f.name)
+        ]
         self.end(
-            exit_code,
+            EXIT_FAILED if problems else 0,
             f"{report.problems} problem(s) found.",
-            verify_problems(report),
-            **verify_document(report),
+            problems,
+            **_document(report, findings),
         )
 
-    def _print(self, p: Printer, report: VerifyReport) -> None:
-        p.line("Local status summary (customers that belong in Zoho):")
-        p.line("  zoho_sync_status | count")
-        for status, count in report.status_counts:
-            p.line(f"  {status:<16} | {count}")
-        self._section(
-            p,
-            "Customers without a Zoho id",
-            [
-                f"{email} - {account} ({status})"
-                for email, account, status in report.without_zoho_id
-            ],
-        )
-        p.line(f"Zoho customers: {report.zoho_total} (read in {report.zoho_requests} request(s))")
-        if report.unlinked_zoho_count:
-            p.line(f"  of which not linked to a local customer: {report.unlinked_zoho_count}")
-        self._section(
-            p,
-            "Local Zoho ids unknown to Zoho",
-            [f"{account}: {zoho_id}" for account, zoho_id in report.unknown_ids],
-        )
-        self._section(p, "Duplicate customers in Zoho", report.duplicates)
-        self._section(p, "Customers whose Zoho record differs from ours", report.drift)
-        if report.deep:
-            self._section(p, "Account numbers missing or wrong in Zoho", report.missing_accounts)
-        else:
-            p.line("Account numbers in Zoho: not read (use --deep: one request per customer)")
-        if report.fix_run is not None:
-            run = report.fix_run
-            p.line(
-                f"Fixed: {report.relinked} relinked; sync run #{run.run.pk}: {run.synced_count} "
-                f"synced ({run.updated_count} sent our values), {run.failed_count} failed"
-            )
 
-    def _section(self, p: Printer, title: str, rows: list[Any]) -> None:
-        marker = "fail" if rows else "ok"
-        p.mark(marker, f"{title}: {len(rows)}")
+def _print(p: Printer, report: VerifyReport, findings: list[Finding]) -> None:
+    p.line("Local status summary (customers that belong in Zoho):")
+    p.line("  zoho_sync_status | count")
+    for status, count in report.status_counts:
+        p.line(f"  {status:<16} | {count}")
+    for finding in findings:
+        if finding.name == "unknown_ids":  # what Zoho holds, before what it lacks
+            read = f"read in {report.zoho_requests} request(s)"
+            p.line(f"Zoho customers: {report.zoho_total} ({read})")
+            if report.unlinked_zoho_count:
+                p.line(f"  of which not linked to a local customer: {report.unlinked_zoho_count}")
+        rows = getattr(report, finding.name)
+        p.mark("fail" if rows else "ok", f"{finding.heading}: {len(rows)}")
         for row in rows:
-            p.line(f"    {row}")
+            p.line(f"    {finding.as_text(row)}")
+    if not report.deep:
+        p.line("Account numbers in Zoho: not read (use --deep: one request per customer)")
+    if report.fix_run is not None:
+        run = report.fix_run
+        p.line(
+            f"Fixed: {report.relinked} relinked; sync run #{run.run.pk}: {run.synced_count} "
+            f"synced ({run.updated_count} sent our values), {run.failed_count} failed"
+        )
+    p.rule()
+    if not report.problems:
+        p.mark("ok", "All checks passed.")
 
 
-def verify_document(report: VerifyReport) -> dict[str, Any]:
+def _document(report: VerifyReport, findings: list[Finding]) -> dict[str, Any]:
     """The report's findings as JSON values: one object per row."""
+    fix = report.fix_run
     return {
         "deep": report.deep,
-        "status_counts": [
-            {"status": status, "count": count} for status, count in report.status_counts
-        ],
-        "without_zoho_id": [
-            {"email": email, "account_number": account, "status": status}
-            for email, account, status in report.without_zoho_id
-        ],
+        "status_counts": [{"status": s, "count": n} for s, n in report.status_counts],
         "zoho": {
             "total": report.zoho_total,
             "requests": report.zoho_requests,
             "unlinked": report.unlinked_zoho_count,
         },
-        "unknown_ids": [
-            {"account_number": account, "zoho_customer_id": zoho_id}
-            for account, zoho_id in report.unknown_ids
-        ],
-        "duplicates": [
-            {**asdict(duplicate), "text": str(duplicate)} for duplicate in report.duplicates
-        ],
-        "missing_accounts": (
-            [
-                {
-                    "account_number": wrong.account_number,
-                    "zoho_customer_id": wrong.zoho_customer_id,
-                    "zoho_account_number": wrong.carried,
-                    "text": str(wrong),
-                }
-                for wrong in report.missing_accounts
-            ]
-            if report.deep
-            else None
-        ),
-        "drift": [{**asdict(drift), "text": str(drift)} for drift in report.drift],
-        "relinkable": ([asdict(relink) for relink in report.relinkable] if report.deep else None),
-        "fix": _fix_document(report),
+        **{f.name: [f.as_json(row) for row in getattr(report, f.name)] for f in findings},
+        "relinkable": [asdict(relink) for relink in report.relinkable] if report.deep else None,
+        "fix": None
+        if fix is None
+        else {
+            "relinked": report.relinked,
+            "run_id": fix.run.pk,
+            "synced": fix.synced_count,
+            "updated": fix.updated_count,
+            "failed": fix.failed_count,
+        },
     }
-
-
-def _fix_document(report: VerifyReport) -> dict[str, Any] | None:
-    run = report.fix_run
-    if run is None:
-        return None
-    return {
-        "relinked": report.relinked,
-        "run_id": run.run.pk,
-        "synced": run.synced_count,
-        "updated": run.updated_count,
-        "failed": run.failed_count,
-    }
-
-
-def verify_problems(report: VerifyReport) -> list[str]:
-    """One sentence per kind of problem found."""
-    counted = [
-        (len(report.without_zoho_id), "customer(s) without a Zoho id"),
-        (len(report.unknown_ids), "local Zoho id(s) unknown to Zoho"),
-        (len(report.duplicates), "duplicate(s) in Zoho"),
-        (len(report.missing_accounts), "account number(s) missing or wrong in Zoho"),
-        (len(report.drift), "customer(s) whose Zoho record differs from ours"),
-    ]
-    return [f"{count} {what}" for count, what in counted if count]
