@@ -25,6 +25,11 @@ class AccountType(models.TextChoices):
     INTERNAL_TEST = "internal_test", "Internal test (never sent to Zoho)"
 
 
+class AccountStatus(models.TextChoices):
+    ACTIVE = "active", "Active"
+    CLOSED = "closed", "Closed (inactive in Zoho)"
+
+
 class SyncStatus(models.TextChoices):
     PENDING = "pending", "Pending"
     SYNCING = "syncing", "Syncing"
@@ -47,10 +52,33 @@ SYNC_COLUMNS = frozenset(
         "zoho_synced_hash",
         "zoho_sync_queued_at",
         "zoho_account_number_missing",
+        "zoho_inactive",
+        "zoho_vat_number_missing",
     }
 )
-# The fields we send Zoho: editing any of them may fix what Zoho refused (migration 0014).
-ZOHO_DATA_FIELDS = ("email", "account_number", "first_name", "last_name", "company_name", "phone")
+# The billing address, as Zoho's `billing_address` takes it (street2 joins its street).
+BILLING_ADDRESS_FIELDS = (
+    "billing_attention",
+    "billing_street",
+    "billing_street2",
+    "billing_city",
+    "billing_state",
+    "billing_zip",
+    "billing_country",
+)
+# The fields we send Zoho (account_status as its status): editing any of them moves
+# updated_at and may fix what Zoho refused (the triggers of migrations 0007, 0014 and 0016).
+ZOHO_DATA_FIELDS = (
+    "email",
+    "account_number",
+    "first_name",
+    "last_name",
+    "company_name",
+    "phone",
+    *BILLING_ADDRESS_FIELDS,
+    "vat_number",
+    "account_status",
+)
 
 
 class CustomerQuerySet(models.QuerySet):
@@ -81,6 +109,29 @@ class Customer(TimestampedModel):
     phone = models.CharField(max_length=64, blank=True)
     account_type = models.CharField(
         max_length=20, choices=AccountType.choices, default=AccountType.RESIDENTIAL
+    )
+    billing_attention = models.CharField("attention", max_length=100, blank=True)
+    billing_street = models.CharField("street", max_length=255, blank=True)
+    billing_street2 = models.CharField(
+        "street (line 2)", max_length=255, blank=True, help_text="Sent in Zoho's street, below."
+    )
+    billing_city = models.CharField("city", max_length=100, blank=True)
+    billing_state = models.CharField("state or province", max_length=100, blank=True)
+    billing_zip = models.CharField("postal code", max_length=32, blank=True)
+    billing_country = models.CharField("country", max_length=100, blank=True)
+    vat_number = models.CharField(
+        "VAT number",
+        max_length=32,
+        blank=True,
+        help_text="VAT registration number (Zoho takes 2 to 12 characters); blank is not sent.",
+    )
+    account_status = models.CharField(
+        max_length=10,
+        choices=AccountStatus.choices,
+        default=AccountStatus.ACTIVE,
+        db_index=True,
+        help_text="Closed: marked inactive in Zoho (never deleted); closed before it reached "
+        "Zoho: not created.",
     )
     zoho_billing_customer_id = models.CharField(
         max_length=64, null=True, blank=True, unique=True, help_text="Null until synced."
@@ -126,6 +177,16 @@ class Customer(TimestampedModel):
         db_index=True,
         help_text="Zoho holds this customer without our account number (its custom field was "
         "missing or changed the value): no run creates more customers until it is written.",
+    )
+
+    zoho_inactive = models.BooleanField(
+        default=False,
+        help_text="Zoho holds this customer as inactive: we marked it so, or found it so.",
+    )
+    zoho_vat_number_missing = models.BooleanField(
+        default=False,
+        help_text="Zoho's answer did not carry our VAT number back (an edition without VAT?): "
+        "the next sync sends it again.",
     )
 
     objects = CustomerQuerySet.as_manager()
@@ -267,6 +328,8 @@ class AttemptOutcome(models.TextChoices):
     CREATED = "created", "Created in Zoho"
     ADOPTED = "adopted", "Adopted existing Zoho customer"
     UPDATED = "updated", "Updated in Zoho"
+    DEACTIVATED = "deactivated", "Marked inactive in Zoho (closed)"
+    REACTIVATED = "reactivated", "Marked active in Zoho (reopened)"
     FAILED = "failed", "Failed"
     INVALID = "invalid", "Invalid data"
     RATE_LIMITED = "rate_limited", "Rate limited"

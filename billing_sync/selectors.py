@@ -10,7 +10,14 @@ from django.db.models import Case, CharField, Count, F, Q, QuerySet, Value, When
 from django.utils import timezone
 from django_q.models import Schedule
 
-from billing_sync.models import AccountType, Customer, SyncRun, SyncRunKind, SyncStatus
+from billing_sync.models import (
+    AccountStatus,
+    AccountType,
+    Customer,
+    SyncRun,
+    SyncRunKind,
+    SyncStatus,
+)
 from billing_sync.zoho.state import current_api_state
 
 # The django-q schedules `zoho_schedule` keeps, by name (the import only with a source database).
@@ -34,23 +41,34 @@ def stale_claim_q(stale_after_seconds: float) -> Q:
     )
 
 
+def edited_since_accepted_q() -> Q:
+    """Edited here since Zoho last accepted our data (or never known to be in step)."""
+    return Q(zoho_synced_data_at__isnull=True) | Q(updated_at__gt=F("zoho_synced_data_at"))
+
+
+def closed_before_zoho_q() -> Q:
+    """Closed before it reached Zoho: it does not belong there, and is never created."""
+    return Q(account_status=AccountStatus.CLOSED, zoho_billing_customer_id__isnull=True)
+
+
+def settled_closed_q() -> Q:
+    """Closed before it reached Zoho, and a run has said so for its data as it is (with no
+    create of it in doubt): no run takes it again until it is edited."""
+    return closed_before_zoho_q() & ~edited_since_accepted_q() & Q(zoho_create_sent_at__isnull=True)
+
+
 def backfill_q(stale_after_seconds: float) -> Q:
     """Without a Zoho id and not waiting for a person: pending, failed, or abandoned."""
     takeable = Q(zoho_sync_status__in=[SyncStatus.PENDING, SyncStatus.FAILED]) | stale_claim_q(
         stale_after_seconds
     )
-    return Q(zoho_billing_customer_id__isnull=True) & takeable
+    return Q(zoho_billing_customer_id__isnull=True) & takeable & ~settled_closed_q()
 
 
 def retry_q(stale_after_seconds: float) -> Q:
     """Whose last sync failed, or whose run died while working on them."""
     takeable = Q(zoho_sync_status=SyncStatus.FAILED) | stale_claim_q(stale_after_seconds)
-    return Q(zoho_billing_customer_id__isnull=True) & takeable
-
-
-def edited_since_accepted_q() -> Q:
-    """Edited here since Zoho last accepted our data (or never known to be in step)."""
-    return Q(zoho_synced_data_at__isnull=True) | Q(updated_at__gt=F("zoho_synced_data_at"))
+    return Q(zoho_billing_customer_id__isnull=True) & takeable & ~settled_closed_q()
 
 
 def changed_q(stale_after_seconds: float) -> Q:
@@ -82,13 +100,19 @@ def requeue_refusals(stale_after_seconds: float) -> list[tuple[str, Q]]:
     busy = Q(zoho_sync_status=SyncStatus.SYNCING) & ~stale_claim_q(stale_after_seconds)
     return [
         ("internal_test", Q(account_type=AccountType.INTERNAL_TEST)),
-        ("already synced", Q(zoho_billing_customer_id__isnull=False)),
+        # In Zoho and needing a person (a refused deactivation): once fixed, it may go again.
+        (
+            "already synced",
+            Q(zoho_billing_customer_id__isnull=False)
+            & ~Q(zoho_sync_status=SyncStatus.NEEDS_ATTENTION),
+        ),
         ("being synced now", busy),
     ]
 
 
 def requeue_q(stale_after_seconds: float) -> Q:
-    """What a person may re-queue: not in Zoho yet and not being worked on right now."""
+    """What a person may re-queue: not in Zoho yet (or in it and needing a person), and not
+    being worked on right now."""
     allowed = Q()
     for _, refused in requeue_refusals(stale_after_seconds):
         allowed &= ~refused
@@ -107,9 +131,11 @@ def with_requeue_refusal(customers: QuerySet[Customer], stale_after_seconds: flo
 
 
 def customer_status_counts() -> list[tuple[str, int]]:
-    """The runbook's status summary: (status, count) over customers that belong in Zoho."""
+    """The runbook's status summary: (status, count) over customers that belong in Zoho (not
+    those closed before they reached it)."""
     rows = (
         customers_syncable()
+        .exclude(closed_before_zoho_q())
         .values("zoho_sync_status")
         .annotate(count=Count("id"))
         .order_by("zoho_sync_status")

@@ -15,8 +15,8 @@ import redis
 import requests
 from django.utils import timezone
 
-from billing_sync.models import Customer, SyncTrigger
-from billing_sync.services.runs import customers_backfill
+from billing_sync.models import AccountStatus, Customer, SyncTrigger
+from billing_sync.services.runs import customers_backfill, customers_sync
 from tests.helpers import ZohoClock
 from zoho_emulator import (
     EMULATOR_CLIENT_ID,
@@ -114,7 +114,12 @@ def every_case(
     """One customer for each thing a run may do."""
     settings.ZOHO_CREATE_SETTLE_SECONDS = 600
     edited, saved, untouched = make_customer(), make_customer(), make_customer()
+    closed, reopened = make_customer(), make_customer()
     assert customers_backfill(trigger=SyncTrigger.COMMAND).ok
+    Customer.objects.filter(pk=reopened.pk).update(account_status=AccountStatus.CLOSED)
+    assert customers_sync(trigger=SyncTrigger.COMMAND).ok  # marked inactive in Zoho
+    Customer.objects.filter(pk=reopened.pk).update(account_status=AccountStatus.ACTIVE)
+    Customer.objects.filter(pk=closed.pk).update(account_status=AccountStatus.CLOSED)
     edited.refresh_from_db()
     edited.phone = "+27 82 123 4567"
     edited.save()
@@ -137,6 +142,9 @@ def every_case(
         "edited": edited,
         "saved": saved,
         "untouched": untouched,
+        "closed": closed,
+        "reopened": reopened,
+        "closed_before": make_customer(account_status=AccountStatus.CLOSED),
         "theirs_id": theirs["customer_id"],
     }
 

@@ -59,6 +59,18 @@ LIST_FIELDS = {
     "has_attachment",
     "status",
 }
+# The spec's billing_address and shipping_address: no street2.
+ADDRESS_FIELDS = {"attention", "street", "city", "state", "zip", "country", "state_code", "fax"}
+ADDRESS = {
+    "attention": "Accounts",
+    "street": "1 Main St",
+    "city": "Cape Town",
+    "state": "Western Cape",
+    "zip": "8001",
+    "country": "South Africa",
+    "state_code": "WC",
+    "fax": "0215550100",
+}
 
 
 @pytest.fixture
@@ -287,6 +299,7 @@ def test_create_answers_201_with_the_full_record(emu: ZohoEmulator, api: request
     assert customer["billing_address"]["zip"] == "78701"
     assert customer["billing_address"]["street"] == ""
     assert set(customer["shipping_address"].values()) == {""}
+    assert customer["vat_reg_no"] == ""
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\+0000", customer["created_time"])
     [field] = customer["custom_fields"]
     assert field["index"] == 1
@@ -343,10 +356,79 @@ def test_create_requires_a_json_object(
     assert response.json() == {"code": 1038, "message": "JSON is not well formed"}
 
 
+def test_addresses_and_vat_reg_no_are_held_as_sent(
+    emu: ZohoEmulator, api: requests.Session
+) -> None:
+    created = create(
+        api,
+        emu,
+        billing_address={**ADDRESS, "street2": "Unit 4"},
+        shipping_address={"street": "2 Dock Rd", "street2": "Gate B"},
+        vat_reg_no=" 4123456789 ",
+    ).json()["customer"]
+    customer_id = created["customer_id"]
+    read = call(api, emu, "GET", f"/customers/{customer_id}").json()["customer"]
+    updated = call(
+        api,
+        emu,
+        "PUT",
+        f"/customers/{customer_id}",
+        json={"billing_address": {"city": "Durban", "street2": "Unit 5"}, "vat_reg_no": "GB12"},
+    ).json()["customer"]
+
+    assert created["billing_address"] == ADDRESS
+    assert created["shipping_address"] == {
+        **dict.fromkeys(ADDRESS_FIELDS, ""),
+        "street": "2 Dock Rd",
+    }
+    assert created["vat_reg_no"] == "4123456789"
+    assert read == created
+    assert updated["billing_address"] == {**ADDRESS, "city": "Durban"}
+    assert updated["vat_reg_no"] == "GB12"
+    assert emu.customers() == [updated]
+
+
+@pytest.mark.parametrize("vat_reg_no", ["", None])
+def test_an_empty_vat_reg_no_clears_it(
+    emu: ZohoEmulator, api: requests.Session, vat_reg_no: str | None
+) -> None:
+    created = create(api, emu, vat_reg_no="4123456789").json()["customer"]
+
+    response = call(
+        api, emu, "PUT", f"/customers/{created['customer_id']}", json={"vat_reg_no": vat_reg_no}
+    )
+
+    assert response.status_code == 200
+    assert response.json()["customer"]["vat_reg_no"] == ""
+
+
+@pytest.mark.parametrize("vat_reg_no", ["1", " 1 ", "1234567890123", True, ["GB12"]])
+def test_vat_reg_no_outside_2_to_12_characters_is_refused(
+    emu: ZohoEmulator, api: requests.Session, vat_reg_no: Any
+) -> None:
+    customer = emu.add_customer(**ACME, vat_reg_no="GB12")
+    refused = {"code": 2, "message": "Invalid value passed for vat_reg_no"}
+
+    created = create(api, emu, email="new@acme.test", vat_reg_no=vat_reg_no)
+    updated = call(
+        api, emu, "PUT", f"/customers/{customer['customer_id']}", json={"vat_reg_no": vat_reg_no}
+    )
+
+    assert (created.status_code, created.json()) == (400, refused)
+    assert (updated.status_code, updated.json()) == (400, refused)
+    assert emu.customers() == [customer]
+
+
 def test_list_items_omit_custom_fields_and_addresses(
     emu: ZohoEmulator, api: requests.Session
 ) -> None:
-    create(api, emu, custom_fields=[{"label": "Account Number", "value": "CT-1"}])
+    create(
+        api,
+        emu,
+        custom_fields=[{"label": "Account Number", "value": "CT-1"}],
+        billing_address=ADDRESS,
+        vat_reg_no="4123456789",
+    )
 
     body = call(api, emu, "GET", "/customers").json()
 
@@ -521,7 +603,8 @@ def test_unique_display_names_reject_a_duplicate(emu: ZohoEmulator, api: request
     [
         ("GET", "/invoices", 404, 5),
         ("GET", "/customers/1/contactpersons", 404, 5),
-        ("POST", "/customers/6179546000000100001/markasinactive", 404, 5),
+        ("POST", "/customers/6179546000000100001/markasdeleted", 404, 5),
+        ("GET", "/customers/6179546000000100001/markasinactive", 405, 37),
         ("PATCH", "/customers", 405, 37),
         ("POST", "/customers/6179546000000100001", 405, 37),
         ("DELETE", "/customers/6179546000000100001", 405, 37),

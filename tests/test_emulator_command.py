@@ -8,6 +8,7 @@ import pytest
 import requests
 from django.core.management import CommandError, call_command
 
+from tests.helpers import ACME, ORG_HEADER, TOKEN_PARAMS
 from tests.processes import interrupt, start_emulator_command
 from zoho_emulator import (
     EMULATOR_CLIENT_ID,
@@ -46,7 +47,8 @@ def test_emulator_command_applies_and_announces_the_behaviour_options():
         *("--custom-field-labels", "Account Number,Region", "--unknown-custom-field", "refuse"),
         *("--number-custom-fields", "Customer Number", "--refuse-creates"),
         *("--list-lag-seconds", "0.5", "--email-filter-ignored", "--sort-ignored"),
-        *("--token-delay-seconds", "0.25"),
+        *("--token-delay-seconds", "0.25", "--vat-reg-no-dropped"),
+        *("--active-subscription-emails", "billing@acme.test, Ops@Acme.test"),
     ]
     emulator = start_emulator_command(*options)
     try:
@@ -68,10 +70,39 @@ def test_emulator_command_applies_and_announces_the_behaviour_options():
     assert config["email_filter_ignored"] is True
     assert config["sort_ignored"] is True
     assert config["token_delay_seconds"] == 0.25
+    assert config["vat_reg_no_dropped"] is True
+    assert config["active_subscription_emails"] == ["billing@acme.test", "Ops@Acme.test"]
     assert "organization_error=6041" in announcement
     assert "custom_field_labels=Account Number,Region" in announcement
     assert "refuse_creates=True" in announcement
     assert "token_delay_seconds=0.25" in announcement
+    assert "vat_reg_no_dropped=True" in announcement
+    assert "active_subscription_emails=billing@acme.test,Ops@Acme.test" in announcement
+
+
+def test_emulator_command_options_switch_vat_and_subscriptions_on():
+    emulator = start_emulator_command(
+        "--vat-reg-no-dropped", "--active-subscription-emails", "billing@acme.test"
+    )
+    try:
+        with requests.Session() as api:
+            token_url = f"{emulator.url}/oauth/v2/token"
+            token = api.post(token_url, data=TOKEN_PARAMS, timeout=5).json()["access_token"]
+            api.headers.update(
+                {"Authorization": f"Zoho-oauthtoken {token}", ORG_HEADER: EMULATOR_ORGANIZATION_ID}
+            )
+            customers = f"{emulator.url}/billing/v1/customers"
+            created = api.post(customers, json={**ACME, "vat_reg_no": "1"}, timeout=5)
+            customer_id = created.json()["customer"]["customer_id"]
+            refused = api.post(f"{customers}/{customer_id}/markasinactive", timeout=5)
+    finally:
+        interrupt(emulator.process)
+    assert created.status_code == 201
+    assert "vat_reg_no" not in created.json()["customer"]
+    assert refused.status_code == 400
+    assert refused.json()["message"] == (
+        "The customer cannot be marked as inactive as it has active subscriptions."
+    )
 
 
 @pytest.mark.parametrize(
@@ -83,6 +114,7 @@ def test_emulator_command_applies_and_announces_the_behaviour_options():
         ["--list-lag-seconds", "-1"],
         ["--token-delay-seconds", "-1"],
         ["--custom-field-labels", "A", "--list-lag-seconds", "x"],
+        ["--vat-reg-no-dropped", "yes"],
     ],
 )
 def test_emulator_command_rejects_bad_behaviour_options(options):

@@ -412,6 +412,41 @@ def test_sort_ignored_answers_in_creation_order(
     assert body["page_context"]["sort_order"] == "A"
 
 
+# An edition without VAT
+
+
+def test_vat_reg_no_dropped_ignores_it_and_records_lack_the_key(
+    emulator: ZohoEmulator, api: requests.Session
+) -> None:
+    emulator.configure(vat_reg_no_dropped=True)
+
+    created = create(api, emulator, vat_reg_no="4123456789")
+    customer_id = created.json()["customer"]["customer_id"]
+    too_short = create(api, emulator, email="short@acme.test", vat_reg_no="1")
+    updated = call(api, emulator, "PUT", f"/customers/{customer_id}", json={"vat_reg_no": "GB12"})
+    read = call(api, emulator, "GET", f"/customers/{customer_id}")
+
+    assert (created.status_code, too_short.status_code, updated.status_code) == (201, 201, 200)
+    for answer in (created, too_short, updated, read):
+        assert "vat_reg_no" not in answer.json()["customer"]
+    assert all("vat_reg_no" not in customer for customer in emulator.customers())
+    assert read.json()["customer"] == emulator.customers()[0]
+
+
+def test_vat_reg_no_dropped_hides_what_was_held_before(
+    emulator: ZohoEmulator, api: requests.Session
+) -> None:
+    customer_id = create(api, emulator, vat_reg_no="4123456789").json()["customer"]["customer_id"]
+
+    emulator.configure(vat_reg_no_dropped=True)
+    hidden = call(api, emulator, "GET", f"/customers/{customer_id}").json()["customer"]
+    emulator.configure(vat_reg_no_dropped=False)
+    shown = call(api, emulator, "GET", f"/customers/{customer_id}").json()["customer"]
+
+    assert "vat_reg_no" not in hidden
+    assert shown["vat_reg_no"] == "4123456789"
+
+
 # Slow token endpoint
 
 
@@ -505,6 +540,8 @@ def test_control_config_takes_json_lists_as_tuples(
         "email_filter_ignored": True,
         "sort_ignored": True,
         "token_delay_seconds": 0.1,
+        "vat_reg_no_dropped": True,
+        "active_subscription_emails": ["billing@acme.test"],
     }
 
     response = http.post(f"{emulator.url}/__emulator__/config", json=changes, timeout=5)
@@ -514,6 +551,8 @@ def test_control_config_takes_json_lists_as_tuples(
     assert emulator.config == EmulatorConfig().with_changes(**changes)
     assert emulator.config.scopes == (SCOPE + "READ",)
     assert emulator.config.custom_field_labels == ("Account Number",)
+    assert emulator.config.active_subscription_emails == ("billing@acme.test",)
+    assert emulator.config.vat_reg_no_dropped is True
     assert response.json()["config"]["scopes"] == [SCOPE + "READ"]
     assert state["config"] == response.json()["config"]
 
@@ -532,6 +571,9 @@ def test_control_config_takes_json_lists_as_tuples(
         {"email_filter_ignored": 1},
         {"sort_ignored": None},
         {"token_delay_seconds": -0.5},
+        {"vat_reg_no_dropped": "no"},
+        {"active_subscription_emails": "billing@acme.test"},
+        {"active_subscription_emails": [" "]},
     ],
 )
 def test_control_config_rejects_bad_new_settings(

@@ -12,7 +12,7 @@ from billing_sync.models import (
     SyncRunKind,
     SyncTrigger,
 )
-from billing_sync.services.customer_sync import Action
+from billing_sync.services.customer_sync import CLOSED_NOT_CREATED, Action
 from billing_sync.services.plan import customers_plan
 from billing_sync.services.run_report import ResultCollector
 from billing_sync.services.runs import customers_backfill, customers_retry_failed, customers_sync
@@ -24,6 +24,8 @@ OUTCOME_OF = {
     Action.CREATE: AttemptOutcome.CREATED,
     Action.ADOPT: AttemptOutcome.ADOPTED,
     Action.UPDATE: AttemptOutcome.UPDATED,
+    Action.DEACTIVATE: AttemptOutcome.DEACTIVATED,
+    Action.REACTIVATE: AttemptOutcome.REACTIVATED,
     Action.SKIP: AttemptOutcome.SKIPPED,
     Action.INVALID: AttemptOutcome.INVALID,
     Action.WAIT: AttemptOutcome.WAITING,  # no request: an earlier create may be settling
@@ -44,10 +46,13 @@ EXPECTED = {  # what each kind of run does with each case; absent: the kind does
     "failed_before": Action.CREATE,
     "edited": Action.UPDATE,
     "saved": Action.SKIP,
+    "closed": Action.DEACTIVATE,
+    "reopened": Action.REACTIVATE,
+    "closed_before": Action.SKIP,  # never created
 }
 TAKEN_BY = {
     SyncRunKind.SYNC: set(EXPECTED),
-    SyncRunKind.BACKFILL: set(EXPECTED) - {"edited", "saved"},
+    SyncRunKind.BACKFILL: set(EXPECTED) - {"edited", "saved", "closed", "reopened"},
     SyncRunKind.RETRY_FAILED: {"failed_before"},
 }
 
@@ -73,12 +78,17 @@ def test_the_plan_matches_the_run_that_follows_it_customer_by_customer(emulator,
             assert p.reason in r.error  # the same field named
         elif p.action == Action.CREATE:
             assert linked[customer_id] == r.zoho_customer_id not in zoho_before  # a new one
+        elif customer_id == every_case["closed_before"].pk:
+            assert linked[customer_id] is None  # skipped, and not created
         else:  # adopt, update, skip: linked to the Zoho customer the plan named
             assert linked[customer_id] == p.zoho_customer_id != ""
         if p.action == Action.UPDATE:
             after = {c["customer_id"]: c for c in emulator.customers()}[p.zoho_customer_id]
             before = zoho_before[p.zoho_customer_id]
             assert {f for f in p.fields if after[f] != before[f]} == set(p.fields)
+        if p.action in (Action.DEACTIVATE, Action.REACTIVATE):
+            after = {c["customer_id"]: c for c in emulator.customers()}[p.zoho_customer_id]
+            assert after["status"] == ("inactive" if p.action == Action.DEACTIVATE else "active")
     cases = {name: case.pk for name, case in every_case.items() if isinstance(case, Customer)}
     assert {name: planned[pk].action for name, pk in cases.items() if pk in planned} == {
         name: EXPECTED[name] for name in TAKEN_BY[kind]
@@ -100,6 +110,10 @@ def test_the_plan_says_why_and_names_ids_and_fields(emulator, every_case):
     assert "email" in plan[every_case["invalid"].pk].reason
     assert "looking in Zoho after" in plan[every_case["settling"].pk].reason
     assert plan[every_case["saved"].pk].reason.startswith("nothing Zoho holds")
+    assert "closed here" in plan[every_case["closed"].pk].reason
+    assert "reopened here" in plan[every_case["reopened"].pk].reason
+    closed_before = plan[every_case["closed_before"].pk]
+    assert (closed_before.action, closed_before.reason) == (Action.SKIP, CLOSED_NOT_CREATED)
 
 
 def test_the_plan_writes_nothing_and_reads_zoho_once(emulator, every_case):
@@ -127,13 +141,19 @@ def test_zoho_plan_prints_each_customer_and_the_totals(emulator, every_case):
     assert "what a run would do; nothing is written" in output
     new = every_case["new"]
     assert f"{new.account_number:<16} create   {new.email}: not in Zoho" in output
-    assert "Plan: create 2, adopt 2, update 1, skip 1, invalid 1, wait 1" in output
+    assert (
+        "Plan: create 2, adopt 2, update 1, deactivate 1, reactivate 1, skip 2, invalid 1, wait 1"
+        in output
+    )
 
     document, code = run_json("zoho_plan", "--kind", "backfill")
     assert code == 0
     assert document["kind"] == "backfill"
     assert document["counts"]["update"] == 0  # a backfill sends no edits
-    assert {c["action"] for c in document["customers"]} <= {"create", "adopt", "invalid", "wait"}
+    actions = {c["action"] for c in document["customers"]}
+    assert actions <= {"create", "adopt", "invalid", "wait", "skip"}
+    skipped = [c for c in document["customers"] if c["action"] == "skip"]
+    assert [c["reason"] for c in skipped] == [CLOSED_NOT_CREATED]  # only the closed account
 
 
 def test_a_plan_for_an_unchanged_table_sends_nothing(emulator, make_customer):

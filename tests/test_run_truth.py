@@ -16,7 +16,8 @@ from zoho_emulator import ZohoEmulator
 
 pytestmark = pytest.mark.django_db
 
-SYNCED = [AttemptOutcome.CREATED, AttemptOutcome.ADOPTED, AttemptOutcome.UPDATED]
+PUSHED = [AttemptOutcome.UPDATED, AttemptOutcome.DEACTIVATED, AttemptOutcome.REACTIVATED]
+SYNCED = [AttemptOutcome.CREATED, AttemptOutcome.ADOPTED, *PUSHED]
 FAILED = [AttemptOutcome.FAILED, AttemptOutcome.INVALID, AttemptOutcome.RATE_LIMITED]
 
 
@@ -132,7 +133,7 @@ def assert_output_is_the_record(document: dict[str, Any]) -> None:
         "waiting": finals_with([AttemptOutcome.WAITING]),
         "finished": finals.count(),
         "unreached": unreached,
-        "updated": finals_with([AttemptOutcome.UPDATED]),
+        "updated": finals_with(PUSHED),
     }
     # Every customer the run selected is accounted for, once.
     assert counts["finished"] + counts["unreached"] == counts["selected"]
@@ -159,7 +160,16 @@ def test_every_outcome_is_in_one_run(emulator, every_case):
     document, _ = run_json("zoho_sync_customers", "--max-wait", "0")
 
     outcomes = {entry["outcome"] for entry in document["customers"]}
-    assert outcomes == {"created", "adopted", "updated", "skipped", "invalid", "waiting"}
+    assert outcomes == {
+        "created",
+        "adopted",
+        "updated",
+        "deactivated",
+        "reactivated",
+        "skipped",
+        "invalid",
+        "waiting",
+    }
 
 
 def test_the_printed_lines_and_results_are_the_record(emulator, every_case, settings):

@@ -1,12 +1,13 @@
 """A local Zoho Billing emulator: a real HTTP server (stdlib only) for the demo and the tests.
 
 It serves the Zoho Accounts token endpoint (`POST /oauth/v2/token`) and the customers API under
-`/billing/v1` the project's client uses (list and filter, read, create, update), with Zoho's auth,
-scopes, organization header, error bodies and org-wide rate limits. Faults can be injected to
-rehearse errors, timeouts, lost responses and errors after the work was done; EmulatorConfig
-switches play the ways real Zoho may answer differently (organization errors, missing scopes,
-custom-field rules, a plan limit on creates, list lag, ignored list parameters, a slow token
-endpoint).
+`/billing/v1` the project's client uses (list and filter, read, create, update, mark active or
+inactive), with Zoho's auth, scopes, organization header, error bodies and org-wide rate limits.
+Faults can be injected to rehearse errors, timeouts, lost responses and errors after the work was
+done; EmulatorConfig switches play the ways real Zoho may answer differently (organization errors,
+missing scopes, custom-field rules, a plan limit on creates, list lag, ignored list parameters, a
+slow token endpoint, an edition without VAT, customers whose active subscriptions keep them
+active).
 
 Control endpoints under `/__emulator__/`, for a separately running copy:
 - `GET state`: customers, request and token counts, block, faults and the current config;

@@ -1,6 +1,7 @@
 """Routes of the Billing API under /billing/v1: which handler answers which method and path.
 
-Only what the project's client calls: list and filter customers, read one, create, update.
+Only what the project's client calls: list and filter customers, read one, create, update,
+mark one active or inactive.
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ from zoho_emulator.messages import Request
 
 SCOPE_PREFIX = "ZohoSubscriptions.customers."
 SCOPE_ACTIONS = {"POST": "CREATE", "GET": "READ", "PUT": "UPDATE"}
+# The last path segment of a status change, and the status it sets.
+STATUS_ACTIONS = {"markasactive": "active", "markasinactive": "inactive"}
 ALL_CUSTOMER_SCOPES = ("ZohoSubscriptions.fullaccess.all", "ZohoSubscriptions.customers.ALL")
 
 Answer = tuple[int, dict[str, Any]]
@@ -36,13 +39,20 @@ def route_api(
         return _customers(store, config, request, now)
     if len(segments) == 2:
         return _customer(store, config, request, segments[1], now)
+    if len(segments) == 3 and segments[2] in STATUS_ACTIONS:
+        return _status_change(store, config, request, segments[1], segments[2], now)
     raise invalid_url()
 
 
 def required_scope(method: str, api_path: str) -> str | None:
-    """The OAuth scope a request needs, or None for routes outside customers (answered 404)."""
-    if api_path.strip("/").split("/")[0] != "customers":
+    """The OAuth scope a request needs, or None for routes outside customers (answered 404)
+    and for methods a route does not take (answered 405)."""
+    segments = api_path.strip("/").split("/")
+    if segments[0] != "customers":
         return None
+    if len(segments) == 3 and segments[2] in STATUS_ACTIONS:
+        # The spec grants status changes to the CREATE scope, not UPDATE.
+        return SCOPE_PREFIX + "CREATE" if method.upper() == "POST" else None
     action = SCOPE_ACTIONS.get(method.upper())
     return None if action is None else SCOPE_PREFIX + action
 
@@ -96,3 +106,18 @@ def _customer(
             "customer": customer,
         }
     raise method_not_allowed()
+
+
+def _status_change(
+    store: CustomerStore,
+    config: EmulatorConfig,
+    request: Request,
+    customer_id: str,
+    action: str,
+    now: float,
+) -> Answer:
+    if request.method != "POST":
+        raise method_not_allowed()
+    status = STATUS_ACTIONS[action]
+    store.mark(customer_id, status, config, now)
+    return 200, {"code": 0, "message": f"The customer has been marked as {status}."}

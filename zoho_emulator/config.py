@@ -30,7 +30,10 @@ class EmulatorConfig:
     `custom_field_labels`, `unknown_custom_field` and `number_custom_fields` define the
     organization's custom fields; `refuse_creates` refuses every create (a plan limit);
     `list_lag_seconds` hides new customers from lists; `email_filter_ignored` and `sort_ignored`
-    make the list ignore those parameters; `token_delay_seconds` slows the token endpoint.
+    make the list ignore those parameters; `token_delay_seconds` slows the token endpoint;
+    `vat_reg_no_dropped` is an edition without VAT (`vat_reg_no` ignored in bodies, absent from
+    records); `active_subscription_emails` are customers' emails (any case) with an active
+    subscription, which cannot be marked inactive.
     """
 
     client_id: str = EMULATOR_CLIENT_ID
@@ -61,6 +64,8 @@ class EmulatorConfig:
     email_filter_ignored: bool = False
     sort_ignored: bool = False
     token_delay_seconds: float = 0.0
+    vat_reg_no_dropped: bool = False
+    active_subscription_emails: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         problems = config_problems(self)
@@ -124,8 +129,14 @@ def _limit_checks(config: EmulatorConfig) -> list[tuple[bool, str]]:
 
 
 def _behaviour_checks(config: EmulatorConfig) -> list[tuple[bool, str]]:
-    flags = ("display_name_unique", "refuse_creates", "email_filter_ignored", "sort_ignored")
-    labels = ("scopes", "custom_field_labels", "number_custom_fields")
+    flags = (
+        "display_name_unique",
+        "refuse_creates",
+        "email_filter_ignored",
+        "sort_ignored",
+        "vat_reg_no_dropped",
+    )
+    labels = ("scopes", "custom_field_labels", "number_custom_fields", "active_subscription_emails")
     return [
         (
             config.not_found_style in NOT_FOUND_STYLES,

@@ -1,29 +1,39 @@
-"""The organization's customers: create, read, list with filters and pages, update."""
+"""The organization's customers: create, read, list with filters and pages, update, (de)activate."""
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Callable, Mapping
 from typing import Any
 
 from zoho_emulator.config import EmulatorConfig
 from zoho_emulator.custom_fields import CustomFieldRegistry, merged_custom_fields
-from zoho_emulator.errors import customer_not_found, duplicate_name, invalid_value
-from zoho_emulator.records import Record, blank_record, list_item, merged_record, timestamp
+from zoho_emulator.errors import (
+    active_subscriptions,
+    customer_not_found,
+    duplicate_name,
+    invalid_value,
+)
+from zoho_emulator.records import (
+    Record,
+    blank_record,
+    list_item,
+    merged_record,
+    shown_record,
+    timestamp,
+)
 
 FIRST_CUSTOMER_ID = 6179546000000100001
 MAX_PER_PAGE = 200
 STATUSES = ("active", "inactive")
-STATUS_FILTERS: dict[str, Callable[[Record], bool]] = {
-    "Status.All": lambda record: True,
-    "Status.Active": lambda record: record["status"] == "active",
-    "Status.Inactive": lambda record: record["status"] == "inactive",
-    "Status.Gapps": lambda record: record["is_gapps_customer"],
-    "Status.Crm": lambda record: record["is_linked_with_zohocrm"],
-    # The emulator has no subscriptions, so every customer is a non-subscriber.
-    "Status.NonSubscribers": lambda record: True,
-    "Status.PortalEnabled": lambda record: record["is_portal_enabled"],
-    "Status.PortalDisabled": lambda record: not record["is_portal_enabled"],
+STATUS_FILTERS: dict[str, Callable[[Record, EmulatorConfig], bool]] = {
+    "Status.All": lambda record, config: True,
+    "Status.Active": lambda record, config: record["status"] == "active",
+    "Status.Inactive": lambda record, config: record["status"] == "inactive",
+    "Status.Gapps": lambda record, config: record["is_gapps_customer"],
+    "Status.Crm": lambda record, config: record["is_linked_with_zohocrm"],
+    "Status.NonSubscribers": lambda record, config: not has_active_subscription(record, config),
+    "Status.PortalEnabled": lambda record, config: record["is_portal_enabled"],
+    "Status.PortalDisabled": lambda record, config: not record["is_portal_enabled"],
 }
 DEFAULT_SORT_COLUMN = "created_time"
 DEFAULT_SORT_ORDER = "A"
@@ -42,9 +52,9 @@ class CustomerStore:
         self._issued_ids = 0
         self._fields = CustomFieldRegistry()
 
-    def all(self) -> list[Record]:
+    def all(self, config: EmulatorConfig) -> list[Record]:
         """Return copies of every full record, in creation order."""
-        return copy.deepcopy(list(self._records.values()))
+        return [_shown(record, config) for record in self._records.values()]
 
     def create(self, body: dict[str, Any], config: EmulatorConfig, now: float) -> Record:
         """Validate and store a new customer; return a copy of its full record."""
@@ -54,7 +64,7 @@ class CustomerStore:
         self._issued_ids += 1
         self._records[customer_id] = record
         self._created_at[customer_id] = now
-        return copy.deepcopy(record)
+        return _shown(record, config)
 
     def seed(self, body: dict[str, Any], config: EmulatorConfig, now: float) -> Record:
         """Store a customer as pre-existing data; like create, but `status` may also be given.
@@ -72,7 +82,7 @@ class CustomerStore:
 
     def get(self, customer_id: str, config: EmulatorConfig) -> Record:
         """Return a copy of one full record."""
-        return copy.deepcopy(self._existing(customer_id, config))
+        return _shown(self._existing(customer_id, config), config)
 
     def update(
         self, customer_id: str, body: dict[str, Any], config: EmulatorConfig, now: float
@@ -83,7 +93,18 @@ class CustomerStore:
         self._check_unique_name(record, config)
         record["updated_time"] = timestamp(now)
         self._records[customer_id] = record
-        return copy.deepcopy(record)
+        return _shown(record, config)
+
+    def mark(self, customer_id: str, status: str, config: EmulatorConfig, now: float) -> None:
+        """Set a customer's status ("active" or "inactive"); marking it as it is succeeds too.
+
+        A customer with an active subscription cannot be marked inactive.
+        """
+        record = self._existing(customer_id, config)
+        if status == "inactive" and has_active_subscription(record, config):
+            raise active_subscriptions()
+        record["status"] = status
+        record["updated_time"] = timestamp(now)
 
     def page(
         self, params: Mapping[str, str], config: EmulatorConfig, now: float
@@ -103,7 +124,7 @@ class CustomerStore:
             record
             for record in self._records.values()
             if self._listed(record["customer_id"], config, now)
-            and status_filter(record)
+            and status_filter(record, config)
             and _matches_search(record, params, email_filter=not config.email_filter_ignored)
         ]
         matches.sort(key=self._sort_key(sort_column), reverse=sort_order == "D")
@@ -122,7 +143,7 @@ class CustomerStore:
     def _merged(
         self, record: Record, body: dict[str, Any], config: EmulatorConfig, *, creating: bool
     ) -> Record:
-        merged = merged_record(record, body, creating=creating)
+        merged = merged_record(record, body, creating=creating, vat=not config.vat_reg_no_dropped)
         if "custom_fields" in body:
             merged["custom_fields"] = merged_custom_fields(
                 merged["custom_fields"], body["custom_fields"], self._fields, config
@@ -161,6 +182,16 @@ class CustomerStore:
                 and other["display_name"].casefold() == name
             ):
                 raise duplicate_name(record["display_name"])
+
+
+def has_active_subscription(record: Record, config: EmulatorConfig) -> bool:
+    """True if the customer's email is one of `active_subscription_emails` (any case)."""
+    emails = {email.strip().casefold() for email in config.active_subscription_emails}
+    return record["email"].casefold() in emails
+
+
+def _shown(record: Record, config: EmulatorConfig) -> Record:
+    return shown_record(record, vat=not config.vat_reg_no_dropped)
 
 
 def _positive_int(params: Mapping[str, str], name: str, default: int) -> int:

@@ -166,7 +166,7 @@ class ZohoEmulator:
     def customers(self) -> list[dict[str, Any]]:
         """Copies of every full customer record, in creation order."""
         with self._lock:
-            return self._store.all()
+            return self._store.all(self._config)
 
     def add_customer(self, **fields: Any) -> dict[str, Any]:
         """Seed a customer directly (no request is logged or counted); `status` may be given."""
@@ -450,7 +450,7 @@ class ZohoEmulator:
     def _state_snapshot(self) -> dict[str, Any]:
         with self._lock:
             return {
-                "customers": self._store.all(),
+                "customers": self._store.all(self._config),
                 "request_count": len(self._log),
                 "token_refresh_count": self._tokens.issued_count,
                 "blocked_until": self._limiter.blocked_until(self.clock()),

@@ -21,6 +21,12 @@ PLAN_LIMIT_MESSAGE = (
 )
 # No verified Zoho code exists for a plan's customer limit: 100101 is invented for the emulator.
 PLAN_LIMIT_CODE = 100101
+ACTIVE_SUBSCRIPTIONS_MESSAGE = (
+    "The customer cannot be marked as inactive as it has active subscriptions."
+)
+# The spec says only that a customer with an active subscription cannot be marked inactive; the
+# code is inferred, next to the customer codes seen (3004 not found, 3062 duplicate name).
+ACTIVE_SUBSCRIPTIONS_CODE = 3063
 
 
 class ApiError(Exception):
@@ -81,6 +87,11 @@ def unknown_custom_field(label: str) -> ApiError:
 def plan_limit() -> ApiError:
     """400: the organization's plan allows no more customers (code invented, see above)."""
     return ApiError(400, PLAN_LIMIT_CODE, PLAN_LIMIT_MESSAGE)
+
+
+def active_subscriptions() -> ApiError:
+    """400: a customer with an active subscription cannot be marked inactive (code inferred)."""
+    return ApiError(400, ACTIVE_SUBSCRIPTIONS_CODE, ACTIVE_SUBSCRIPTIONS_MESSAGE)
 
 
 def invalid_url() -> ApiError:

@@ -10,6 +10,7 @@ from zoho_emulator.errors import invalid_value
 
 MAX_DISPLAY_NAME = 200
 MAX_EMAIL = 100
+VAT_REG_NO_LENGTHS = range(2, 13)
 CURRENCY_ID = "6179546000000000097"
 
 REQUIRED_FIELDS = ("display_name", "email")
@@ -32,10 +33,10 @@ TEXT_FIELDS = (
 )
 FLAG_FIELDS = ("is_portal_enabled", "ach_supported")
 ADDRESS_KINDS = ("billing_address", "shipping_address")
+# The spec's address object: a body's other keys (e.g. `street2`) are ignored.
 ADDRESS_FIELDS = (
     "attention",
     "street",
-    "street2",
     "city",
     "state",
     "zip",
@@ -104,6 +105,7 @@ def blank_record(customer_id: str, now: float) -> Record:
         "facebook": "",
         "skype": "",
         "notes": "",
+        "vat_reg_no": "",
         "price_precision": 2,
         "unused_credits": 0,
         "outstanding": 0,
@@ -133,11 +135,24 @@ def list_item(record: Record) -> Record:
     return {name: copy.deepcopy(record[name]) for name in LIST_FIELDS}
 
 
-def merged_record(record: Record, body: dict[str, Any], *, creating: bool) -> Record:
+def shown_record(record: Record, *, vat: bool) -> Record:
+    """Return a copy of a full record as the organization answers it.
+
+    Without VAT in the organization's edition, the record has no `vat_reg_no` at all.
+    """
+    shown = copy.deepcopy(record)
+    if not vat:
+        del shown["vat_reg_no"]
+    return shown
+
+
+def merged_record(
+    record: Record, body: dict[str, Any], *, creating: bool, vat: bool = True
+) -> Record:
     """Return a copy of `record` with the body's known fields applied; raise ApiError (code 2).
 
     Unknown and read-only fields are ignored, and so is `custom_fields` (see custom_fields.py).
-    On create, display_name and email are required.
+    On create, display_name and email are required. Without `vat`, `vat_reg_no` is ignored too.
     """
     if creating:
         for name in REQUIRED_FIELDS:
@@ -151,6 +166,8 @@ def merged_record(record: Record, body: dict[str, Any], *, creating: bool) -> Re
     if "email" in body:
         updated["email"] = _email(body["email"])
     _apply_simple_fields(updated, body)
+    if vat and "vat_reg_no" in body:
+        updated["vat_reg_no"] = _vat_reg_no(body["vat_reg_no"])
     for kind in ADDRESS_KINDS:
         if kind in body:
             updated[kind] = _merged_address(kind, updated[kind], body[kind])
@@ -202,6 +219,14 @@ def _email(value: object) -> str:
     if not is_plausible_email(email):
         raise invalid_value("email")
     return email
+
+
+def _vat_reg_no(value: object) -> str:
+    # The spec: "length should be between 2 and 12 characters"; "" (or null) clears it.
+    number = text_value("vat_reg_no", value)
+    if number and len(number) not in VAT_REG_NO_LENGTHS:
+        raise invalid_value("vat_reg_no")
+    return number
 
 
 def is_plausible_email(email: str) -> bool:

@@ -85,37 +85,64 @@ class Claims:
         self.update(customer, **released_columns(status, error))
 
     def mark_synced(
-        self, customer: Customer, zoho_customer_id: str, in_step: InStep | None
+        self,
+        customer: Customer,
+        zoho_customer_id: str,
+        in_step: InStep | None,
+        *,
+        inactive: bool = False,
     ) -> None:
         """Link the customer to its Zoho customer and let go of it. `in_step`: the data Zoho
-        now holds; None when it may differ from ours (the next sync pushes ours)."""
+        now holds; None when it may differ from ours (the next sync pushes ours). `inactive`:
+        Zoho holds it inactive."""
         columns = _synced_columns(zoho_customer_id, timezone.now())
-        columns.update(_in_step_columns(in_step))
+        columns.update(_in_step_columns(in_step), zoho_inactive=inactive)
         with _savepoint_if_nested():
             self.update(customer, **columns)
 
-    def mark_many_synced(self, linked: dict[int, tuple[str, InStep]], when: datetime) -> None:
-        """Link these customers (by id: their Zoho id, and the data Zoho holds) and let go of
-        them, in one statement."""
+    def mark_many_synced(
+        self, linked: dict[int, tuple[str, InStep | None]], when: datetime
+    ) -> None:
+        """Link these customers, just created (by id: their Zoho id, and the data Zoho holds,
+        None when not all of ours) and let go of them, in one statement."""
         Customer.objects.filter(pk__in=linked, zoho_claimed_by=self.run).update(
             **_synced_columns(
                 value_by_pk({pk: zoho_id for pk, (zoho_id, _) in linked.items()}), when
             ),
-            zoho_synced_data_at=value_by_pk({pk: step.data_at for pk, (_, step) in linked.items()}),
-            zoho_synced_hash=value_by_pk(
-                {pk: step.fields_hash for pk, (_, step) in linked.items()}
+            zoho_synced_data_at=value_by_pk(
+                {pk: step and step.data_at for pk, (_, step) in linked.items()}
             ),
+            zoho_synced_hash=value_by_pk(
+                {pk: step.fields_hash if step else "" for pk, (_, step) in linked.items()}
+            ),
+            zoho_inactive=False,
         )
 
-    def mark_pushed(self, customer: Customer, in_step: InStep) -> None:
-        """Zoho accepted our data for this customer: in step, let go of it."""
+    def mark_pushed(
+        self, customer: Customer, in_step: InStep | None, *, inactive: bool | None = None
+    ) -> None:
+        """Zoho accepted our data for this customer: in step (None: all but the VAT number,
+        which the next sync sends again), let go of it. `inactive`: the status Zoho now holds,
+        when known."""
         columns = released_columns(SyncStatus.SYNCED, "")
         columns.update(
             _in_step_columns(in_step),
             zoho_last_synced_at=timezone.now(),
             zoho_account_number_missing=False,
+            zoho_vat_number_missing=in_step is None,
         )
+        if inactive is not None:
+            columns["zoho_inactive"] = inactive
         self.update(customer, **columns)
+
+    def mark_not_created(self, customer: Customer) -> None:
+        """A customer closed before it reached Zoho is let go, not created: decided for its data
+        as it is (the runs take it again once it is edited, reopened for one)."""
+        self.update(
+            customer,
+            **released_columns(SyncStatus.PENDING, ""),
+            zoho_synced_data_at=customer.updated_at,
+        )
 
     def set_create_sent(self, customer: Customer, when: datetime | None) -> None:
         """Record (or clear, with None) that a create of this customer went out at `when`."""

@@ -10,7 +10,7 @@ from typing import Any
 from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
 
-from billing_sync.models import Customer
+from billing_sync.models import BILLING_ADDRESS_FIELDS, AccountStatus, Customer
 from billing_sync.zoho.records import ZohoCustomer
 
 # Zoho's limits (its customer form and API refuse longer values).
@@ -22,7 +22,20 @@ MAX_LENGTHS = {
     "phone": 50,
 }
 DISPLAY_NAME_MAX = 200
-TEXT_FIELDS = ("email", "account_number", "first_name", "last_name", "company_name", "phone")
+# Zoho's `vat_reg_no` takes 2 to 12 characters (its document); a blank one is not sent.
+VAT_NUMBER_LENGTHS = (2, 12)
+TEXT_FIELDS = (
+    "email",
+    "account_number",
+    "first_name",
+    "last_name",
+    "company_name",
+    "phone",
+    *BILLING_ADDRESS_FIELDS,
+    "vat_number",
+)
+# Zoho's name for each of our fields that differ (the rest keep theirs).
+ZOHO_NAMES = {"custom_fields": "account_number", "vat_reg_no": "vat_number"}
 
 
 @dataclass(frozen=True)
@@ -68,6 +81,27 @@ def customer_field_problems(customer: Customer) -> list[FieldProblem]:
         problems.append(FieldProblem("name", f"display name over {DISPLAY_NAME_MAX} characters"))
     if not customer.account_number.strip():
         problems.append(FieldProblem("account_number", "is blank"))
+    return problems + _billing_problems(customer)
+
+
+def _billing_problems(customer: Customer) -> list[FieldProblem]:
+    problems = []
+    vat_number = customer.vat_number.strip()
+    shortest, longest = VAT_NUMBER_LENGTHS
+    if vat_number and not shortest <= len(vat_number) <= longest:
+        problems.append(
+            FieldProblem(
+                "vat_number",
+                f"{len(vat_number)} characters, Zoho accepts {shortest} to {longest}",
+            )
+        )
+    if customer.account_status not in AccountStatus.values:
+        problems.append(
+            FieldProblem(
+                "account_status",
+                f"{customer.account_status!r} is not one of {', '.join(AccountStatus.values)}",
+            )
+        )
     return problems
 
 
@@ -77,22 +111,55 @@ def customer_validation_errors(customer: Customer) -> list[str]:
 
 
 def customer_zoho_fields(customer: Customer, *, account_field: str) -> dict[str, Any]:
-    """Every field we own in Zoho, as we hold it (blank ones too): what Zoho must show."""
-    return {
+    """Every field we own in Zoho, as we hold it (blank ones too, but a blank VAT number):
+    what Zoho must show, and what an update sends. The account status is not among them: it
+    is Zoho's status, set by its own requests (`zoho_status`)."""
+    fields: dict[str, Any] = {
         "display_name": customer.display_name,
         "email": customer.email.strip(),
         "first_name": customer.first_name.strip(),
         "last_name": customer.last_name.strip(),
         "company_name": customer.company_name.strip(),
         "phone": customer.phone.strip(),
+        "billing_address": billing_address(customer),
         "custom_fields": [account_number_field(customer, account_field=account_field)],
     }
+    if customer.vat_number.strip():
+        fields["vat_reg_no"] = customer.vat_number.strip()
+    return fields
+
+
+def billing_address(customer: Customer) -> dict[str, str]:
+    """Our billing address as Zoho's `billing_address` takes it: Zoho's document gives it one
+    street, so a second line joins the first on a line of its own."""
+    street = "\n".join(
+        line for line in (customer.billing_street.strip(), customer.billing_street2.strip()) if line
+    )
+    return {
+        "attention": customer.billing_attention.strip(),
+        "street": street,
+        "city": customer.billing_city.strip(),
+        "state": customer.billing_state.strip(),
+        "zip": customer.billing_zip.strip(),
+        "country": customer.billing_country.strip(),
+    }
+
+
+def zoho_status(customer: Customer) -> str:
+    """The status Zoho must hold for this customer: a closed account is inactive."""
+    return "inactive" if customer.account_status == AccountStatus.CLOSED else "active"
 
 
 def customer_zoho_payload(customer: Customer, *, account_field: str) -> dict[str, Any]:
     """The create body for Zoho: the fields we own that have a value."""
     fields = customer_zoho_fields(customer, account_field=account_field)
-    return {name: value for name, value in fields.items() if value}
+    return {name: value for name, value in fields.items() if _has_value(value)}
+
+
+def _has_value(value: Any) -> bool:
+    if isinstance(value, dict):
+        return any(value.values())
+    return bool(value)
 
 
 def zoho_fields_hash(fields: dict[str, Any]) -> str:
@@ -134,17 +201,52 @@ def zoho_held_fields(zoho_customer: ZohoCustomer, *, account_field: str) -> dict
         "company_name": zoho_customer.company_name.strip(),
         "phone": zoho_customer.phone.strip(),
     }
+    if zoho_customer.billing_address is not None:
+        held["billing_address"] = zoho_customer.billing_address
     if zoho_customer.is_full:
         value = zoho_customer.account_number or ""
         held["custom_fields"] = [{"label": account_field, "value": value}]
+        held["vat_reg_no"] = (zoho_customer.vat_reg_no or "").strip()
     return held
 
 
 def fields_that_differ(ours: dict[str, Any], held: dict[str, Any]) -> list[str]:
-    """The names of the fields Zoho holds otherwise than we do (the account number as
-    `account_number`); fields Zoho's answer does not carry are not compared."""
+    """Our names of the fields Zoho holds otherwise than we do (`account_number`,
+    `vat_number`, the address's `billing_street`...); fields Zoho's answer does not carry (a
+    list item's) are not compared."""
     differ = []
     for name, value in held.items():
-        if ours.get(name) != value:
-            differ.append("account_number" if name == "custom_fields" else name)
-    return differ
+        if name == "billing_address":
+            differ += _address_parts_that_differ(ours[name], value)
+        elif ours.get(name, "") != value:  # a blank VAT number is not among ours
+            differ.append(ZOHO_NAMES.get(name, name))
+    return sorted(differ, key=_FIELD_ORDER.index)
+
+
+def _address_parts_that_differ(ours: dict[str, str], held: dict[str, str]) -> list[str]:
+    return [f"billing_{part}" for part, value in ours.items() if held.get(part, "") != value]
+
+
+# Our fields in the order people read them.
+_FIELD_ORDER = [
+    "display_name",
+    "email",
+    "first_name",
+    "last_name",
+    "company_name",
+    "phone",
+    "billing_attention",
+    "billing_street",
+    "billing_city",
+    "billing_state",
+    "billing_zip",
+    "billing_country",
+    "account_number",
+    "vat_number",
+]
+
+
+def vat_number_kept(customer: Customer, answer: ZohoCustomer) -> bool:
+    """Whether Zoho's answer carries our VAT number back as sent (true when we send none)."""
+    ours = customer.vat_number.strip()
+    return not ours or (answer.vat_reg_no or "").strip() == ours

@@ -3,15 +3,19 @@
 `decide` takes the decisions for one customer, reading and writing nothing (so `zoho_plan`
 shows what a run will do), in this order:
 1. its data is checked (customer_data.py): a record Zoho would refuse needs a person (INVALID);
-2. Zoho holds it (we have its id): send our fields if they changed since (UPDATE), else SKIP;
+2. Zoho holds it (we have its id): send our fields if they changed since (UPDATE), mark it
+   inactive or active again if only its account status changed (DEACTIVATE, REACTIVATE), else
+   SKIP;
 3. an earlier create whose answer was unclear must have settled before we look (WAIT);
-4. Zoho is asked whether it holds the customer already (matching.py): ADOPT it, else CREATE.
+4. Zoho is asked whether it holds the customer already (matching.py): ADOPT it, else CREATE
+   it, unless its account is closed (SKIP: a closed account is never created).
 `CustomerSync._act` carries a decision out: the attempt is put on record "sending" (audit.py)
 before its first write to Zoho, and for a create the create-sent mark (with the attempt, the
 intent); a refusal is placed (refusals.py). Every customer ends with one final attempt, written
 once: an adoption, an update, a skip or a failure at once, a create with the rest of its group
 (`AnsweredCreates`), a refusal whose fault is not known yet when it is (`_settle_held`). Zoho's
-answer must carry our account number back, else the run stops (account_numbers.py). A group's
+answer must carry our account number and VAT number back, else the run stops (account_numbers.py,
+run_stops.py). A group's
 creates that are sure to go have their intents written ahead in two statements
 (`write_intents_ahead`). What happens after an error is decided in one place: `next_step`.
 """
@@ -29,7 +33,7 @@ from typing import Any
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from billing_sync.models import AttemptOutcome, Customer, SyncAttempt, SyncStatus
+from billing_sync.models import AccountStatus, AttemptOutcome, Customer, SyncAttempt, SyncStatus
 from billing_sync.services.account_numbers import check_account_number
 from billing_sync.services.audit import (
     RunAttempts,
@@ -44,8 +48,11 @@ from billing_sync.services.customer_data import (
     customer_validation_errors,
     customer_zoho_fields,
     customer_zoho_payload,
+    fields_that_differ,
+    vat_number_kept,
     zoho_fields_hash,
     zoho_held_fields,
+    zoho_status,
 )
 from billing_sync.services.matching import ZohoCustomerFinder
 from billing_sync.services.refusals import RefusalStreak, names_account_field, names_customer
@@ -54,6 +61,7 @@ from billing_sync.services.run_stops import (
     AccountFieldRefused,
     AccountNumberNotKept,
     SystemicRefusal,
+    VatNumberNotKept,
 )
 from billing_sync.zoho.client import ZohoClient
 from billing_sync.zoho.config import ZohoConfig
@@ -70,6 +78,7 @@ from billing_sync.zoho.retry import backoff_seconds, should_retry
 # --- the decision: read-only, so zoho_plan shows what a run will do ---------------------------
 
 UNCHANGED = "nothing Zoho holds of it changed since Zoho last accepted it"
+CLOSED_NOT_CREATED = "its account was closed before it reached Zoho: not created"
 # Said of a refusal that named nothing of the customer's, while its fault is not known.
 RETRIED_NOTE = (
     "; Zoho named none of this customer's fields, so it is retried: if Zoho refuses other "
@@ -83,6 +92,8 @@ class Action(StrEnum):
     CREATE = "create"  # Zoho does not hold it: create it
     ADOPT = "adopt"  # Zoho holds it already (ours by account number, or its email alone)
     UPDATE = "update"  # Zoho holds it, and it was edited here since: send our fields
+    DEACTIVATE = "deactivate"  # Zoho holds it, and only its account was closed: mark inactive
+    REACTIVATE = "reactivate"  # Zoho holds it, and only its account was reopened: mark active
     SKIP = "skip"  # nothing to send
     INVALID = "invalid"  # Zoho would refuse its data: a person fixes it
     WAIT = "wait"  # an earlier create may still be settling in Zoho: look later
@@ -96,6 +107,8 @@ class Decision:
     reason: str
     found: ZohoCustomer | None = None  # ADOPT: the Zoho customer to link
     settles_at: datetime | None = None  # WAIT: when Zoho may be searched
+    # UPDATE, DEACTIVATE, REACTIVATE: the status Zoho is to hold, when it changes.
+    sets_status: str = ""
 
     @property
     def writes_account_number(self) -> bool:
@@ -109,16 +122,15 @@ def decide(customer: Customer, *, finder: ZohoCustomerFinder, config: ZohoConfig
     if errors:
         return Decision(Action.INVALID, "; ".join(errors))
     if customer.zoho_billing_customer_id:
-        fields = customer_zoho_fields(customer, account_field=config.account_number_field)
-        if zoho_fields_hash(fields) == customer.zoho_synced_hash:
-            return Decision(Action.SKIP, UNCHANGED)
-        return Decision(Action.UPDATE, "edited here since Zoho last accepted it")
+        return _decide_linked(customer, config)
     settles = settles_at(customer, config)
     if settles is not None and timezone.now() < settles:
         # Searching before Zoho finishes (or its search catches up) could miss the customer
         # and lead to a duplicate.
         return Decision(Action.WAIT, not_settled_message(settles), settles_at=settles)
     found = finder.find(customer, outcome_unknown=settles is not None)
+    if found is None and customer.account_status == AccountStatus.CLOSED:
+        return Decision(Action.SKIP, CLOSED_NOT_CREATED)
     if found is None:
         why = "its earlier create is not in Zoho" if settles is not None else "not in Zoho"
         return Decision(Action.CREATE, why)
@@ -127,6 +139,24 @@ def decide(customer: Customer, *, finder: ZohoCustomerFinder, config: ZohoConfig
     else:
         why = "the Zoho customer carrying its account number"
     return Decision(Action.ADOPT, why, found=found)
+
+
+def _decide_linked(customer: Customer, config: ZohoConfig) -> Decision:
+    """Zoho holds the customer: what of ours changed since Zoho last accepted it."""
+    fields = customer_zoho_fields(customer, account_field=config.account_number_field)
+    fields_changed = zoho_fields_hash(fields) != customer.zoho_synced_hash
+    status = zoho_status(customer)
+    sets_status = status if (status == "inactive") != customer.zoho_inactive else ""
+    if fields_changed:
+        why = "edited here since Zoho last accepted it"
+        if sets_status:
+            why += f", and to be marked {sets_status}"
+        return Decision(Action.UPDATE, why, sets_status=sets_status)
+    if sets_status == "inactive":
+        return Decision(Action.DEACTIVATE, "its account was closed here", sets_status=sets_status)
+    if sets_status == "active":
+        return Decision(Action.REACTIVATE, "its account was reopened here", sets_status=sets_status)
+    return Decision(Action.SKIP, UNCHANGED)
 
 
 def settles_at(customer: Customer, config: ZohoConfig) -> datetime | None:
@@ -155,6 +185,22 @@ class NotInZoho(ZohoError):
             f"Zoho no longer holds the customer we are linked to ({error}): if it was deleted "
             "in Zoho on purpose, unlink it; `zoho_verify --fix` relinks a customer Zoho holds "
             "under our account number"
+        )
+
+
+class StatusRefused(ZohoInvalidData):
+    """Zoho refused to mark the customer inactive (or active): an active subscription, most
+    likely. One customer's state, never the organization's: a person acts, the run goes on."""
+
+    def __init__(self, error: ZohoInvalidData, *, status: str) -> None:
+        fix = ""
+        if status == "inactive":
+            fix = " (cancel its subscriptions in Zoho, then re-queue it)"
+        super().__init__(
+            f"Zoho refused to mark the customer {status}: {error.message}{fix}",
+            status=error.status,
+            code=error.code,
+            path=error.path,
         )
 
 
@@ -243,6 +289,7 @@ class CustomerSync:
     def _surely_new(self, customer: Customer) -> bool:
         return (
             customer.zoho_create_sent_at is None
+            and customer.account_status != AccountStatus.CLOSED
             and not customer_validation_errors(customer)
             and self.finder.surely_absent(customer)
         )
@@ -312,8 +359,11 @@ class CustomerSync:
                 else:
                     decision = decide(customer, finder=self.finder, config=self.config)
                 return self._act(customer, attempt, decision, intent_on_record=intent_on_record)
-            except AccountNumberNotKept:
+            except (AccountNumberNotKept, VatNumberNotKept):
                 raise  # Zoho holds the customer: its final attempt says so, the run stops
+            except StatusRefused as error:
+                self._fail(customer, attempt, SyncStatus.NEEDS_ATTENTION, error)
+                return None
             except (ZohoError, IntegrityError) as error:
                 step = next_step(error)
                 if step is Next.PLACE_REFUSAL:
@@ -360,9 +410,12 @@ class CustomerSync:
                 self.attempts.finish(
                     attempt, AttemptOutcome.SKIPPED, final=True, message=decision.reason
                 )
-                self.claims.mark_pushed(customer, self._in_step(customer))
-            case Action.UPDATE:
-                self._update(customer, attempt)
+                if customer.zoho_billing_customer_id:
+                    self.claims.mark_pushed(customer, self._in_step(customer))
+                else:  # closed before it reached Zoho: decided, until it is edited again
+                    self.claims.mark_not_created(customer)
+            case Action.UPDATE | Action.DEACTIVATE | Action.REACTIVATE:
+                self._update(customer, attempt, decision)
             case Action.ADOPT:
                 self._adopt(customer, attempt, decision)
             case Action.CREATE:
@@ -370,29 +423,47 @@ class CustomerSync:
                     self.attempts.open(attempt)
                     self.claims.set_create_sent(customer, timezone.now())
                 created = self._create(customer)
-                self.answered.add(customer, attempt, created.customer_id, self._in_step(customer))
+                self.answered.add(
+                    customer, attempt, created.customer_id, self._in_step_if_kept(customer, created)
+                )
                 self._refusals_were_their_own()
-                self._check_account_number(customer, created)
+                self._check_answer(customer, created)
             case _:
                 raise AssertionError(f"no way to carry out {decision.action!r}")
         return None
 
-    def _update(self, customer: Customer, attempt: SyncAttempt) -> None:
+    def _update(self, customer: Customer, attempt: SyncAttempt, decision: Decision) -> None:
         """Send Zoho every field we own, blank ones too, so a cleared phone is cleared in Zoho;
         display_name and email always (Zoho requires them on every update). A PUT may be
-        repeated safely."""
+        repeated safely. A change of status is its own request: a reopened account is marked
+        active before its fields are sent, a closed one inactive after."""
         self.attempts.open(attempt)
-        answer = self.client.update_customer(
-            customer.zoho_billing_customer_id, self._fields(customer)
-        )
+        zoho_id = customer.zoho_billing_customer_id
+        if decision.sets_status == "active":
+            self._mark_status(zoho_id, "active")
+        answer = None
+        if decision.action == Action.UPDATE:
+            answer = self.client.update_customer(zoho_id, self._fields(customer))
+        if decision.sets_status == "inactive":
+            self._mark_status(zoho_id, "inactive")
         # The audit first, as for every attempt: should we die before the customer row is
         # written, the attempt is on record and the next sync sends the edit again.
-        self.attempts.finish(
-            attempt, AttemptOutcome.UPDATED, final=True, zoho_customer_id=answer.customer_id
-        )
-        self.claims.mark_pushed(customer, self._in_step(customer))
-        self._refusals_were_their_own()
-        self._check_account_number(customer, answer)
+        self.attempts.finish(attempt, PUSHED[decision.action], final=True, zoho_customer_id=zoho_id)
+        in_step = self._in_step_if_kept(customer, answer) if answer else self._in_step(customer)
+        inactive = zoho_status(customer) == "inactive"
+        self.claims.mark_pushed(customer, in_step, inactive=inactive)
+        if answer is not None:
+            self._refusals_were_their_own()
+            self._check_answer(customer, answer)
+
+    def _mark_status(self, zoho_id: str, status: str) -> None:
+        """Mark the Zoho customer inactive or active; Zoho's refusal is the customer's."""
+        try:
+            self.client.mark_customer_status(zoho_id, status)
+        except ZohoInvalidData as error:
+            if isinstance(error, RUN_STOPPERS):
+                raise
+            raise StatusRefused(error, status=status) from error
 
     def _adopt(self, customer: Customer, attempt: SyncAttempt, decision: Decision) -> None:
         """Link the Zoho customer found, writing our account number into it when it has none."""
@@ -412,17 +483,41 @@ class CustomerSync:
         self.attempts.finish(
             attempt, AttemptOutcome.ADOPTED, final=True, zoho_customer_id=found.customer_id
         )
+        inactive = found.status == "inactive"
+        in_step = self._in_step(customer) if self._holds_ours(customer, found) else None
+        # Else the next sync sends ours (and marks it active or inactive as ours says).
+        self.claims.mark_synced(customer, found.customer_id, in_step, inactive=inactive)
+        self._check_account_number(customer, found)
+
+    def _holds_ours(self, customer: Customer, found: ZohoCustomer) -> bool:
+        """Whether the Zoho customer found holds what we would send, status included. A list
+        item shows no address or VAT number: it holds ours only when we have none."""
         ours = self._fields(customer)
         held = zoho_held_fields(found, account_field=self.config.account_number_field)
-        in_step = self._in_step(customer) if held == ours else None  # else the next sync sends ours
-        self.claims.mark_synced(customer, found.customer_id, in_step)
-        self._check_account_number(customer, found)
+        has_unlisted = any(ours["billing_address"].values()) or "vat_reg_no" in ours
+        unseen = not found.is_full and has_unlisted
+        return (
+            not unseen
+            and not fields_that_differ(ours, held)
+            and (found.status or "active") == zoho_status(customer)
+        )
 
     def _check_account_number(self, customer: Customer, zoho_customer: ZohoCustomer) -> None:
         """Zoho holds the customer now: its answer must carry our account number back."""
         check_account_number(
             customer, zoho_customer, account_field=self.config.account_number_field
         )
+
+    def _check_answer(self, customer: Customer, answer: ZohoCustomer) -> None:
+        """Zoho's answer to our fields must carry our account number and VAT number back."""
+        self._check_account_number(customer, answer)
+        if not vat_number_kept(customer, answer):
+            raise VatNumberNotKept(customer, answer)
+
+    def _in_step_if_kept(self, customer: Customer, answer: ZohoCustomer) -> InStep | None:
+        """In step once Zoho's answer holds what we sent; None when it lost our VAT number
+        (the next sync sends it again)."""
+        return self._in_step(customer) if vat_number_kept(customer, answer) else None
 
     def _in_step(self, customer: Customer) -> InStep:
         """What Zoho holds once it has accepted this customer's fields as they are."""
@@ -551,6 +646,14 @@ class CustomerSync:
         self.attempts.write(held)
 
 
+# How an attempt that sent a customer Zoho held already ends, by its decision.
+PUSHED = {
+    Action.UPDATE: AttemptOutcome.UPDATED,
+    Action.DEACTIVATE: AttemptOutcome.DEACTIVATED,
+    Action.REACTIVATE: AttemptOutcome.REACTIVATED,
+}
+
+
 class AnsweredCreates:
     """Creates Zoho has answered, written to the database together: two statements a group.
 
@@ -563,12 +666,17 @@ class AnsweredCreates:
     def __init__(self, claims: Claims, attempts: RunAttempts) -> None:
         self.claims = claims
         self.attempts = attempts
-        self._answered: list[tuple[Customer, SyncAttempt, str, InStep]] = []
+        self._answered: list[tuple[Customer, SyncAttempt, str, InStep | None]] = []
 
     def add(
-        self, customer: Customer, attempt: SyncAttempt, zoho_customer_id: str, in_step: InStep
+        self,
+        customer: Customer,
+        attempt: SyncAttempt,
+        zoho_customer_id: str,
+        in_step: InStep | None,
     ) -> None:
-        """Zoho created `customer` as `zoho_customer_id` in `attempt`, holding `in_step`."""
+        """Zoho created `customer` as `zoho_customer_id` in `attempt`, holding `in_step` (None:
+        not all of ours)."""
         self._answered.append((customer, attempt, zoho_customer_id, in_step))
 
     def write(self) -> None:
@@ -586,7 +694,7 @@ class AnsweredCreates:
         self.attempts.report([attempt for _, attempt, _, _ in answered])
 
     def _write_all(
-        self, answered: list[tuple[Customer, SyncAttempt, str, InStep]], now: datetime
+        self, answered: list[tuple[Customer, SyncAttempt, str, InStep | None]], now: datetime
     ) -> None:
         for _, attempt, zoho_id, _ in answered:
             ended(attempt, AttemptOutcome.CREATED, when=now, final=True, zoho_customer_id=zoho_id)
@@ -596,7 +704,7 @@ class AnsweredCreates:
         )
 
     def _write_one(
-        self, customer: Customer, attempt: SyncAttempt, zoho_id: str, in_step: InStep
+        self, customer: Customer, attempt: SyncAttempt, zoho_id: str, in_step: InStep | None
     ) -> None:
         try:
             with transaction.atomic():

@@ -11,7 +11,9 @@ from django.db.models import Count
 
 from billing_sync.models import AttemptOutcome, Customer, SyncAttempt, SyncRun
 
-SYNCED_OUTCOMES = {AttemptOutcome.CREATED, AttemptOutcome.ADOPTED, AttemptOutcome.UPDATED}
+# Sent to Zoho, a customer Zoho held already: its edits, its closing, its reopening.
+PUSHED_OUTCOMES = {AttemptOutcome.UPDATED, AttemptOutcome.DEACTIVATED, AttemptOutcome.REACTIVATED}
+SYNCED_OUTCOMES = {AttemptOutcome.CREATED, AttemptOutcome.ADOPTED, *PUSHED_OUTCOMES}
 FAILED_OUTCOMES = {AttemptOutcome.FAILED, AttemptOutcome.INVALID, AttemptOutcome.RATE_LIMITED}
 # Final outcomes that made no attempt at Zoho for the customer.
 NOT_ATTEMPTED = {AttemptOutcome.SKIPPED, AttemptOutcome.WAITING}
@@ -103,7 +105,8 @@ class RunReport:
     # Of those, the ones the run made an attempt at (not skipped, not left waiting).
     attempted_count: int = 0
     synced_count: int = 0
-    # Of those synced, customers Zoho held already whose local edits were sent.
+    # Of those synced, customers Zoho held already whose local edits were sent (closing and
+    # reopening included).
     updated_count: int = 0
     skipped_count: int = 0
     # Customers that ended failed, counting those a stopped run never reached.
@@ -132,7 +135,7 @@ class RunReport:
             finished_count=finished,
             attempted_count=finished - counted(NOT_ATTEMPTED),
             synced_count=counted(SYNCED_OUTCOMES),
-            updated_count=counted([AttemptOutcome.UPDATED]),
+            updated_count=counted(PUSHED_OUTCOMES),
             skipped_count=counted([AttemptOutcome.SKIPPED]),
             failed_count=counted(FAILED_OUTCOMES) + run.unreached_count,
             unreached_count=run.unreached_count,

@@ -5,9 +5,9 @@ The Zoho client's own (zoho/errors.py, ZOHO_RUN_STOPPERS): a block longer than t
 wait, the day's budget spent, the token refresh throttled, and every ZohoConfigError (Zoho
 refusing the set-up: wrong organization, missing scope). The sync's, defined here: Zoho
 refusing the custom field that carries our account number, refusing creates alike several
-times in a row, or not keeping the account number; and the account number that could not be
-checked. A run that meets one leaves what it had not finished `failed` with the error's message
-(runs.py `LiveRun._stop`); a ZohoConfigError exits 2.
+times in a row, or not keeping the account number or the VAT number; and the account number
+that could not be checked. A run that meets one leaves what it had not finished `failed` with
+the error's message (runs.py `LiveRun._stop`); a ZohoConfigError exits 2.
 """
 
 from __future__ import annotations
@@ -75,6 +75,36 @@ class AccountNumberNotKept(ZohoConfigError):
             "`zoho_verify --deep` lists it until its account number is written"
         )
         self.customer_id = customer.pk
+
+
+class VatNumberNotKept(ZohoConfigError):
+    """Zoho holds the customer, but its answer does not carry our VAT number as sent.
+
+    Whether an organization keeps `vat_reg_no` depends on its edition (where VAT applies), which
+    we cannot see: the customer is linked (never created twice), flagged, and not in step (the
+    next sync sends the VAT number again); the run stops, since every later create would lose
+    its VAT number the same way.
+    """
+
+    def __init__(self, customer: Customer, zoho_customer: ZohoCustomer) -> None:
+        found = zoho_customer.vat_reg_no
+        carried = (
+            "carries no vat_reg_no at all" if found is None else f"carries vat_reg_no {found!r}"
+        )
+        super().__init__(
+            f"Zoho keeps customer {customer.account_number} as {zoho_customer.customer_id}, but "
+            f"its answer {carried} where we sent the VAT number {customer.vat_number.strip()!r}: "
+            "Zoho keeps VAT numbers only where VAT applies to the organization. Check in Zoho "
+            "Billing that the organization is VAT registered (Settings > Taxes, VAT), then rerun: "
+            "the customer is linked, and the next sync sends its VAT number again"
+        )
+        self.customer_id = customer.pk
+
+    def flag(self) -> None:
+        """Mark the linked customer whose Zoho record lacks our VAT number, saying why."""
+        Customer.objects.filter(pk=self.customer_id).update(
+            zoho_vat_number_missing=True, zoho_last_error=str(self)
+        )
 
 
 def account_field_fix(account_field: str) -> str:

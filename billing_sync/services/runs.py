@@ -85,7 +85,7 @@ from billing_sync.services.customer_sync import AnsweredCreates, CustomerSync
 from billing_sync.services.matching import ZohoCustomerFinder, lookup_prefers_index
 from billing_sync.services.run_report import CustomerResult, RunObserver, RunReport
 from billing_sync.services.run_selection import RunSelection
-from billing_sync.services.run_stops import RUN_STOPPERS, AccountNumberNotKept
+from billing_sync.services.run_stops import RUN_STOPPERS, AccountNumberNotKept, VatNumberNotKept
 from billing_sync.zoho.client import ZohoClient
 from billing_sync.zoho.config import ZohoConfig, zoho_config
 from billing_sync.zoho.errors import ZohoConfigError
@@ -366,6 +366,8 @@ class LiveRun:
         self.answered.write()
         if isinstance(exc, AccountNumberNotKept):
             flag_account_number_missing(exc)
+        elif isinstance(exc, VatNumberNotKept):
+            exc.flag()
         reason = str(exc)
         self.run.stop_reason = reason
         self.run.stop_needs_setup = isinstance(exc, ZohoConfigError)

@@ -21,8 +21,9 @@ from dataclasses import dataclass, field
 from django.db import IntegrityError
 from django.db.models import BooleanField, Count, ExpressionWrapper
 
-from billing_sync.models import Customer, SyncStatus, SyncTrigger
+from billing_sync.models import ZOHO_DATA_FIELDS, AccountStatus, Customer, SyncStatus, SyncTrigger
 from billing_sync.selectors import (
+    closed_before_zoho_q,
     customer_status_counts,
     customers_syncable,
     edited_since_accepted_q,
@@ -31,6 +32,7 @@ from billing_sync.services.customer_data import (
     customer_zoho_fields,
     fields_that_differ,
     zoho_held_fields,
+    zoho_status,
 )
 from billing_sync.services.run_report import RunReport
 from billing_sync.services.runs import customers_sync
@@ -40,12 +42,7 @@ from billing_sync.zoho.records import ZohoCustomer, email_key
 
 COMPARED_FIELDS = (
     "pk",
-    "email",
-    "account_number",
-    "first_name",
-    "last_name",
-    "company_name",
-    "phone",
+    *ZOHO_DATA_FIELDS,
     "zoho_billing_customer_id",
     "zoho_sync_status",
     "updated_at",
@@ -160,9 +157,9 @@ def _check(*, deep: bool, max_wait: float | None) -> VerifyReport:
     report = VerifyReport(
         status_counts=customer_status_counts(),
         without_zoho_id=list(
-            syncable.filter(zoho_billing_customer_id__isnull=True).values_list(
-                "email", "account_number", "zoho_sync_status"
-            )
+            syncable.filter(zoho_billing_customer_id__isnull=True)
+            .exclude(closed_before_zoho_q())
+            .values_list("email", "account_number", "zoho_sync_status")
         ),
         deep=deep,
     )
@@ -212,6 +209,8 @@ def _drift(linked: list[Customer], by_id: dict[str, ZohoCustomer]) -> list[Drift
         ours = customer_zoho_fields(customer, account_field=account_field)
         held = zoho_held_fields(zoho_customer, account_field=account_field)
         differ = [name for name in fields_that_differ(ours, held) if name != "account_number"]
+        if zoho_customer.status and zoho_customer.status != zoho_status(customer):
+            differ.append("account_status")
         if differ:
             drift.append(
                 Drift(
@@ -305,14 +304,23 @@ def _relink(relinkable: Iterable[Relink]) -> int:
     return relinked
 
 
+STATUS_ONLY = ("account_status",)
+
+
 def _mark_to_send(report: VerifyReport) -> None:
     """Drifted customers, and those whose Zoho record lacks our account number, are sent our
     values again by the sync, whatever it thinks Zoho holds."""
-    customer_ids = {drift.customer_id for drift in report.drift}
+    customer_ids = {drift.customer_id for drift in report.drift if drift.fields != STATUS_ONLY}
     zoho_ids = {wrong.zoho_customer_id for wrong in report.missing_accounts}
     Customer.objects.filter(pk__in=customer_ids).update(
         zoho_synced_data_at=None, zoho_synced_hash=""
     )
+    # Zoho holds the other status than ours: the sync marks it (alone, one request).
+    status_drift = [drift.customer_id for drift in report.drift if "account_status" in drift.fields]
+    for status, zoho_inactive in ((AccountStatus.ACTIVE, True), (AccountStatus.CLOSED, False)):
+        Customer.objects.filter(pk__in=status_drift, account_status=status).update(
+            zoho_synced_data_at=None, zoho_inactive=zoho_inactive
+        )
     Customer.objects.filter(zoho_billing_customer_id__in=zoho_ids).update(
         zoho_synced_data_at=None, zoho_synced_hash=""
     )

@@ -117,6 +117,13 @@ class ZohoClient:
         path = f"/customers/{customer_id}"
         return self._customer_in(self._request("PUT", path, json=payload), "PUT", path)
 
+    def mark_customer_status(self, customer_id: str, status: str) -> None:
+        """Mark a customer "inactive" or "active" again (one POST; Zoho refuses to deactivate a
+        customer with an active subscription)."""
+        if status not in ("active", "inactive"):
+            raise ValueError(f"no Zoho status {status!r}")
+        self._request("POST", f"/customers/{customer_id}/markas{status}")
+
     def _customer_in(self, body: dict[str, Any], method: str, path: str) -> ZohoCustomer:
         node = body.get("customer")
         if not isinstance(node, dict) or not node.get("customer_id"):

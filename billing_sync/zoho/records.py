@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -31,6 +32,13 @@ class ZohoCustomer:
     last_name: str = ""
     company_name: str = ""
     phone: str = ""
+    # "active" or "inactive" ("" when the answer does not say).
+    status: str = ""
+    # The parts of `billing_address` we send; None when the answer carries no address (a list
+    # item).
+    billing_address: dict[str, str] | None = dataclasses.field(default=None, hash=False)
+    # None when the answer carries no `vat_reg_no` (a list item, or an edition without VAT).
+    vat_reg_no: str | None = None
 
     @classmethod
     def from_api(cls, data: dict[str, Any], *, account_field: str) -> ZohoCustomer:
@@ -47,6 +55,9 @@ class ZohoCustomer:
             last_name=str(data.get("last_name") or ""),
             company_name=str(data.get("company_name") or ""),
             phone=str(data.get("phone") or ""),
+            status=str(data.get("status") or ""),
+            billing_address=_address(data.get("billing_address")),
+            vat_reg_no=None if "vat_reg_no" not in data else str(data["vat_reg_no"] or ""),
             custom_field_labels=tuple(
                 str(field.get("label", "")) for field in custom_fields or () if field.get("label")
             ),
@@ -67,6 +78,16 @@ def parse_zoho_time(value: object) -> datetime | None:
         return datetime.strptime(value, "%Y-%m-%dT%H:%M:%S%z")
     except ValueError:
         return None
+
+
+# The parts of Zoho's `billing_address` we send (no street2: Zoho's document has none).
+ADDRESS_PARTS = ("attention", "street", "city", "state", "zip", "country")
+
+
+def _address(node: object) -> dict[str, str] | None:
+    if not isinstance(node, dict):
+        return None
+    return {part: str(node.get(part) or "").strip() for part in ADDRESS_PARTS}
 
 
 def _custom_field(fields: list[dict[str, Any]] | None, label: str) -> str | None:

@@ -157,6 +157,23 @@ class Command(BaseCommand):
             action="store_true",
             help="List customers in creation order whatever sort_column and sort_order say.",
         )
+        parser.add_argument(
+            "--vat-reg-no-dropped",
+            action="store_true",
+            help=(
+                "Play an edition without VAT: vat_reg_no in a body is ignored and records do "
+                "not carry it."
+            ),
+        )
+        parser.add_argument(
+            "--active-subscription-emails",
+            default="",
+            metavar="EMAIL[,EMAIL...]",
+            help=(
+                "Comma-separated emails of customers with an active subscription: marking them "
+                "inactive is refused."
+            ),
+        )
 
     # The --json contract of billing_sync's ZohoCommand, kept here so that the emulator needs
     # nothing from the app it stands in for Zoho to.
@@ -206,6 +223,8 @@ class Command(BaseCommand):
                 list_lag_seconds=options["list_lag_seconds"],
                 email_filter_ignored=options["email_filter_ignored"],
                 sort_ignored=options["sort_ignored"],
+                vat_reg_no_dropped=options["vat_reg_no_dropped"],
+                active_subscription_emails=_comma_separated(options["active_subscription_emails"]),
             )
         except ValueError as error:
             raise CommandError(str(error)) from error
