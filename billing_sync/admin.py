@@ -18,6 +18,8 @@ from django.utils.timesince import timesince
 
 from billing_sync.import_admin import CustomerImportExport
 from billing_sync.models import (
+    BILLING_ADDRESS_FIELDS,
+    AccountStatus,
     AccountType,
     Customer,
     CustomerImport,
@@ -104,6 +106,15 @@ def customer_badge(customer: Customer) -> SafeString:
         label = NOT_SENT if customer.zoho_billing_customer_id else NEVER_SENT
         return badge("sync-internal-test", PURPLE, label, title=INTERNAL_TEST_TITLE)
     return status_badge(customer.zoho_sync_status)
+
+
+def closed_title(customer: Customer) -> str:
+    """Where a closed account stands in Zoho, for the tooltip of its "closed" marker."""
+    if not customer.zoho_billing_customer_id:
+        return "Closed before it reached Zoho: not created there"
+    if customer.zoho_inactive:
+        return "Closed: inactive in Zoho"
+    return "Closed: not marked inactive in Zoho yet"
 
 
 def run_status_badge(run: SyncRun) -> SafeString:
@@ -202,7 +213,8 @@ class SyncAttemptInline(admin.TabularInline):
 @admin.register(Customer)
 class CustomerAdmin(CustomerImportExport, admin.ModelAdmin):
     # Narrow enough for a 1366 px laptop: name and email share a column, the account type shows
-    # in the badge when it matters (internal test), long text is cut (the change page has it).
+    # in the badge when it matters (internal test), a closed account is marked below its badge,
+    # long text is cut (the change page has it).
     list_display = (
         "account",
         "customer",
@@ -212,12 +224,15 @@ class CustomerAdmin(CustomerImportExport, admin.ModelAdmin):
         "last_error",
     )
     list_display_links = ("account",)
-    list_filter = ("zoho_sync_status", "account_type")
-    search_fields = ("email", "account_number", "zoho_billing_customer_id")
+    list_filter = ("zoho_sync_status", "account_status", "account_type")
+    search_fields = ("email", "account_number", "vat_number", "zoho_billing_customer_id")
     list_select_related = ()
     ordering = ("created_at", "id")
     actions = ("requeue_zoho_sync", "preview_zoho_sync")
     inlines = (SyncAttemptInline,)
+    # The form holds what a person owns, and a save writes only what it changed (Customer.save):
+    # the sync's columns are shown, never edited, and a form opened before a run never undoes
+    # what the run wrote.
     readonly_fields = (
         "sync_status",
         "zoho_id_link",
@@ -226,6 +241,8 @@ class CustomerAdmin(CustomerImportExport, admin.ModelAdmin):
         "zoho_claimed_at",
         "zoho_claimed_by",
         "zoho_create_sent_at",
+        "zoho_inactive",
+        "zoho_vat_number_missing",
     )
     fieldsets = (
         (
@@ -234,13 +251,16 @@ class CustomerAdmin(CustomerImportExport, admin.ModelAdmin):
                 "fields": (
                     "account_number",
                     "account_type",
+                    "account_status",
                     "email",
                     ("first_name", "last_name"),
                     "company_name",
                     "phone",
+                    "vat_number",
                 )
             },
         ),
+        ("Billing address", {"fields": BILLING_ADDRESS_FIELDS}),
         ("Zoho Billing", {"fields": readonly_fields}),
     )
 
@@ -261,7 +281,14 @@ class CustomerAdmin(CustomerImportExport, admin.ModelAdmin):
 
     @admin.display(description="Sync status", ordering="zoho_sync_status")
     def sync_status(self, customer: Customer) -> SafeString:
-        return customer_badge(customer)
+        status = customer_badge(customer)
+        if customer.account_status != AccountStatus.CLOSED:
+            return status
+        return format_html(
+            '{}<br><small class="quiet account-closed" title="{}">closed</small>',
+            status,
+            closed_title(customer),
+        )
 
     @admin.display(description="Last sync", ordering="zoho_last_synced_at")
     def last_synced(self, customer: Customer) -> SafeString | str:

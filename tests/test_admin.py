@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 
 import pytest
 from django.contrib.admin.templatetags.admin_list import result_headers
 from django.contrib.auth.models import User
+from django.db.models import F
 from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
@@ -15,6 +17,7 @@ from django_q.models import OrmQ
 
 from billing_sync import admin_site
 from billing_sync.models import (
+    AccountStatus,
     AttemptOutcome,
     Customer,
     SyncAttempt,
@@ -24,6 +27,7 @@ from billing_sync.models import (
     SyncTrigger,
     ZohoApiState,
 )
+from billing_sync.selectors import edited_since_accepted_q
 from billing_sync.services.health import HealthCheck, HealthReport, health_report
 from billing_sync.services.schedules import schedules_ensure
 from tests.helpers import logged_in, run_queued_tasks
@@ -46,6 +50,40 @@ def staff(*permissions: str) -> Client:
 @pytest.fixture
 def operator() -> Client:
     return staff("requeue_sync")
+
+
+def change_url(customer: Customer) -> str:
+    return reverse("admin:billing_sync_customer_change", args=[customer.pk])
+
+
+def form_as_opened(client: Client, customer: Customer) -> dict[str, str]:
+    """The customer's change form as a person's browser posts it, unchanged: each of its fields
+    with the value it was opened with (and no inline forms)."""
+    form = client.get(change_url(customer)).context["adminform"].form
+    data = {name: form[name].value() for name in form.fields}
+    return {
+        **{name: "" if value is None else str(value) for name, value in data.items()},
+        "sync_attempts-TOTAL_FORMS": "0",
+        "sync_attempts-INITIAL_FORMS": "0",
+    }
+
+
+def fieldsets(page: str) -> dict[str, str]:
+    """The HTML of the change form's fieldsets, by their heading ("" for the first, unnamed)."""
+    found = {}
+    for chunk in page.split('<fieldset class="module aligned')[1:]:
+        html = chunk.split("</fieldset>")[0]
+        heading = re.search(r'class="fieldset-heading">([^<]*)</h2>', html)
+        found[heading.group(1) if heading else ""] = html
+    return found
+
+
+def accepted_by_zoho(customer: Customer) -> Customer:
+    """As a run leaves a customer whose data Zoho accepted: in step, not edited since."""
+    Customer.objects.filter(pk=customer.pk).update(zoho_synced_data_at=F("updated_at"))
+    customer.refresh_from_db()
+    assert not Customer.objects.filter(edited_since_accepted_q(), pk=customer.pk).exists()
+    return customer
 
 
 def action(client: Client, name: str, customers: list[Customer]):
@@ -256,6 +294,7 @@ def test_editing_a_customer_that_needs_attention_puts_it_back_in_the_queue(opera
         "last_name": customer.last_name,
         "company_name": "",
         "phone": "",
+        "account_status": customer.account_status,
         "sync_attempts-TOTAL_FORMS": "0",
         "sync_attempts-INITIAL_FORMS": "0",
     }
@@ -266,6 +305,120 @@ def test_editing_a_customer_that_needs_attention_puts_it_back_in_the_queue(opera
     customer.refresh_from_db()
     assert customer.email == "fixed@example.co.za"
     assert customer.zoho_sync_status == SyncStatus.PENDING
+
+
+def test_change_form_edits_the_billing_address_and_vat_number_and_queues_the_edit(
+    operator, make_customer
+):
+    customer = accepted_by_zoho(
+        make_customer(
+            account_type="business",
+            company_name="Karoo Farms (Pty) Ltd",
+            billing_attention="Accounts payable",
+            billing_street="12 Long Street",
+            billing_street2="Unit 4",
+            billing_city="Cape Town",
+            billing_state="Western Cape",
+            billing_zip="8001",
+            billing_country="South Africa",
+            zoho_billing_customer_id="9034000000000000001",
+            zoho_sync_status=SyncStatus.SYNCED,
+        )
+    )
+
+    page = operator.get(change_url(customer)).content.decode()
+    response = operator.post(
+        change_url(customer),
+        {
+            **form_as_opened(operator, customer),
+            "billing_city": "Stellenbosch",
+            "vat_number": "4123456789",
+        },
+    )
+
+    address = fieldsets(page)["Billing address"]
+    for label, name, value in [
+        ("Attention", "billing_attention", "Accounts payable"),
+        ("Street", "billing_street", "12 Long Street"),
+        ("Street (line 2)", "billing_street2", "Unit 4"),
+        ("City", "billing_city", "Cape Town"),
+        ("State or province", "billing_state", "Western Cape"),
+        ("Postal code", "billing_zip", "8001"),
+        ("Country", "billing_country", "South Africa"),
+    ]:
+        assert f'<label for="id_{name}">{label}:</label>' in address
+        assert f'name="{name}" value="{value}"' in address
+    person = fieldsets(page)[""]
+    assert 'name="vat_number"' in person
+    assert '<select name="account_status"' in person
+    assert response.status_code == 302
+    customer.refresh_from_db()
+    assert (customer.billing_city, customer.vat_number) == ("Stellenbosch", "4123456789")
+    assert customer.billing_street == "12 Long Street"  # what the person left, left as it was
+    # Edited since Zoho accepted its data: the next sync sends it.
+    assert customer.updated_at > customer.zoho_synced_data_at
+    assert Customer.objects.filter(edited_since_accepted_q(), pk=customer.pk).exists()
+
+
+def test_the_sync_columns_of_the_billing_record_are_shown_never_edited(operator, make_customer):
+    customer = make_customer(
+        zoho_billing_customer_id="9034000000000000002",
+        zoho_sync_status=SyncStatus.SYNCED,
+        account_status=AccountStatus.CLOSED,
+    )
+    opened = form_as_opened(operator, customer)
+    page = operator.get(change_url(customer)).content.decode()
+    # A run marks it inactive in Zoho, and finds Zoho did not keep its VAT number, while the
+    # person's form is open.
+    Customer.objects.filter(pk=customer.pk).update(zoho_inactive=True, zoho_vat_number_missing=True)
+
+    response = operator.post(
+        change_url(customer),
+        {**opened, "billing_city": "Durban", "zoho_inactive": "", "zoho_vat_number_missing": ""},
+    )
+
+    zoho = fieldsets(page)["Zoho Billing"]
+    for name in ("zoho_inactive", "zoho_vat_number_missing"):
+        assert f"field-{name}" in zoho  # shown with the sync's columns
+        assert f'name="{name}"' not in page  # no input for it
+        assert name not in opened
+    assert 'name="account_status"' not in zoho
+    assert response.status_code == 302
+    customer.refresh_from_db()
+    assert customer.billing_city == "Durban"
+    assert (customer.zoho_inactive, customer.zoho_vat_number_missing) == (True, True)
+
+
+def test_changelist_filters_by_account_status_and_finds_a_vat_number(operator, make_customer):
+    closed = [
+        make_customer(account_status=AccountStatus.CLOSED),
+        make_customer(
+            account_status=AccountStatus.CLOSED,
+            zoho_billing_customer_id="9034000000000000003",
+            zoho_sync_status=SyncStatus.SYNCED,
+            zoho_inactive=True,
+        ),
+    ]
+    active = make_customer(vat_number="4987654321")
+
+    everyone = operator.get(CHANGELIST)
+    by_status = operator.get(CHANGELIST, {"account_status__exact": "closed"})
+    by_vat = operator.get(CHANGELIST, {"q": "4987654321"})
+
+    page = everyone.content.decode()
+    filters = page.split('id="changelist-filter"')[1].split("</nav>")[0]
+    assert 'href="?account_status__exact=closed"' in filters
+    assert [c.pk for c in by_status.context["cl"].result_list] == [c.pk for c in closed]
+    assert [c.pk for c in by_vat.context["cl"].result_list] == [active.pk]
+    rows = page.split("<tr")
+    closed_rows = [row for row in rows if any(c.email in row for c in closed)]
+    active_row = next(row for row in rows if active.email in row)
+    assert [row.count('class="quiet account-closed"') for row in closed_rows] == [1, 1]
+    assert 'title="Closed before it reached Zoho: not created there">closed<' in closed_rows[0]
+    assert 'title="Closed: inactive in Zoho">closed<' in closed_rows[1]
+    assert "account-closed" not in active_row
+    headers = [h["text"] for h in result_headers(everyone.context["cl"])][1:]
+    assert headers == ["Account", "Customer", "Sync status", "Zoho id", "Last sync", "Last error"]
 
 
 @pytest.mark.parametrize("model", ["syncrun", "syncattempt"])

@@ -1,5 +1,6 @@
 """End to end in a real browser, on a laptop's screen: the overview leads to the failed
-customers, a person re-queues them, the worker syncs them in one run; every list fits.
+customers, a person re-queues them, the worker syncs them in one run; a person finds the closed
+accounts and reads one's billing address; every list fits.
 
 Debian's chromium, driven by Playwright, at 1366×768; the worker is a real `manage.py qcluster`
 process on the same database; Zoho is the emulator.
@@ -21,6 +22,7 @@ from django.utils import timezone
 from playwright.sync_api import Page, expect
 
 from billing_sync.models import (
+    AccountStatus,
     AttemptOutcome,
     Customer,
     SyncAttempt,
@@ -349,3 +351,76 @@ def test_operator_imports_a_spreadsheet_export_after_seeing_its_preview(
         "Karoo Farms (Pty) Ltd"
     )
     assert Customer.objects.filter(account_number="CT-2025-00015").exists()
+
+
+def closed_accounts(make_customer) -> list[Customer]:
+    """Closed accounts with long names, emails and errors: the widest rows the list shows."""
+    return [
+        make_customer(
+            email="accounts.payable.department@johannesburg-fibre-holdings.co.za",
+            account_type="business",
+            company_name="Johannesburg Fibre & Wireless Holdings (Pty) Ltd — head office",
+            account_status=AccountStatus.CLOSED,
+            vat_number="4123456789",
+            billing_attention="Accounts payable",
+            billing_street="Unit 4, Rosebank Corner",
+            billing_street2="191 Jan Smuts Avenue",
+            billing_city="Johannesburg",
+            billing_state="Gauteng",
+            billing_zip="2196",
+            billing_country="South Africa",
+            zoho_billing_customer_id="9034000000900000001",
+            zoho_sync_status=SyncStatus.SYNCED,
+            zoho_last_synced_at=timezone.now(),
+            zoho_inactive=True,
+        ),
+        make_customer(
+            email="nomvula.dlamini-van-der-merwe@stellenbosch-wine-estates-and-vineyards.co.za ",
+            account_status=AccountStatus.CLOSED,
+            zoho_sync_status=SyncStatus.NEEDS_ATTENTION,
+            zoho_last_error=REFUSED_EMAIL,
+        ),
+        make_customer(email="closed.before.zoho@gmail.com", account_status=AccountStatus.CLOSED),
+    ]
+
+
+def test_operator_filters_the_closed_accounts_and_reads_ones_billing_address(
+    live_server, make_customer, browser_page
+):
+    User.objects.create_superuser("operator", "ops@circletel.co.za", "correct horse battery")
+    listed = sum(len(customers) for customers in laptop_data(make_customer).values())
+    closed = closed_accounts(make_customer)
+    page = browser_page
+    page.goto(f"{live_server.url}/admin/login/?next=/admin/billing_sync/customer/")
+    page.fill("#id_username", "operator")
+    page.fill("#id_password", "correct horse battery")
+    page.click("input[type=submit]")
+    assert_fits_the_screen(page, rows=listed + len(closed))
+
+    by_status = page.locator('#changelist-filter details[data-filter-title="account status"]')
+    by_status.get_by_role("link", name="Closed (inactive in Zoho)").click()
+    page.wait_for_url("**/admin/billing_sync/customer/?account_status__exact=closed")
+    assert_fits_the_screen(page, rows=len(closed))
+    expect(page.locator("#result_list tbody .account-closed")).to_have_text(["closed"] * 3)
+    row = page.locator("#result_list tbody tr", has_text="Johannesburg Fibre & Wireless")
+    expect(row.locator(".account-closed")).to_have_attribute("title", "Closed: inactive in Zoho")
+    row.locator("th.field-account a").click()
+
+    page.wait_for_url(f"**/admin/billing_sync/customer/{closed[0].pk}/change/**")
+    address = page.locator("fieldset", has=page.get_by_role("heading", name="Billing address"))
+    expect(address).to_be_visible()
+    for label, value in [
+        ("Attention:", "Accounts payable"),
+        ("Street:", "Unit 4, Rosebank Corner"),
+        ("Street (line 2):", "191 Jan Smuts Avenue"),
+        ("City:", "Johannesburg"),
+        ("State or province:", "Gauteng"),
+        ("Postal code:", "2196"),
+        ("Country:", "South Africa"),
+    ]:
+        expect(address.get_by_label(label, exact=True)).to_have_value(value)
+    expect(page.get_by_label("Account status:")).to_have_value("closed")
+    expect(page.get_by_label("VAT number:")).to_have_value("4123456789")
+    zoho = page.locator("fieldset", has=page.get_by_role("heading", name="Zoho Billing"))
+    expect(zoho.locator(".field-zoho_inactive .readonly")).to_be_visible()
+    expect(page.locator("[name=zoho_inactive], [name=zoho_vat_number_missing]")).to_have_count(0)

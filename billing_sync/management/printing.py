@@ -124,6 +124,8 @@ class RunPrinter(RunObserver):
             how = {
                 AttemptOutcome.ADOPTED: " (adopted existing Zoho customer)",
                 AttemptOutcome.UPDATED: " (local edits sent to Zoho)",
+                AttemptOutcome.DEACTIVATED: " (account closed: marked inactive in Zoho)",
+                AttemptOutcome.REACTIVATED: " (account reopened: marked active in Zoho)",
             }.get(outcome, "")
             self.p.mark("ok", f"Successfully synced: {result.zoho_customer_id}{how}", indent="  ")
         elif outcome == AttemptOutcome.SKIPPED:
@@ -173,7 +175,10 @@ class RunPrinter(RunObserver):
         if report.skipped_count:
             self.p.line(f"Skipped: {report.skipped_count}")
         if report.updated_count:
-            self.p.line(f"Of those synced, local edits sent to Zoho: {report.updated_count}")
+            self.p.line(
+                f"Of those synced, local edits sent to Zoho: {report.updated_count} "
+                "(closing and reopening included)"
+            )
         if report.waiting_count:
             self.p.mark("wait", f"Waiting for an earlier create to settle: {report.waiting_count}")
         self.p.line(f"{self.p.marks['time']} Duration: {report.duration_seconds:.2f} seconds")

@@ -46,8 +46,8 @@ def zoho_credentials_check() -> list[CheckLine]:
             line, page = _read_line(client)
             lines.append(line)
             if page is not None:
-                lines.append(_account_field_line(client, page))
-                lines.append(CheckLine(None, NOT_CHECKED))
+                field_line, record = _account_field_line(client, page)
+                lines += [field_line, _vat_number_line(record), CheckLine(None, NOT_CHECKED)]
     finally:
         client.close()
     return lines
@@ -108,12 +108,16 @@ def _read_line(client: ZohoClient) -> tuple[CheckLine, CustomerPage | None]:
 
 NOT_CHECKED = (
     "Not checked: the CREATE and UPDATE scopes (that needs a write); the first create tells, "
-    "and a run stops at once (exit 2) if Zoho refuses it or its answer lacks the account number"
+    "and a run stops at once (exit 2) if Zoho refuses it or its answer lacks the account number "
+    "or the VAT number"
 )
 
 
-def _account_field_line(client: ZohoClient, page: CustomerPage) -> CheckLine:
-    """Does the organization keep our account number in the custom field? As far as reads tell.
+def _account_field_line(
+    client: ZohoClient, page: CustomerPage
+) -> tuple[CheckLine, ZohoCustomer | None]:
+    """Does the organization keep our account number in the custom field? As far as reads tell;
+    with the customer record read to tell it, if any.
 
     Zoho Billing has no API that lists custom fields: read a customer we linked (it must carry
     our account number as we sent it), else any customer (the field shows on its record).
@@ -128,31 +132,51 @@ def _account_field_line(client: ZohoClient, page: CustomerPage) -> CheckLine:
     try:
         if linked is not None:
             record = client.get_customer(linked.zoho_billing_customer_id)
-            return _linked_field_line(label, record, linked.account_number)
+            return _linked_field_line(label, record, linked.account_number), record
         if not page.customers:
             return CheckLine(
                 None,
                 f"Custom field {label!r}: cannot tell, the organization has no customer to read "
                 "it from (Zoho Billing has no API that lists custom fields)",
-            )
+            ), None
         record = client.get_customer(page.customers[0].customer_id)
     except ZohoError as exc:
         return CheckLine(
             None, f"Custom field {label!r}: cannot tell, reading a customer failed: {exc}"
-        )
+        ), None
     seen = [known.casefold() for known in record.custom_field_labels]
     if label.casefold() in seen:
         return CheckLine(
             True,
             f"Custom field {label!r} exists (on Zoho customer {record.customer_id}); whether it "
             "keeps our account numbers exactly is checked by the first create",
-        )
+        ), record
     others = ", ".join(repr(known) for known in record.custom_field_labels) or "none"
     return CheckLine(
         None,
         f"Custom field {label!r}: cannot tell, Zoho customer {record.customer_id} does not carry "
         f"it (its custom fields: {others}); it may hold no value there, or the field is missing or "
         f"named otherwise. {account_field_fix(label)}",
+    ), record
+
+
+def _vat_number_line(record: ZohoCustomer | None) -> CheckLine:
+    """Does the organization keep VAT numbers? Zoho keeps `vat_reg_no` only where VAT applies
+    (its edition), which no API names: a customer's record shows the field, or not."""
+    if record is None:
+        return CheckLine(None, "VAT numbers: cannot tell, no customer record could be read")
+    if record.vat_reg_no is None:
+        return CheckLine(
+            None,
+            f"VAT numbers: Zoho customer {record.customer_id}'s record carries no vat_reg_no: the "
+            "organization may not be VAT registered (Zoho keeps VAT numbers only where VAT "
+            "applies: Settings > Taxes). A run that sends a VAT number stops (exit 2) if Zoho's "
+            "answer does not carry it back",
+        )
+    return CheckLine(
+        True,
+        f"VAT numbers: Zoho customer {record.customer_id}'s record carries vat_reg_no (the "
+        "organization has VAT); each answer is checked to carry ours back",
     )
 
 

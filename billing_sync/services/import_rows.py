@@ -15,7 +15,13 @@ from typing import Any
 from django.utils import timezone
 from django.utils.dateparse import parse_date, parse_datetime
 
-from billing_sync.models import SYNC_COLUMNS, ZOHO_DATA_FIELDS, AccountType, Customer
+from billing_sync.models import (
+    SYNC_COLUMNS,
+    ZOHO_DATA_FIELDS,
+    AccountStatus,
+    AccountType,
+    Customer,
+)
 from billing_sync.services.customer_data import MAX_LENGTHS, FieldProblem
 
 # The fields an import sets: those we send Zoho, the account type, and a new customer's
@@ -24,9 +30,14 @@ IMPORT_FIELDS = (*ZOHO_DATA_FIELDS, "account_type", "created_at")
 # Digits a spreadsheet turned into a number in scientific notation (4.12E+09): lost for good.
 SCIENTIFIC = re.compile(r"[+-]?\d+(?:[.,]\d+)?[eE][+-]?\d+")
 # Fields whose digits a spreadsheet mangles when it takes them for numbers.
-DIGIT_FIELDS = ("account_number", "phone")
+DIGIT_FIELDS = ("account_number", "phone", "vat_number")
 # How a reader names a column whose header cell is blank (unnamed_column).
 UNNAMED = re.compile(r"\(column \d+, no header\)")
+# Fields that take one of a few words (any case), and what each is called in a refusal.
+CHOICE_FIELDS = {
+    "account_type": (AccountType.values, "an account type"),
+    "account_status": (AccountStatus.values, "an account status"),
+}
 # The display name is made of these: a problem with "name" is theirs.
 NAME_FIELDS = ("first_name", "last_name", "company_name")
 
@@ -187,8 +198,8 @@ def _parse(field: str, raw: Any) -> tuple[Any, str]:
         return None, problem
     if "\x00" in text:
         return None, "contains a NUL byte"
-    if field == "account_type":
-        return _account_type(text)
+    if field in CHOICE_FIELDS:
+        return _choice(text, *CHOICE_FIELDS[field])
     if field in DIGIT_FIELDS and SCIENTIFIC.fullmatch(text):
         return None, (
             f"{text!r} looks like a number a spreadsheet rewrote in scientific notation: its "
@@ -213,13 +224,12 @@ def _text(raw: Any) -> tuple[str, str]:
     return "", f"{raw!r} is a {type(raw).__name__}, not text: give it as text"
 
 
-def _account_type(text: str) -> tuple[str | None, str]:
+def _choice(text: str, allowed: list[str], what: str) -> tuple[str | None, str]:
     value = text.lower()
-    if value in AccountType.values:
+    if value in allowed:
         return value, ""
-    allowed = ", ".join(AccountType.values)
-    shown = "is blank" if not text else f"{text!r} is not an account type"
-    return None, f"{shown}: use one of {allowed}"
+    shown = "is blank" if not text else f"{text!r} is not {what}"
+    return None, f"{shown}: use one of {', '.join(allowed)}"
 
 
 def _moment(raw: Any) -> tuple[datetime | None, str]:
