@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from django.utils import timezone
 
 from billing_sync.models import (
     AccountStatus,
@@ -443,3 +444,18 @@ def test_a_run_prints_and_counts_a_closed_account_as_sent(emulator, billed):
         "(account closed: marked inactive in Zoho)" in output
     )
     assert "Of those synced, local edits sent to Zoho: 1" in output
+
+
+def test_a_closed_account_whose_create_is_in_doubt_is_looked_for_then_left_alone(
+    emulator, make_customer, settings
+):
+    settings.ZOHO_CREATE_SETTLE_SECONDS = 0  # the earlier create has settled: look for it
+    doubted = make_customer(account_status=AccountStatus.CLOSED, zoho_create_sent_at=timezone.now())
+
+    report = customers_backfill(trigger="command")
+
+    assert (report.ok, report.skipped_count) == (True, 1)
+    assert zoho_posts(emulator) == 0
+    doubted.refresh_from_db()
+    assert (doubted.zoho_billing_customer_id, doubted.zoho_create_sent_at) == (None, None)
+    assert customers_backfill(trigger="command").selected_count == 0

@@ -109,6 +109,42 @@ def test_a_refused_source_row_is_named_by_its_row_and_the_others_come_in(company
     assert Customer.objects.count() == 14
 
 
+def test_the_query_carries_the_billing_record_under_our_names(company, emulator, settings):
+    # The company keeps a city, a VAT number and a closing date under its own names.
+    for column in ("town VARCHAR(100)", "vat VARCHAR(32)", "closed_on DATE"):
+        company.execute(f"ALTER TABLE customers ADD COLUMN {column}")
+    company.execute(
+        "UPDATE customers SET town = 'Cape Town', vat = '4123456789' WHERE account_number = %s",
+        ["CT-2025-00013"],
+    )
+    company.execute(
+        "UPDATE customers SET closed_on = '2025-11-30' WHERE account_number = %s", ["CT-2025-00014"]
+    )
+    settings.CUSTOMER_SOURCE_QUERY = (
+        "SELECT account_number, email, first_name, last_name, company_name, phone, account_type, "
+        "COALESCE(town, '') AS billing_city, COALESCE(vat, '') AS vat_number, "
+        "CASE WHEN closed_on IS NULL THEN 'active' ELSE 'closed' END AS account_status "
+        "FROM customers ORDER BY created_at"
+    )
+
+    imported, code = run_json("import_customers", "--source")
+
+    assert code == 0
+    assert imported["columns"]["billing_city"] == "billing_city"
+    billed = Customer.objects.get(account_number="CT-2025-00013")
+    assert (billed.billing_city, billed.vat_number) == ("Cape Town", "4123456789")
+    closed = Customer.objects.get(account_number="CT-2025-00014")
+    assert closed.account_status == "closed"
+
+    run, code = run_json("zoho_sync_customers")
+
+    assert code == 0
+    assert (run["counts"]["synced"], run["counts"]["skipped"]) == (12, 1)  # closed: not created
+    (record,) = [r for r in emulator.customers() if r["email"] == billed.email]
+    assert (record["billing_address"]["city"], record["vat_reg_no"]) == ("Cape Town", "4123456789")
+    assert company.zoho_ids()["CT-2025-00014"] is None
+
+
 def test_writeback_changes_only_rows_that_differ_and_never_inserts(
     company, emulator, make_customer
 ):

@@ -137,11 +137,14 @@ class Claims:
 
     def mark_not_created(self, customer: Customer) -> None:
         """A customer closed before it reached Zoho is let go, not created: decided for its data
-        as it is (the runs take it again once it is edited, reopened for one)."""
+        as it is (the runs take it again once it is edited, reopened for one). Zoho was looked
+        in first, so an earlier create in doubt is settled: it is not there."""
+        customer.zoho_create_sent_at = None
         self.update(
             customer,
             **released_columns(SyncStatus.PENDING, ""),
             zoho_synced_data_at=customer.updated_at,
+            zoho_create_sent_at=None,
         )
 
     def set_create_sent(self, customer: Customer, when: datetime | None) -> None:
