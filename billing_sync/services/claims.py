@@ -15,7 +15,8 @@ from datetime import datetime
 from typing import Any
 
 from django.db import transaction
-from django.db.models import Case, Field, Q, QuerySet, Value, When
+from django.db.models import Case, DateTimeField, Expression, Field, Q, QuerySet, Value, When
+from django.db.models.functions import Cast
 from django.utils import timezone
 
 from billing_sync.models import Customer, SyncRun, SyncStatus
@@ -110,7 +111,8 @@ class Claims:
                 value_by_pk({pk: zoho_id for pk, (zoho_id, _) in linked.items()}), when
             ),
             zoho_synced_data_at=value_by_pk(
-                {pk: step and step.data_at for pk, (_, step) in linked.items()}
+                {pk: step and step.data_at for pk, (_, step) in linked.items()},
+                DateTimeField(),  # typed: a row not in step gets NULL
             ),
             zoho_synced_hash=value_by_pk(
                 {pk: step.fields_hash if step else "" for pk, (_, step) in linked.items()}
@@ -190,7 +192,12 @@ def _savepoint_if_nested() -> AbstractContextManager[Any]:
     return transaction.atomic() if transaction.get_connection().in_atomic_block else nullcontext()
 
 
-def value_by_pk(values: dict[int, Any], output_field: Field | None = None) -> Case:
-    """A CASE expression giving each row (by primary key) its own value, for one UPDATE."""
+def value_by_pk(values: dict[int, Any], output_field: Field | None = None) -> Expression:
+    """A CASE expression giving each row (by primary key) its own value, for one UPDATE.
+    With `output_field` and a NULL among the values, cast to its type: a CASE of NULLs alone
+    is text to PostgreSQL."""
     whens = [When(pk=pk, then=Value(value, output_field)) for pk, value in values.items()]
-    return Case(*whens, output_field=output_field)
+    case = Case(*whens, output_field=output_field)
+    if output_field is None or all(value is not None for value in values.values()):
+        return case
+    return Cast(case, output_field)
