@@ -21,6 +21,8 @@ from billing_sync.zoho.errors import (
     ZohoRateLimited,
     ZohoTokenThrottled,
     ZohoTransient,
+    ZohoUnreachable,
+    ZohoUnreachableTooLong,
     error_from_response,
 )
 
@@ -127,14 +129,15 @@ def test_slow_answer_times_out_as_transient(emulator, settings):
     assert caught.value.request_sent
 
 
-def test_unreachable_server_is_transient_and_not_sent(emulator, settings):
+def test_unreachable_server_is_waited_for_then_named_never_sent(emulator, settings):
     settings.ZOHO_API_BASE_URL = "http://127.0.0.1:9/billing/v1"
     new_client().tokens.get_token()
 
-    with pytest.raises(ZohoTransient) as caught:
+    with pytest.raises(ZohoUnreachableTooLong, match="127.0.0.1:9: connection refused") as caught:
         new_client().list_customers()
 
-    assert not caught.value.request_sent
+    assert isinstance(caught.value.__context__, ZohoUnreachable)
+    assert not caught.value.__context__.request_sent
 
 
 @pytest.mark.parametrize("style", ["400/3004", "404/1002"])

@@ -145,6 +145,13 @@ class RunPrinter(RunObserver):
             indent="  ",
         )
 
+    def unreachable_wait(self, until: datetime, reason: str) -> None:
+        self.p.mark(
+            "wait",
+            f"{reason}; looking again at {until.astimezone(UTC):%H:%M:%S} UTC...",
+            indent="  ",
+        )
+
     def customer_waiting(self, index: int, total: int, customer: Customer, until: datetime) -> None:
         self.p.line(f"[{index}/{total}] {self.verb}: {customer.email}")
         self.p.mark(

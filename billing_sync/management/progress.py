@@ -103,6 +103,9 @@ class RunProgress(ProgressBar, RunObserver):
     def settle_wait(self, until: datetime) -> None:
         self._waiting("create settling", until)
 
+    def unreachable_wait(self, until: datetime, reason: str) -> None:
+        self._waiting("Zoho unreachable", until)
+
     def pace_wait(self, until: datetime) -> None:
         self._waiting("request budget", until)
 

@@ -71,6 +71,7 @@ from billing_sync.zoho.errors import (
     ZohoNotFound,
     ZohoRateLimited,
     ZohoTransient,
+    ZohoUnreachableTooLong,
 )
 from billing_sync.zoho.records import ZohoCustomer
 from billing_sync.zoho.retry import backoff_seconds, should_retry
@@ -353,6 +354,7 @@ class CustomerSync:
         while True:
             attempt = written_ahead or self.attempts.begin(customer)
             intent_on_record, written_ahead = written_ahead is not None, None
+            writes_before = self.client.writes_answered
             try:
                 if intent_on_record:
                     decision = Decision(Action.CREATE, "not in Zoho (by the run's index)")
@@ -371,6 +373,12 @@ class CustomerSync:
                     self._refused(customer, attempt, error, left_as=left_as)
                     return None
                 if step is Next.STOP_RUN:
+                    if isinstance(error, ZohoUnreachableTooLong) and (
+                        self.client.writes_answered == writes_before
+                    ):
+                        # Nothing of it reached Zoho: no attempt. The stop lets the customer go.
+                        self.attempts.withdraw([attempt])
+                        raise
                     self._fail(customer, attempt, SyncStatus.FAILED, error)
                     raise
                 if step is Next.WAIT_FOR_BLOCK:

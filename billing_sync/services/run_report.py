@@ -76,6 +76,9 @@ class RunObserver:
     def block_wait(self, until: datetime, reason: str) -> None:
         """Zoho is blocking us; the run waits until `until`."""
 
+    def unreachable_wait(self, until: datetime, reason: str) -> None:
+        """Zoho cannot be reached (`reason`): the run looks again at `until`."""
+
     def settle_wait(self, until: datetime) -> None:
         """The run waits until `until` for the customer's earlier create to settle."""
 

@@ -271,6 +271,7 @@ class LiveRun:
             on_block_wait=observer.block_wait,
             on_pace_wait=observer.pace_wait,
             heartbeat=self._heartbeat,
+            on_unreachable_wait=observer.unreachable_wait,
         )
         self.customers = CustomerSync(
             attempts=self.attempts,

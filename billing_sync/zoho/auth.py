@@ -18,6 +18,7 @@ import uuid
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
+from urllib.parse import urlsplit
 
 import requests
 from django.db import DatabaseError, transaction
@@ -31,6 +32,8 @@ from billing_sync.zoho.errors import (
     ZohoError,
     ZohoTokenThrottled,
     ZohoTransient,
+    ZohoUnreachable,
+    never_sent,
 )
 from billing_sync.zoho.state import api_state_for_update, current_api_state
 
@@ -49,6 +52,7 @@ FAILURE_KINDS: dict[str, type[ZohoError]] = {
     "throttled": ZohoTokenThrottled,
     "auth": ZohoAuthError,
     "config": ZohoConfigError,
+    "unreachable": ZohoUnreachable,
     "transient": ZohoTransient,
     "error": ZohoError,
 }
@@ -188,9 +192,12 @@ class TokenProvider:
         try:
             # Form body, not query string: the URL may end up in exception text and logs.
             response = self.session.post(url, data=form, timeout=self.config.timeout_seconds)
-        except requests.Timeout as exc:
-            raise ZohoTransient("timed out asking Zoho accounts for a token") from exc
-        except requests.ConnectionError as exc:
+        except requests.RequestException as exc:
+            unreached = never_sent(exc)
+            if unreached:
+                raise ZohoUnreachable.at(urlsplit(url).netloc, unreached) from exc
+            if isinstance(exc, requests.Timeout):
+                raise ZohoTransient("timed out asking Zoho accounts for a token") from exc
             raise ZohoTransient(
                 f"could not reach the Zoho accounts server at {self.config.accounts_url}"
             ) from exc

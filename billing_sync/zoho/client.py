@@ -5,8 +5,9 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Iterator
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import urlsplit
 
 import requests
 
@@ -17,7 +18,10 @@ from billing_sync.zoho.errors import (
     ZohoError,
     ZohoRateLimited,
     ZohoTransient,
+    ZohoUnreachable,
+    ZohoUnreachableTooLong,
     error_from_response,
+    never_sent,
     scope_for,
 )
 from billing_sync.zoho.pacing import Budget, DailyBudget, RequestGate, WaitObserver
@@ -31,6 +35,10 @@ MAX_PAGES = 10_000  # 2 million customers: a bound on the pagination loop, not a
 # Without Retry-After, how long the non-minute limits keep us out.
 DAILY_BLOCK_SECONDS = 3600.0
 CONCURRENCY_BLOCK_SECONDS = 5.0
+# While Zoho cannot be reached: the first look again after this long, then twice as long each
+# time, up to the longest.
+UNREACHABLE_FIRST_PROBE_SECONDS = 2.0
+UNREACHABLE_LONGEST_PROBE_SECONDS = 60.0
 
 
 class ZohoClient:
@@ -46,8 +54,10 @@ class ZohoClient:
         on_block_wait: WaitObserver | None = None,
         on_pace_wait: Callable[[datetime], None] | None = None,
         heartbeat: Callable[[], None] | None = None,
+        on_unreachable_wait: WaitObserver | None = None,
     ) -> None:
-        """The callbacks are the gate's (see RequestGate)."""
+        """The callbacks are the gate's (see RequestGate), and `on_unreachable_wait`: a wait
+        for Zoho to be reachable again begins (until when, why)."""
         self.config = config
         self.session = session or session_for(config.api_base_url)
         self.tokens = TokenProvider(config, self.session)
@@ -60,7 +70,10 @@ class ZohoClient:
             heartbeat=heartbeat,
             daily=DailyBudget(config.daily_limit, config.daily_reserve),
         )
+        self.on_unreachable_wait = on_unreachable_wait
         self.request_count = 0
+        # Writes (not GET) Zoho answered, with any HTTP status: those that reached it.
+        self.writes_answered = 0
 
     def close(self) -> None:
         """Settle the budget's books (answers held, requests leased) and close the connections."""
@@ -147,8 +160,45 @@ class ZohoClient:
     ) -> dict[str, Any]:
         """Send one API request under the budget and return Zoho's parsed answer.
 
-        A 401 gets one fresh token and one more try; every failure becomes a ZohoError.
+        When Zoho cannot be reached (the request never left), wait for it as for a block, then
+        send it again; every other failure becomes a ZohoError.
         """
+        while True:
+            try:
+                return self._request_once(method, path, params=params, json=json)
+            except ZohoUnreachable as error:
+                self._wait_until_reachable(error)
+
+    def _wait_until_reachable(self, error: ZohoUnreachable) -> None:
+        """Wait for Zoho to answer again, within the run's max_wait (shared with blocks),
+        looking with one cheap read after 2 s, 4 s, 8 s...; raise ZohoUnreachableTooLong when
+        the next look would not fit."""
+        delay, waited = UNREACHABLE_FIRST_PROBE_SECONDS, 0.0
+        while True:
+            until = datetime.fromtimestamp(self.gate.clock() + delay, tz=UTC)
+            if not self.gate.may_wait_until(until):
+                raise ZohoUnreachableTooLong(error, waited=waited)
+            logger.warning("%s; looking again at %s", error.message, until.isoformat())
+            if self.on_unreachable_wait:
+                self.on_unreachable_wait(until, error.message)
+            self.gate.wait_until(until)
+            waited += delay
+            try:
+                self._request_once("GET", "/customers", params={"page": 1, "per_page": 1})
+                return
+            except ZohoUnreachable as again:
+                error = again
+                delay = min(delay * 2, UNREACHABLE_LONGEST_PROBE_SECONDS)
+
+    def _request_once(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: dict[str, Any] | None = None,
+        json: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        """One request; a 401 gets one fresh token and one more try."""
         token = self.tokens.get_token()
         try:
             return self._send(method, path, token, params=params, json=json)
@@ -202,9 +252,10 @@ class ZohoClient:
                 timeout=self.config.timeout_seconds,
             )
             status = response.status_code
+            self.writes_answered += method != "GET"
             body = _json_object(response)
         except requests.RequestException as exc:
-            raise _network_error(exc, method, path) from exc
+            raise _network_error(exc, method, path, url) from exc
         finally:
             self.gate.release(ticket, status, body.get("code") if body else None)
             elapsed_ms = (time.monotonic() - started) * 1000
@@ -261,20 +312,16 @@ def _json_object(response: requests.Response) -> dict[str, Any] | None:
     return body if isinstance(body, dict) else None
 
 
-def _network_error(exc: requests.RequestException, method: str, path: str) -> ZohoTransient:
-    """Turn a requests failure into ZohoTransient, saying whether Zoho may have the request."""
-    if isinstance(exc, requests.ConnectTimeout):
-        return ZohoTransient(f"timed out connecting to Zoho ({method} {path})", request_sent=False)
+def _network_error(
+    exc: requests.RequestException, method: str, path: str, url: str
+) -> ZohoTransient:
+    """Turn a requests failure into ZohoTransient, saying whether Zoho may have the request:
+    ZohoUnreachable when it surely never got there."""
+    unreached = never_sent(exc)
+    if unreached:
+        return ZohoUnreachable.at(urlsplit(url).netloc, unreached)
     if isinstance(exc, requests.Timeout):
         return ZohoTransient(f"Zoho did not answer in time ({method} {path})", path=path)
-    if isinstance(exc, requests.ConnectionError) and _connection_refused(exc):
-        return ZohoTransient(f"could not connect to Zoho ({method} {path})", request_sent=False)
     return ZohoTransient(
         f"connection to Zoho failed: {type(exc).__name__} ({method} {path})", path=path
     )
-
-
-def _connection_refused(exc: requests.ConnectionError) -> bool:
-    reason = exc.args[0] if exc.args else None
-    text = repr(reason)
-    return "NewConnectionError" in text or "NameResolutionError" in text

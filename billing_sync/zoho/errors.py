@@ -10,6 +10,8 @@ import math
 from datetime import UTC, datetime
 from typing import Any
 
+import requests
+
 RATE_LIMIT_CODES = {44: "minute", 45: "daily", 1070: "concurrency"}
 AUTH_CODES = {14, 57}
 NOT_FOUND_CODES = {1002, 3004}
@@ -100,6 +102,31 @@ class ZohoTransient(ZohoError):
         self.request_sent = request_sent
 
 
+class ZohoUnreachable(ZohoTransient):
+    """The request never reached Zoho (a refused connection, a DNS or TLS failure, a connect
+    timeout): nothing can have been done with it. The organization's problem, not a
+    customer's: the client waits for Zoho to answer again (ZohoClient), as for a block."""
+
+    def __init__(self, message: str, **kwargs: Any) -> None:
+        super().__init__(message, request_sent=False, **kwargs)
+
+    @classmethod
+    def at(cls, host: str, reason: str) -> ZohoUnreachable:
+        """Zoho's `host` could not be reached, and why."""
+        return cls(f"Zoho unreachable at {host}: {reason}")
+
+
+class ZohoUnreachableTooLong(ZohoError):
+    """Zoho stayed unreachable longer than the run may wait: the run stops, its customers stay
+    retryable (the next run tries again)."""
+
+    def __init__(self, error: ZohoUnreachable, *, waited: float) -> None:
+        super().__init__(
+            f"{error.message}; check the network, a proxy, ZOHO_DATA_CENTER "
+            f"(waited {waited:.0f} s for it to answer)"
+        )
+
+
 class ZohoRateLimited(ZohoError):
     """Zoho refused the request for the whole organization (HTTP 429): pause every call."""
 
@@ -139,6 +166,7 @@ ZOHO_RUN_STOPPERS: tuple[type[ZohoError], ...] = (
     RateLimitWaitExceeded,
     DailyBudgetUsed,
     ZohoTokenThrottled,
+    ZohoUnreachableTooLong,
     ZohoConfigError,
 )
 
@@ -242,3 +270,18 @@ def _error_without_json(status: int, method: str, path: str, retry_after: str | 
 def scope_for(method: str) -> str:
     """The OAuth scope Zoho requires for a customers request with this HTTP method."""
     return SCOPE_BY_METHOD.get(method.upper(), SCOPE_BY_METHOD["GET"])
+
+
+def never_sent(exc: requests.RequestException) -> str:
+    """Why the request surely never reached the server (no connection was made), or "" when
+    it may have: a timeout or a dropped connection after sending."""
+    if isinstance(exc, requests.ConnectTimeout):
+        return "timed out connecting"
+    if isinstance(exc, requests.exceptions.SSLError):  # the handshake, before any request
+        return "TLS failure"
+    reason = repr(exc.args[0] if exc.args else None)
+    if "NameResolutionError" in reason:
+        return "the name does not resolve (DNS)"
+    if "NewConnectionError" in reason:
+        return "connection refused" if "refused" in reason.lower() else "could not connect"
+    return ""
