@@ -1,8 +1,10 @@
 """Saving a customer queues its sync, so that an edit reaches Zoho within seconds.
 
 Any save through the ORM (the admin, the shell, code) and any update() of the fields we send
-queues one task once the transaction commits (services/queueing.py); the schedule stays the
-safety net for edits made outside the ORM (a database trigger marks those for it).
+queues its sync once the transaction commits, together with the other edits of that
+transaction: one task for one customer, one per batch for many (services/queueing.py); the
+schedule stays the safety net for edits made outside the ORM (a database trigger marks those for
+it).
 """
 
 from __future__ import annotations
@@ -30,8 +32,5 @@ def customer_saved(sender: type[Customer], instance: Customer, **kwargs: Any) ->
 @receiver(customers_edited, sender=Customer)
 def customers_updated(sender: type[Customer], customer_ids: list[int], **kwargs: Any) -> None:
     """Queue the sync of customers whose fields we send were changed by update()."""
-    if settings.ZOHO_SYNC_ON_SAVE:
-        syncable = Customer.objects.filter(pk__in=customer_ids).exclude(
-            account_type=AccountType.INTERNAL_TEST
-        )
-        customers_queue_sync(customer_ids=list(syncable.values_list("pk", flat=True)))
+    if settings.ZOHO_SYNC_ON_SAVE:  # internal test accounts are left out as they are queued
+        customers_queue_sync(customer_ids=customer_ids)

@@ -17,7 +17,7 @@ from billing_sync.models import SyncTrigger
 from billing_sync.services.alerts import alerts_check
 from billing_sync.services.customer_import import ImportObserver, ImportOptions, import_summary
 from billing_sync.services.customer_source import customers_import_source
-from billing_sync.services.queueing import customer_task_started
+from billing_sync.services.queueing import customers_task_started
 from billing_sync.services.run_report import RunReport
 from billing_sync.services.runs import customer_sync, customers_sync, customers_sync_selected
 from billing_sync.zoho.state import current_block
@@ -25,7 +25,7 @@ from billing_sync.zoho.state import current_block
 
 def sync_customer_task(customer_id: int, trigger: str = SyncTrigger.EDIT) -> str:
     """Sync one customer: queued by its saved edit (services/queueing.py)."""
-    customer_task_started(customer_id)
+    customers_task_started([customer_id])
     return _unless_blocked(
         lambda max_wait: customer_sync(
             customer_id=customer_id, trigger=SyncTrigger(trigger), max_wait=max_wait
@@ -33,11 +33,13 @@ def sync_customer_task(customer_id: int, trigger: str = SyncTrigger.EDIT) -> str
     )
 
 
-def sync_selected_task(customer_ids: list[int]) -> str:
-    """Sync a selection of customers in one run (re-queued by a person from the admin)."""
+def sync_selected_task(customer_ids: list[int], trigger: str = SyncTrigger.ADMIN) -> str:
+    """Sync a selection of customers in one run: re-queued by a person from the admin, or
+    edited together (an update(), a transaction: services/queueing.py)."""
+    customers_task_started(customer_ids)
     return _unless_blocked(
         lambda max_wait: customers_sync_selected(
-            customer_ids=customer_ids, trigger=SyncTrigger.ADMIN, max_wait=max_wait
+            customer_ids=customer_ids, trigger=SyncTrigger(trigger), max_wait=max_wait
         )
     )
 

@@ -14,7 +14,7 @@ from django.db.models import Q
 from django.utils import timezone
 from django_q.tasks import async_task
 
-from billing_sync.models import Customer, SyncStatus, SyncTrigger
+from billing_sync.models import AccountType, Customer, SyncStatus, SyncTrigger
 from billing_sync.selectors import with_requeue_refusal
 
 SYNC_CUSTOMER_TASK = "billing_sync.tasks.sync_customer_task"
@@ -72,26 +72,67 @@ QUEUED_MARK_SECONDS = 600
 
 
 def customers_queue_sync(*, customer_ids: list[int]) -> None:
-    """Once the current transaction commits, queue one sync task per customer, unless one is
-    queued and not started yet: many saves in a row cost one task."""
-    transaction.on_commit(lambda: _enqueue_once(customer_ids))
+    """Once the current transaction commits, queue the sync of these customers together with
+    every other edited in it: one task for a lone customer, one selection run per
+    ZOHO_SCHEDULE_BATCH_SIZE customers for many (an update(), a transaction of edits). A
+    customer whose task is queued and not started is left to it: many saves cost one task."""
+    connection = transaction.get_connection()
+    together = getattr(connection, "billing_sync_edited", None)
+    # One callback per transaction: a rolled-back one takes its callback, and its ids, along.
+    if together is None or not any(
+        callback is together for _, callback, _ in connection.run_on_commit
+    ):
+        together = connection.billing_sync_edited = EditedTogether()
+        together.ids.update(customer_ids)
+        transaction.on_commit(together)  # outside a transaction: at once
+    else:
+        together.ids.update(customer_ids)
 
 
-def _enqueue_once(customer_ids: list[int]) -> None:
+class EditedTogether:
+    """The customers edited in one transaction: queued in batches once it commits."""
+
+    def __init__(self) -> None:
+        self.ids: set[int] = set()
+
+    def __call__(self) -> None:
+        customer_ids = sorted(self.ids)
+        size = settings.ZOHO_SCHEDULE_BATCH_SIZE
+        for start in range(0, len(customer_ids), size):
+            _queue_batch(customer_ids[start : start + size])
+
+
+def _queue_batch(customer_ids: list[int]) -> None:
+    """Mark the batch's customers queued in one statement (those that belong in Zoho, with no
+    task waiting for them), then queue one task for those marked."""
     now = timezone.now()
     free = Q(zoho_sync_queued_at__isnull=True) | Q(
         zoho_sync_queued_at__lt=now - timedelta(seconds=QUEUED_MARK_SECONDS)
     )
-    for customer_id in customer_ids:
-        if Customer.objects.filter(free, pk=customer_id).update(zoho_sync_queued_at=now):
-            async_task(
-                SYNC_CUSTOMER_TASK,
-                customer_id,
-                SyncTrigger.EDIT,
-                task_name=f"zoho-sync-customer-{customer_id}",
-            )
+    batch = Customer.objects.filter(pk__in=customer_ids)
+    if (
+        not batch.filter(free)
+        .exclude(account_type=AccountType.INTERNAL_TEST)
+        .update(zoho_sync_queued_at=now)
+    ):
+        return
+    marked = list(batch.filter(zoho_sync_queued_at=now).values_list("pk", flat=True))
+    if len(marked) == 1:
+        async_task(
+            SYNC_CUSTOMER_TASK,
+            marked[0],
+            SyncTrigger.EDIT,
+            task_name=f"zoho-sync-customer-{marked[0]}",
+        )
+    else:
+        async_task(
+            SYNC_SELECTED_TASK,
+            marked,
+            SyncTrigger.EDIT,
+            task_name=f"zoho-sync-{len(marked)}-edited",
+        )
 
 
-def customer_task_started(customer_id: int) -> None:
-    """The queued task runs: saves from now on queue another, which sends what they change."""
-    Customer.objects.filter(pk=customer_id).update(zoho_sync_queued_at=None)
+def customers_task_started(customer_ids: list[int]) -> None:
+    """Their queued task runs: saves from now on queue another, which sends what they change."""
+    Customer.objects.filter(pk__in=customer_ids).update(zoho_sync_queued_at=None)
