@@ -259,6 +259,9 @@ ZOHO_ACCOUNT_NUMBER_FIELD = env.str("ZOHO_ACCOUNT_NUMBER_FIELD", default="Accoun
 ZOHO_MAX_ATTEMPTS = _number("ZOHO_MAX_ATTEMPTS", 3, int)
 ZOHO_RETRY_BACKOFF_SECONDS = _number("ZOHO_RETRY_BACKOFF_SECONDS", 2.0, float)
 ZOHO_STALE_CLAIM_SECONDS = _number("ZOHO_STALE_CLAIM_SECONDS", 300.0, float)
+# How long a run waits for a lost database to answer again (within its --max-wait) before it
+# stops (issue 21).
+ZOHO_DB_OUTAGE_WAIT_SECONDS = _number("ZOHO_DB_OUTAGE_WAIT_SECONDS", 60.0, float)
 # A create that got no answer may still be running at Zoho: look for it only this long after
 # we gave up on it, and create again only if it is not there.
 ZOHO_CREATE_SETTLE_SECONDS = _number("ZOHO_CREATE_SETTLE_SECONDS", 120.0, float)

@@ -10,6 +10,7 @@ from typing import Any, ClassVar
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from billing_sync.management.documents import empty_document, write_document
+from billing_sync.services.db_outage import CONNECTION_ERRORS, DatabaseLost, first_line
 from billing_sync.zoho.errors import ZohoConfigError, ZohoError
 
 EXIT_OK = 0
@@ -56,6 +57,13 @@ class ZohoCommand(BaseCommand):
             raise CommandError(str(exc), returncode=EXIT_SETUP) from exc
         except ZohoError as exc:  # Zoho could not be read (a run's own failures never get here)
             problem = f"Could not read Zoho: {exc}"
+            self.ended_early(EXIT_FAILED, problem)
+            raise CommandError(problem, returncode=EXIT_FAILED) from exc
+        except DatabaseLost as exc:  # a run waited for the database in vain: said in one line
+            self.ended_early(EXIT_FAILED, str(exc))
+            raise CommandError(str(exc), returncode=EXIT_FAILED) from exc
+        except CONNECTION_ERRORS as exc:
+            problem = f"Lost the database ({first_line(exc)}): the command stopped; run it again"
             self.ended_early(EXIT_FAILED, problem)
             raise CommandError(problem, returncode=EXIT_FAILED) from exc
         except KeyboardInterrupt:

@@ -152,6 +152,13 @@ class RunPrinter(RunObserver):
             indent="  ",
         )
 
+    def database_wait(self, reason: str) -> None:
+        self.p.mark(
+            "wait",
+            f"Lost the database ({reason}); waiting for it (ZOHO_DB_OUTAGE_WAIT_SECONDS)...",
+            indent="  ",
+        )
+
     def customer_waiting(self, index: int, total: int, customer: Customer, until: datetime) -> None:
         self.p.line(f"[{index}/{total}] {self.verb}: {customer.email}")
         self.p.mark(

@@ -106,6 +106,9 @@ class RunProgress(ProgressBar, RunObserver):
     def unreachable_wait(self, until: datetime, reason: str) -> None:
         self._waiting("Zoho unreachable", until)
 
+    def database_wait(self, reason: str) -> None:
+        self._shown().set_postfix_str("waiting: the database")
+
     def pace_wait(self, until: datetime) -> None:
         self._waiting("request budget", until)
 

@@ -6,6 +6,7 @@ from collections.abc import Callable, Iterable
 from typing import Any, ClassVar, cast
 
 from django.core.management.base import CommandError, CommandParser
+from django.db import DatabaseError
 
 from billing_sync.management.base import (
     EXIT_FAILED,
@@ -92,7 +93,12 @@ class SyncCommand(ZohoCommand):
         if run is None or not self.as_json or self.document_sent:
             super().ended_early(exit_code, problem)
             return
-        self.end_run(RunReport.of(run), exit_code, [problem])
+        try:
+            report = RunReport.of(run)
+        except DatabaseError:  # the record cannot be read: the document says why, no more
+            super().ended_early(exit_code, problem)
+            return
+        self.end_run(report, exit_code, [problem])
 
     def end_run(self, report: RunReport, exit_code: int, problems: list[str] | None = None) -> None:
         """With --json, the run's document, read from its record."""

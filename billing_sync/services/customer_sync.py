@@ -30,7 +30,7 @@ from datetime import UTC, datetime, timedelta
 from enum import Enum, StrEnum
 from typing import Any
 
-from django.db import IntegrityError, transaction
+from django.db import DatabaseError, IntegrityError, transaction
 from django.utils import timezone
 
 from billing_sync.models import AccountStatus, AttemptOutcome, Customer, SyncAttempt, SyncStatus
@@ -273,8 +273,9 @@ class CustomerSync:
         if len(new) < 2:
             return
         attempts = [self.attempts.begin(customer) for customer in new]
-        self.attempts.open_all(attempts)
-        self.claims.set_creates_sent(new, timezone.now())
+        with transaction.atomic():  # both or neither: the step may be taken again
+            self.attempts.open_all(attempts)
+            self.claims.set_creates_sent(new, timezone.now())
         for customer, attempt in zip(new, attempts, strict=True):
             self._written_ahead[customer.pk] = (customer, attempt)
 
@@ -699,6 +700,9 @@ class AnsweredCreates:
             for entry in answered:
                 self._write_one(*entry)
             return
+        except DatabaseError:  # the database went away: kept, to be written when it is back
+            self._answered = answered + self._answered
+            raise
         self.attempts.report([attempt for _, attempt, _, _ in answered])
 
     def _write_all(

@@ -79,6 +79,9 @@ class RunObserver:
     def unreachable_wait(self, until: datetime, reason: str) -> None:
         """Zoho cannot be reached (`reason`): the run looks again at `until`."""
 
+    def database_wait(self, reason: str) -> None:
+        """The database went away (`reason`): the run waits for it, then goes on."""
+
     def settle_wait(self, until: datetime) -> None:
         """The run waits until `until` for the customer's earlier create to settle."""
 

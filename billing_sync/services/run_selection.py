@@ -49,17 +49,20 @@ class RunSelection:
 
     def chunks(self) -> Iterator[list[Customer]]:
         """The customers in order, CHUNK_SIZE at a time (never the whole selection in memory)."""
+        after = None
+        while chunk := self.chunk_after(after):
+            yield chunk
+            after = chunk[-1]
+
+    def chunk_after(self, after: Customer | None) -> list[Customer]:
+        """The next CHUNK_SIZE customers after `after` (None: from the first); empty at the end.
+        One query, so a step that fails may be taken again."""
         if self.last_key is None:
-            return
+            return []
         queryset = self.queryset.filter(_key_at_most(self.last_key)).order_by("created_at", "pk")
-        after: tuple[datetime, int] | None = None
-        while True:
-            page = queryset.filter(_key_after(after)) if after else queryset
-            customers = list(page[:CHUNK_SIZE])
-            if not customers:
-                return
-            yield customers
-            after = (customers[-1].created_at, customers[-1].pk)
+        if after is not None:
+            queryset = queryset.filter(_key_after((after.created_at, after.pk)))
+        return list(queryset[:CHUNK_SIZE])
 
     def customers(self) -> Iterator[Customer]:
         """The customers one by one, read lazily."""

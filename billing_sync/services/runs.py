@@ -55,9 +55,13 @@ Words of our own:
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from typing import Required, TypedDict, Unpack
+import logging
+from collections.abc import Callable, Iterator
+from datetime import datetime
+from functools import partial
+from typing import Required, TypedDict, TypeVar, Unpack
 
+from django.conf import settings
 from django.db.models import Q
 from django.utils import timezone
 
@@ -82,6 +86,12 @@ from billing_sync.services.claims import Claims
 from billing_sync.services.customer_data import customer_validation_errors
 from billing_sync.services.customer_source import writeback_after_run
 from billing_sync.services.customer_sync import AnsweredCreates, CustomerSync
+from billing_sync.services.db_outage import (
+    CONNECTION_ERRORS,
+    DatabaseLost,
+    first_line,
+    wait_for_database,
+)
 from billing_sync.services.matching import ZohoCustomerFinder, lookup_prefers_index
 from billing_sync.services.run_report import CustomerResult, RunObserver, RunReport
 from billing_sync.services.run_selection import RunSelection
@@ -89,6 +99,9 @@ from billing_sync.services.run_stops import RUN_STOPPERS, AccountNumberNotKept, 
 from billing_sync.zoho.client import ZohoClient
 from billing_sync.zoho.config import ZohoConfig, zoho_config
 from billing_sync.zoho.errors import ZohoConfigError
+
+logger = logging.getLogger(__name__)
+T = TypeVar("T")
 
 TAKEN_BY_ANOTHER = "no longer needs syncing or another run is working on it"
 # Customers claimed together. Their intents and answered creates cost a few statements a group
@@ -292,57 +305,103 @@ class LiveRun:
         # The last customer reached in the selection (None before the first, and once the
         # whole selection has been gone through).
         self.reached: Customer | None = None
+        self.database_lost = False
 
     def sync(self) -> None:
-        """Sync the selection; a run stopper leaves what is not finished failed."""
+        """Sync the selection; a run stopper leaves what is not finished failed. A lost
+        database is waited for; one that stays away stops the run (DatabaseLost) with what
+        it could not write left as a crash leaves it."""
         try:
-            repair_account_numbers(
-                attempts=self.attempts,
-                client=self.client,
-                account_field=self.config.account_number_field,
+            self._until_written(
+                lambda: repair_account_numbers(
+                    attempts=self.attempts,
+                    client=self.client,
+                    account_field=self.config.account_number_field,
+                )
             )
             for group in self._groups():
                 self._sync_group(group)
             self.reached = None
             for index, customer in self.waiting:
-                self._sync_settled(index, customer)
+                self._until_written(partial(self._sync_settled, index, customer))
         except RUN_STOPPERS as exc:
-            self._stop(exc)
+            self._until_written(partial(self._stop, exc))
+        except DatabaseLost:
+            self.database_lost = True
+            raise
         finally:
-            self.customers.finish()
             self.run.request_count = self.client.request_count
-            self.client.close()
+            if not self.database_lost:
+                self._until_written(self.customers.finish)
+                self.client.close()
 
     def _heartbeat(self) -> None:
         self.answered.write()
         self.claims.renew()
 
+    def _until_written(self, step: Callable[[], T]) -> T:
+        """Take `step`; when the database is lost meanwhile, wait for it (ZOHO_DB_OUTAGE_WAIT_
+        SECONDS, within max_wait), then take the step again: every step may be taken twice."""
+        while True:
+            try:
+                return step()
+            except CONNECTION_ERRORS as error:
+                self._wait_for_database(error)
+
+    def _wait_for_database(self, error: Exception) -> None:
+        gate = self.client.gate
+        longest = min(settings.ZOHO_DB_OUTAGE_WAIT_SECONDS, gate.max_wait - gate.block_waited)
+        logger.warning("lost the database (%s); waiting for it", error)
+        self.observer.database_wait(first_line(error))
+        gate.block_waited += wait_for_database(error, longest=max(0.0, longest))
+
     def _groups(self) -> Iterator[list[Customer]]:
-        for chunk in self.selected.chunks():
+        after = None
+        while True:
+            chunk = self._until_written(partial(self.selected.chunk_after, after))
+            if not chunk:
+                return
             for start in range(0, len(chunk), CLAIM_GROUP_SIZE):
                 yield chunk[start : start + CLAIM_GROUP_SIZE]
+            after = chunk[-1]
 
     def _sync_group(self, group: list[Customer]) -> None:
         """Claim a group, write the intents of its sure creates, sync each; then write the
         creates Zoho answered."""
-        claimed = self.claims.take(group, self.wanted)
+        claimed = self._until_written(lambda: self.claims.take(group, self.wanted))
         taken_over = {c.pk for c in group if c.zoho_sync_status == SyncStatus.SYNCING}
-        self.customers.write_intents_ahead(
-            [claimed[c.pk] for c in group if c.pk in claimed and c.pk not in taken_over]
+        self._until_written(
+            lambda: self.customers.write_intents_ahead(
+                [claimed[c.pk] for c in group if c.pk in claimed and c.pk not in taken_over]
+            )
         )
         for customer in group:
             self.index += 1
             self.reached = customer
             self.reporter.started(self.index, customer)
             if customer.pk not in claimed:
-                self.customers.skip(customer, TAKEN_BY_ANOTHER)
+                self._until_written(partial(self.customers.skip, customer, TAKEN_BY_ANOTHER))
                 continue
-            row = claimed[customer.pk]
-            settles_at = self.customers.sync(row, taken_over=customer.pk in taken_over)
+            settles_at = self._sync_one(customer, claimed[customer.pk], customer.pk in taken_over)
             if settles_at is not None:
+                row = claimed[customer.pk]
                 self.waiting.append((self.index, row))
                 self.observer.customer_waiting(self.index, self.selected.count, row, settles_at)
-        self.answered.write()
+        self._until_written(self.answered.write)
+
+    def _sync_one(self, customer: Customer, row: Customer, taken_over: bool) -> datetime | None:
+        """Sync one claimed customer; after a lost database, again from its row as it stands
+        (an attempt left "sending" is closed, a create on record is looked for first)."""
+        while True:
+            try:
+                return self.customers.sync(row, taken_over=taken_over)
+            except CONNECTION_ERRORS as error:
+                self._wait_for_database(error)
+            row = self._until_written(lambda: self.claims.held().filter(pk=customer.pk).first())
+            if row is None:  # taken over by another run while the database was away
+                self._until_written(partial(self.customers.skip, customer, TAKEN_BY_ANOTHER))
+                return None
+            taken_over = True
 
     def _sync_settled(self, index: int, customer: Customer) -> None:
         """Wait (within the run's max_wait) until the customer's earlier create has settled,

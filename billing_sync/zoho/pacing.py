@@ -47,7 +47,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from django.db import transaction
+from django.db import InterfaceError, OperationalError, transaction
 from django.db.models import DateTimeField, ExpressionWrapper, F
 from django.db.models.functions import Coalesce
 
@@ -231,7 +231,12 @@ class RequestGate:
         self._answered[(method, path, http_status)].append(ticket)
         self._answer_kinds[answer_kind(http_status, zoho_code)] += 1
         if not self._leased:
-            self._write_answers()
+            try:
+                self._write_answers()
+            except (OperationalError, InterfaceError):
+                # The database went away: Zoho's answer must still reach the caller. Kept,
+                # written with the next lease's.
+                logger.warning("could not write Zoho's answers yet: the database is away")
 
     def _write_answers(self) -> None:
         """One UPDATE for each kind of answer (a run's are mostly the same kind), and one
