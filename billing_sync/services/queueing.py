@@ -4,6 +4,7 @@ safety net)."""
 
 from __future__ import annotations
 
+import logging
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -16,6 +17,8 @@ from django_q.tasks import async_task
 
 from billing_sync.models import AccountType, Customer, SyncStatus, SyncTrigger
 from billing_sync.selectors import with_requeue_refusal
+
+logger = logging.getLogger(__name__)
 
 SYNC_CUSTOMER_TASK = "billing_sync.tasks.sync_customer_task"
 SYNC_SELECTED_TASK = "billing_sync.tasks.sync_selected_task"
@@ -117,19 +120,31 @@ def _queue_batch(customer_ids: list[int]) -> None:
     ):
         return
     marked = list(batch.filter(zoho_sync_queued_at=now).values_list("pk", flat=True))
-    if len(marked) == 1:
-        async_task(
-            SYNC_CUSTOMER_TASK,
-            marked[0],
-            SyncTrigger.EDIT,
-            task_name=f"zoho-sync-customer-{marked[0]}",
-        )
-    else:
-        async_task(
-            SYNC_SELECTED_TASK,
-            marked,
-            SyncTrigger.EDIT,
-            task_name=f"zoho-sync-{len(marked)}-edited",
+    try:
+        if len(marked) == 1:
+            async_task(
+                SYNC_CUSTOMER_TASK,
+                marked[0],
+                SyncTrigger.EDIT,
+                task_name=f"zoho-sync-customer-{marked[0]}",
+            )
+        else:
+            async_task(
+                SYNC_SELECTED_TASK,
+                marked,
+                SyncTrigger.EDIT,
+                task_name=f"zoho-sync-{len(marked)}-edited",
+            )
+    except Exception as error:  # noqa: BLE001 - whatever the broker raises, the edit stands
+        # The edit is saved; only its quick way to Zoho is lost: the schedule sends it. Unmarked,
+        # so the next save tries to queue again.
+        batch.filter(zoho_sync_queued_at=now).update(zoho_sync_queued_at=None)
+        logger.warning(
+            "could not queue the sync of %d edited customer(s) (%s: %s); the schedule sends "
+            "their edits",
+            len(marked),
+            type(error).__name__,
+            error,
         )
 
 
