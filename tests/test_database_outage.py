@@ -220,3 +220,35 @@ def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
+
+
+def test_claims_taken_over_during_an_outage_are_left_to_the_run_that_took_them(
+    database, emulator, settings, tmp_path
+):
+    load_customers(database, settings, "CT-TAKEN", tmp_path)
+    stale_soon = {"ZOHO_STALE_CLAIM_SECONDS": "2"}
+    first = start_manage(
+        "zoho_backfill_customers",
+        env=environment(database.forwarded_url, settings, **stale_soon),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    wait_for(lambda: zoho_posts(emulator) >= 6, "six creates", timeout=60)
+    database.forwarder.cut()
+    time.sleep(3)  # the first run cannot renew its claims: they go stale
+
+    second = run_manage(
+        "zoho_backfill_customers",
+        env=environment(database.direct_url, settings, **stale_soon),
+        timeout=180,
+    )
+    database.forwarder.restore()
+    stdout, stderr = first.communicate(timeout=180)
+
+    assert second.returncode == 0, second.stdout + second.stderr
+    assert "Traceback" not in stdout + stderr
+    assert accounts_synced(database, "CT-TAKEN") == {"synced": CUSTOMERS}
+    counts = zoho_account_counts(emulator)
+    assert [counts[f"CT-TAKEN-{n:05d}"] for n in range(CUSTOMERS)] == [1] * CUSTOMERS
+    assert zoho_posts(emulator) == CUSTOMERS  # the first run sent none of what it lost

@@ -306,6 +306,8 @@ class LiveRun:
         # whole selection has been gone through).
         self.reached: Customer | None = None
         self.database_lost = False
+        # Times the database went away and came back: claims taken before one are read again.
+        self.outages = 0
 
     def sync(self) -> None:
         """Sync the selection; a run stopper leaves what is not finished failed. A lost
@@ -349,6 +351,7 @@ class LiveRun:
                 self._wait_for_database(error)
 
     def _wait_for_database(self, error: Exception) -> None:
+        self.outages += 1
         gate = self.client.gate
         longest = min(settings.ZOHO_DB_OUTAGE_WAIT_SECONDS, gate.max_wait - gate.block_waited)
         logger.warning("lost the database (%s); waiting for it", error)
@@ -369,6 +372,7 @@ class LiveRun:
         """Claim a group, write the intents of its sure creates, sync each; then write the
         creates Zoho answered."""
         claimed = self._until_written(lambda: self.claims.take(group, self.wanted))
+        outages_at_claim = self.outages
         taken_over = {c.pk for c in group if c.zoho_sync_status == SyncStatus.SYNCING}
         self._until_written(
             lambda: self.customers.write_intents_ahead(
@@ -382,9 +386,14 @@ class LiveRun:
             if customer.pk not in claimed:
                 self._until_written(partial(self.customers.skip, customer, TAKEN_BY_ANOTHER))
                 continue
-            settles_at = self._sync_one(customer, claimed[customer.pk], customer.pk in taken_over)
+            row = claimed[customer.pk]
+            if self.outages != outages_at_claim:  # does the claim still stand?
+                row = self._until_written(partial(self.claims.held().filter(pk=row.pk).first))
+                if row is None:
+                    self._until_written(partial(self.customers.skip, customer, TAKEN_BY_ANOTHER))
+                    continue
+            settles_at = self._sync_one(customer, row, customer.pk in taken_over)
             if settles_at is not None:
-                row = claimed[customer.pk]
                 self.waiting.append((self.index, row))
                 self.observer.customer_waiting(self.index, self.selected.count, row, settles_at)
         self._until_written(self.answered.write)
