@@ -36,6 +36,16 @@ TOKEN_PARAMS = {
 }
 NOT_AUTHORIZED = {"code": 57, "message": "You are not authorized to perform this operation"}
 ACME = {"display_name": "Acme Ltd", "email": "billing@acme.test"}
+# How the emulator answers for a customer it does not hold, in each of its not-found styles:
+# (style, HTTP status, body).
+NOT_FOUND_ANSWERS = [
+    (
+        "400/3004",
+        400,
+        {"code": 3004, "message": "Please enter a valid reference for the customer"},
+    ),
+    ("404/1002", 404, {"code": 1002, "message": "Customer does not exist."}),
+]
 
 
 class ZohoClock:
@@ -149,3 +159,21 @@ def run_queued_tasks() -> int:
     result_queue.put("STOP")
     monitor(result_queue, broker)
     return count
+
+
+def zoho_record(emulator: ZohoEmulator, customer: Any) -> dict[str, Any]:
+    """The Zoho record a local customer is linked to (its row read again first)."""
+    customer.refresh_from_db()
+    zoho_id = customer.zoho_billing_customer_id
+    (record,) = [r for r in emulator.customers() if r["customer_id"] == zoho_id]
+    return record
+
+
+def edit(customer: Any, **fields: Any) -> Any:
+    """A person edits the customer: the row read again, changed, saved whole (as the admin
+    does)."""
+    customer.refresh_from_db()
+    for name, value in fields.items():
+        setattr(customer, name, value)
+    customer.save()
+    return customer

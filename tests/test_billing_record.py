@@ -24,7 +24,7 @@ from billing_sync.services.plan import customers_plan
 from billing_sync.services.queueing import customers_requeue
 from billing_sync.services.runs import customers_backfill, customers_sync
 from tests.commands import run, run_json
-from tests.helpers import authorize, call, zoho_account_counts, zoho_posts
+from tests.helpers import authorize, call, edit, zoho_account_counts, zoho_posts, zoho_record
 
 pytestmark = pytest.mark.django_db
 
@@ -40,26 +40,9 @@ ADDRESS = {
 VAT_NUMBER = "4123456789"
 
 
-def record_of(emulator, customer: Customer) -> dict:
-    customer.refresh_from_db()
-    (record,) = [
-        r for r in emulator.customers() if r["customer_id"] == customer.zoho_billing_customer_id
-    ]
-    return record
-
-
 def sent_since(emulator, start: int) -> list[tuple[str, str]]:
     """The requests Zoho received since `start` (an index into its log): (method, path)."""
     return [(r.method, r.path) for r in emulator.request_log[start:]]
-
-
-def edit(customer: Customer, **fields: str) -> Customer:
-    """A person edits the customer (a save of the whole row, as the admin does)."""
-    customer.refresh_from_db()
-    for name, value in fields.items():
-        setattr(customer, name, value)
-    customer.save()
-    return customer
 
 
 @pytest.fixture
@@ -75,7 +58,7 @@ def billed(emulator, make_customer) -> Customer:
 
 
 def test_a_create_carries_the_address_and_the_vat_number_as_zoho_holds_them(emulator, billed):
-    record = record_of(emulator, billed)
+    record = zoho_record(emulator, billed)
 
     assert record["billing_address"] | {"state_code": "", "fax": ""} == {
         "attention": "Accounts Payable",
@@ -128,7 +111,7 @@ def test_editing_one_billing_field_sends_one_put_and_it_arrives(
 
     assert (report.ok, report.updated_count) == (True, 1)
     assert sent_since(emulator, start) == [("PUT", f"/customers/{billed.zoho_billing_customer_id}")]
-    assert value in held(record_of(emulator, billed))
+    assert value in held(zoho_record(emulator, billed))
     start = len(emulator.request_log)
     assert customers_sync(trigger="command").selected_count == 0  # in step: nothing more
     assert sent_since(emulator, start) == []
@@ -177,7 +160,7 @@ def test_closing_marks_the_customer_inactive_with_one_request_and_reopening_acti
 
     assert (closed.ok, closed.updated_count) == (True, 1)
     assert sent_since(emulator, start) == [("POST", f"/customers/{zoho_id}/markasinactive")]
-    assert record_of(emulator, billed)["status"] == "inactive"
+    assert zoho_record(emulator, billed)["status"] == "inactive"
     billed.refresh_from_db()
     assert (billed.zoho_inactive, billed.zoho_sync_status) == (True, SyncStatus.SYNCED)
     final = SyncAttempt.objects.get(run=closed.run, final=True)
@@ -190,7 +173,7 @@ def test_closing_marks_the_customer_inactive_with_one_request_and_reopening_acti
 
     assert reopened.ok
     assert sent_since(emulator, start) == [("POST", f"/customers/{zoho_id}/markasactive")]
-    assert record_of(emulator, billed)["status"] == "active"
+    assert zoho_record(emulator, billed)["status"] == "active"
     assert SyncAttempt.objects.get(run=reopened.run, final=True).outcome == (
         AttemptOutcome.REACTIVATED
     )
@@ -209,7 +192,7 @@ def test_closing_with_an_edit_sends_the_edit_then_deactivates(emulator, billed):
         ("PUT", f"/customers/{zoho_id}"),
         ("POST", f"/customers/{zoho_id}/markasinactive"),
     ]
-    record = record_of(emulator, billed)
+    record = zoho_record(emulator, billed)
     assert (record["billing_address"]["city"], record["status"]) == ("Paarl", "inactive")
 
 
@@ -228,7 +211,7 @@ def test_a_refused_deactivation_needs_a_person_and_the_run_goes_on(emulator, bil
     assert billed.zoho_sync_status == SyncStatus.NEEDS_ATTENTION
     assert "active subscriptions" in billed.zoho_last_error
     assert "cancel its subscriptions in Zoho, then re-queue it" in billed.zoho_last_error
-    assert record_of(emulator, billed)["status"] == "active"
+    assert zoho_record(emulator, billed)["status"] == "active"
     assert customers_sync(trigger="command").selected_count == 0  # waits for a person
 
     # A person cancels the subscription in Zoho, then re-queues the customer.
@@ -238,7 +221,7 @@ def test_a_refused_deactivation_needs_a_person_and_the_run_goes_on(emulator, bil
     report = customers_sync(trigger="command")
 
     assert report.ok
-    assert record_of(emulator, billed)["status"] == "inactive"
+    assert zoho_record(emulator, billed)["status"] == "inactive"
     billed.refresh_from_db()
     assert (billed.zoho_sync_status, billed.zoho_inactive) == (SyncStatus.SYNCED, True)
 
@@ -286,7 +269,7 @@ def test_a_closed_account_zoho_holds_already_is_adopted_then_marked_inactive(
 
     closed.refresh_from_db()
     assert closed.zoho_billing_customer_id == theirs["customer_id"]
-    assert record_of(emulator, closed)["status"] == "inactive"
+    assert zoho_record(emulator, closed)["status"] == "inactive"
     assert zoho_account_counts(emulator) == {"CT-2025-77777": 1}
 
 
@@ -322,7 +305,7 @@ def test_an_organization_that_drops_the_vat_number_stops_the_run_and_loses_nothi
     assert report.ok
     with_vat.refresh_from_db()
     assert not with_vat.zoho_vat_number_missing
-    assert record_of(emulator, with_vat)["vat_reg_no"] == VAT_NUMBER
+    assert zoho_record(emulator, with_vat)["vat_reg_no"] == VAT_NUMBER
     accounts = [with_vat.account_number, *(c.account_number for c in later)]
     assert zoho_account_counts(emulator) == dict.fromkeys(accounts, 1)
 
@@ -384,9 +367,9 @@ def test_verify_finds_status_and_address_drift_and_fix_mends_it(
             ("POST", f"/customers/{other.zoho_billing_customer_id}/markasactive"),
         ]
     )
-    record = record_of(emulator, billed)
+    record = zoho_record(emulator, billed)
     assert (record["billing_address"]["city"], record["vat_reg_no"]) == ("Cape Town", VAT_NUMBER)
-    assert record_of(emulator, other)["status"] == "active"
+    assert zoho_record(emulator, other)["status"] == "active"
 
 
 # --- import -------------------------------------------------------------------------------------
@@ -430,7 +413,7 @@ def test_an_import_carries_the_billing_columns_and_names_what_it_refuses(emulato
 
     report = customers_sync(trigger="command")
     assert (report.synced_count, report.skipped_count) == (1, 1)  # the closed one: not created
-    assert record_of(emulator, karoo)["vat_reg_no"] == "4123456789"
+    assert zoho_record(emulator, karoo)["vat_reg_no"] == "4123456789"
 
 
 def test_a_run_prints_and_counts_a_closed_account_as_sent(emulator, billed):

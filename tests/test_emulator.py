@@ -14,6 +14,7 @@ import requests
 from tests.helpers import (
     ACME,
     NOT_AUTHORIZED,
+    NOT_FOUND_ANSWERS,
     ORG_HEADER,
     TOKEN_PARAMS,
     ZohoClock,
@@ -502,17 +503,7 @@ def test_get_returns_the_full_record(emu: ZohoEmulator, api: requests.Session) -
     assert body["customer"] == created.json()["customer"]
 
 
-@pytest.mark.parametrize(
-    ("style", "status", "error"),
-    [
-        (
-            "400/3004",
-            400,
-            {"code": 3004, "message": "Please enter a valid reference for the customer"},
-        ),
-        ("404/1002", 404, {"code": 1002, "message": "Customer does not exist."}),
-    ],
-)
+@pytest.mark.parametrize(("style", "status", "error"), NOT_FOUND_ANSWERS)
 def test_unknown_customer_follows_the_not_found_style(
     emu: ZohoEmulator, api: requests.Session, style: str, status: int, error: dict[str, Any]
 ) -> None:

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 import requests
 
-from tests.helpers import ACME, NOT_AUTHORIZED, ZohoClock, authorize, call
+from tests.helpers import ACME, NOT_AUTHORIZED, NOT_FOUND_ANSWERS, ZohoClock, authorize, call
 from zoho_emulator import ZohoEmulator
 
 SCOPE = "ZohoSubscriptions.customers."
@@ -116,17 +116,7 @@ def test_status_changes_need_the_create_scope(
 
 
 @pytest.mark.parametrize("action", ["markasinactive", "markasactive"])
-@pytest.mark.parametrize(
-    ("style", "status", "error"),
-    [
-        (
-            "400/3004",
-            400,
-            {"code": 3004, "message": "Please enter a valid reference for the customer"},
-        ),
-        ("404/1002", 404, {"code": 1002, "message": "Customer does not exist."}),
-    ],
-)
+@pytest.mark.parametrize(("style", "status", "error"), NOT_FOUND_ANSWERS)
 def test_marking_an_unknown_customer_follows_the_not_found_style(
     emulator: ZohoEmulator,
     api: requests.Session,

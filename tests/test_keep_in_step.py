@@ -12,28 +12,13 @@ from billing_sync.tasks import sync_task
 from billing_sync.zoho.client import ZohoClient
 from billing_sync.zoho.config import zoho_config
 from tests.commands import run, run_json
+from tests.helpers import edit, zoho_record
 
 pytestmark = pytest.mark.django_db
 
 
-def zoho_record(emulator, customer: Customer) -> dict:
-    (record,) = [
-        r for r in emulator.customers() if r["customer_id"] == customer.zoho_billing_customer_id
-    ]
-    return record
-
-
 def puts(emulator) -> int:
     return sum(1 for r in emulator.request_log if r.method == "PUT")
-
-
-def edit(customer: Customer, **fields: str) -> Customer:
-    """A person edits the customer (the admin saves the whole row)."""
-    customer.refresh_from_db()
-    for name, value in fields.items():
-        setattr(customer, name, value)
-    customer.save()
-    return customer
 
 
 @pytest.fixture

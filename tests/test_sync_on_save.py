@@ -9,7 +9,7 @@ from django_q.models import OrmQ
 
 from billing_sync.models import AccountType, Customer, SyncRun, SyncStatus, SyncTrigger
 from billing_sync.services.runs import customers_backfill
-from tests.helpers import run_queued_tasks
+from tests.helpers import run_queued_tasks, zoho_record
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -30,12 +30,6 @@ def synced(emulator, make_customer) -> Customer:
 
 def queued() -> int:
     return OrmQ.objects.count()
-
-
-def zoho_record(emulator, customer: Customer) -> dict:
-    zoho_id = customer.zoho_billing_customer_id
-    (record,) = [r for r in emulator.customers() if r["customer_id"] == zoho_id]
-    return record
 
 
 def zoho_phone(emulator, customer: Customer) -> str:

@@ -10,7 +10,7 @@ from typing import Any
 from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
 
-from billing_sync.models import BILLING_ADDRESS_FIELDS, AccountStatus, Customer
+from billing_sync.models import ZOHO_DATA_FIELDS, AccountStatus, Customer
 from billing_sync.zoho.records import ZohoCustomer
 
 # Zoho's limits (its customer form and API refuse longer values).
@@ -24,16 +24,8 @@ MAX_LENGTHS = {
 DISPLAY_NAME_MAX = 200
 # Zoho's `vat_reg_no` takes 2 to 12 characters (its document); a blank one is not sent.
 VAT_NUMBER_LENGTHS = (2, 12)
-TEXT_FIELDS = (
-    "email",
-    "account_number",
-    "first_name",
-    "last_name",
-    "company_name",
-    "phone",
-    *BILLING_ADDRESS_FIELDS,
-    "vat_number",
-)
+# The free-text fields we send (the account status is one of two words).
+TEXT_FIELDS = tuple(name for name in ZOHO_DATA_FIELDS if name != "account_status")
 # Zoho's name for each of our fields that differ (the rest keep theirs).
 ZOHO_NAMES = {"custom_fields": "account_number", "vat_reg_no": "vat_number"}
 
@@ -227,23 +219,8 @@ def _address_parts_that_differ(ours: dict[str, str], held: dict[str, str]) -> li
     return [f"billing_{part}" for part, value in ours.items() if held.get(part, "") != value]
 
 
-# Our fields in the order people read them.
-_FIELD_ORDER = [
-    "display_name",
-    "email",
-    "first_name",
-    "last_name",
-    "company_name",
-    "phone",
-    "billing_attention",
-    "billing_street",
-    "billing_city",
-    "billing_state",
-    "billing_zip",
-    "billing_country",
-    "account_number",
-    "vat_number",
-]
+# Our fields in the order people read them (the name Zoho shows first).
+_FIELD_ORDER = ("display_name", *ZOHO_DATA_FIELDS)
 
 
 def vat_number_kept(customer: Customer, answer: ZohoCustomer) -> bool:

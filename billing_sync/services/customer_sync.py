@@ -14,10 +14,11 @@ before its first write to Zoho, and for a create the create-sent mark (with the 
 intent); a refusal is placed (refusals.py). Every customer ends with one final attempt, written
 once: an adoption, an update, a skip or a failure at once, a create with the rest of its group
 (`AnsweredCreates`), a refusal whose fault is not known yet when it is (`_settle_held`). Zoho's
-answer must carry our account number and VAT number back, else the run stops (account_numbers.py,
-run_stops.py). A group's
-creates that are sure to go have their intents written ahead in two statements
-(`write_intents_ahead`). What happens after an error is decided in one place: `next_step`.
+answer must carry our account number and VAT number back, else the run stops
+(account_numbers.py, run_stops.py). A group's creates that are sure to go have their intents
+written ahead in two statements (`write_intents_ahead`). What happens after an error is decided
+in one place: `next_step`. A closing or a reopening is its own request (`_mark_status`), and
+Zoho's refusal of it is the customer's (`StatusRefused`).
 """
 
 from __future__ import annotations
@@ -458,7 +459,9 @@ class CustomerSync:
         # The audit first, as for every attempt: should we die before the customer row is
         # written, the attempt is on record and the next sync sends the edit again.
         self.attempts.finish(attempt, PUSHED[decision.action], final=True, zoho_customer_id=zoho_id)
-        in_step = self._in_step_if_kept(customer, answer) if answer else self._in_step(customer)
+        in_step = (
+            self._in_step(customer) if answer is None else self._in_step_if_kept(customer, answer)
+        )
         inactive = zoho_status(customer) == "inactive"
         self.claims.mark_pushed(customer, in_step, inactive=inactive)
         if answer is not None:

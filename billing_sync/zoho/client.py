@@ -150,22 +150,16 @@ class ZohoClient:
 
     # --- the choke point ------------------------------------------------------------------
 
-    def _request(
-        self,
-        method: str,
-        path: str,
-        *,
-        params: dict[str, Any] | None = None,
-        json: dict[str, Any] | None = None,
-    ) -> dict[str, Any]:
-        """Send one API request under the budget and return Zoho's parsed answer.
+    def _request(self, method: str, path: str, **body: Any) -> dict[str, Any]:
+        """Send one API request under the budget and return Zoho's parsed answer (`body`:
+        its `params` or `json`).
 
         When Zoho cannot be reached (the request never left), wait for it as for a block, then
         send it again; every other failure becomes a ZohoError.
         """
         while True:
             try:
-                return self._request_once(method, path, params=params, json=json)
+                return self._request_once(method, path, **body)
             except ZohoUnreachable as error:
                 self._wait_until_reachable(error)
 
