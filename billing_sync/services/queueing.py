@@ -101,8 +101,11 @@ class EditedTogether:
     def __call__(self) -> None:
         customer_ids = sorted(self.ids)
         size = settings.ZOHO_SCHEDULE_BATCH_SIZE
-        for start in range(0, len(customer_ids), size):
-            _queue_batch(customer_ids[start : start + size])
+        # One transaction for every batch's mark and task (the database broker's too): one
+        # commit, one connection, where autocommit had django-q reconnect for each task.
+        with transaction.atomic():
+            for start in range(0, len(customer_ids), size):
+                _queue_batch(customer_ids[start : start + size])
 
 
 def _queue_batch(customer_ids: list[int]) -> None:
