@@ -1,8 +1,8 @@
 # The whole record a bill needs (issue 20): the billing address, the VAT number and the account
 # status, and what Zoho holds of them. The triggers of 0007 (touch updated_at) and 0014 (reopen a
 # customer that needs attention) fire on the fields we send Zoho: their column lists grow with
-# the new fields. On SQLite, adding these columns remakes the table, which drops its triggers:
-# both are created again after the columns.
+# the new fields. On SQLite, adding (or, going back, removing) these columns remakes the table,
+# which drops its triggers: both are created again after the columns change.
 
 from django.db import migrations, models
 
@@ -100,6 +100,8 @@ class Migration(migrations.Migration):
     ]
 
     operations = [
+        # Going back, last: the columns are gone, the triggers are made again without them.
+        migrations.RunPython(migrations.RunPython.noop, triggers_as_before),
         migrations.AddField(
             model_name='customer',
             name='account_status',
