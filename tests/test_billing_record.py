@@ -18,11 +18,14 @@ from billing_sync.models import (
     SyncAttempt,
     SyncStatus,
 )
-from billing_sync.services.customer_data import customer_zoho_payload
+from billing_sync.services.customer_data import address_not_kept, customer_zoho_payload
 from billing_sync.services.customer_sync import CLOSED_NOT_CREATED
 from billing_sync.services.plan import customers_plan
 from billing_sync.services.queueing import customers_requeue
+from billing_sync.services.run_stops import AddressNotKept
 from billing_sync.services.runs import customers_backfill, customers_sync
+from billing_sync.zoho.errors import ZohoConfigError
+from billing_sync.zoho.records import ZohoCustomer
 from tests.commands import run, run_json
 from tests.helpers import authorize, call, edit, zoho_account_counts, zoho_posts, zoho_record
 
@@ -442,3 +445,48 @@ def test_a_closed_account_whose_create_is_in_doubt_is_looked_for_then_left_alone
     doubted.refresh_from_db()
     assert (doubted.zoho_billing_customer_id, doubted.zoho_create_sent_at) == (None, None)
     assert customers_backfill(trigger="command").selected_count == 0
+
+
+def test_an_answer_that_rewrote_the_address_is_named_part_by_part(make_customer):
+    customer = make_customer(**ADDRESS)
+    # No organization the emulator plays rewrites an address: the answer is Zoho's shape, as a
+    # Zoho that writes the country its own way and drops line 2 would send it.
+    answer = ZohoCustomer.from_api(
+        {
+            "customer_id": "903000000000099",
+            "display_name": "X",
+            "email": customer.email,
+            "custom_fields": [],
+            "billing_address": {
+                "attention": "Accounts Payable",
+                "street": "12 Loop Street",
+                "city": "Cape Town",
+                "state": "Western Cape",
+                "zip": "8001",
+                "country": "ZA",
+                "state_code": "WC",
+                "fax": "",
+            },
+        },
+        account_field="Account Number",
+    )
+
+    parts = address_not_kept(customer, answer)
+
+    assert parts == [
+        ("billing_street", "12 Loop Street\nUnit 4", "12 Loop Street"),
+        ("billing_country", "South Africa", "ZA"),
+    ]
+    stop = AddressNotKept(customer, answer, parts)
+    assert "billing_country: sent 'South Africa', holds 'ZA'" in str(stop)
+    assert isinstance(stop, ZohoConfigError)  # exit 2: a person compares and decides
+    assert (
+        address_not_kept(
+            customer,
+            ZohoCustomer.from_api(
+                {"customer_id": "1", "display_name": "X", "email": customer.email},
+                account_field="Account Number",
+            ),
+        )
+        != []
+    )  # an answer without the address holds none of ours

@@ -121,17 +121,22 @@ class Claims:
         )
 
     def mark_pushed(
-        self, customer: Customer, in_step: InStep | None, *, inactive: bool | None = None
+        self,
+        customer: Customer,
+        in_step: InStep | None,
+        *,
+        inactive: bool | None = None,
+        vat_kept: bool = True,
     ) -> None:
-        """Zoho accepted our data for this customer: in step (None: all but the VAT number,
-        which the next sync sends again), let go of it. `inactive`: the status Zoho now holds,
-        when known."""
+        """Zoho accepted our data for this customer: in step (None: not all of it held as sent,
+        the next sync sends it again), let go of it. `inactive`: the status Zoho now holds,
+        when known; `vat_kept`: whether Zoho's answer carried our VAT number back."""
         columns = released_columns(SyncStatus.SYNCED, "")
         columns.update(
             _in_step_columns(in_step),
             zoho_last_synced_at=timezone.now(),
             zoho_account_number_missing=False,
-            zoho_vat_number_missing=in_step is None,
+            zoho_vat_number_missing=not vat_kept,
         )
         if inactive is not None:
             columns["zoho_inactive"] = inactive

@@ -223,6 +223,17 @@ def _address_parts_that_differ(ours: dict[str, str], held: dict[str, str]) -> li
 _FIELD_ORDER = ("display_name", *ZOHO_DATA_FIELDS)
 
 
+def address_not_kept(customer: Customer, answer: ZohoCustomer) -> list[tuple[str, str, str]]:
+    """The parts of our billing address Zoho's answer holds otherwise than we sent them:
+    (our field, sent, held); an answer without an address holds none of ours."""
+    held = answer.billing_address or {}
+    return [
+        (f"billing_{part}", value, held.get(part, ""))
+        for part, value in billing_address(customer).items()
+        if held.get(part, "") != value
+    ]
+
+
 def vat_number_kept(customer: Customer, answer: ZohoCustomer) -> bool:
     """Whether Zoho's answer carries our VAT number back as sent (true when we send none)."""
     ours = customer.vat_number.strip()

@@ -46,6 +46,7 @@ from billing_sync.services.audit import (
 from billing_sync.services.claims import Claims, InStep, unclaimed
 from billing_sync.services.customer_data import (
     account_number_update,
+    address_not_kept,
     customer_validation_errors,
     customer_zoho_fields,
     customer_zoho_payload,
@@ -61,6 +62,7 @@ from billing_sync.services.run_stops import (
     RUN_STOPPERS,
     AccountFieldRefused,
     AccountNumberNotKept,
+    AddressNotKept,
     SystemicRefusal,
     VatNumberNotKept,
 )
@@ -363,7 +365,7 @@ class CustomerSync:
                 else:
                     decision = decide(customer, finder=self.finder, config=self.config)
                 return self._act(customer, attempt, decision, intent_on_record=intent_on_record)
-            except (AccountNumberNotKept, VatNumberNotKept):
+            except (AccountNumberNotKept, VatNumberNotKept, AddressNotKept):
                 raise  # Zoho holds the customer: its final attempt says so, the run stops
             except StatusRefused as error:
                 self._fail(customer, attempt, SyncStatus.NEEDS_ATTENTION, error)
@@ -463,7 +465,8 @@ class CustomerSync:
             self._in_step(customer) if answer is None else self._in_step_if_kept(customer, answer)
         )
         inactive = zoho_status(customer) == "inactive"
-        self.claims.mark_pushed(customer, in_step, inactive=inactive)
+        vat_kept = answer is None or vat_number_kept(customer, answer)
+        self.claims.mark_pushed(customer, in_step, inactive=inactive, vat_kept=vat_kept)
         if answer is not None:
             self._refusals_were_their_own()
             self._check_answer(customer, answer)
@@ -521,15 +524,20 @@ class CustomerSync:
         )
 
     def _check_answer(self, customer: Customer, answer: ZohoCustomer) -> None:
-        """Zoho's answer to our fields must carry our account number and VAT number back."""
+        """Zoho's answer to our fields must carry our account number, VAT number and billing
+        address back as sent."""
         self._check_account_number(customer, answer)
         if not vat_number_kept(customer, answer):
             raise VatNumberNotKept(customer, answer)
+        parts = address_not_kept(customer, answer)
+        if parts:
+            raise AddressNotKept(customer, answer, parts)
 
     def _in_step_if_kept(self, customer: Customer, answer: ZohoCustomer) -> InStep | None:
-        """In step once Zoho's answer holds what we sent; None when it lost our VAT number
-        (the next sync sends it again)."""
-        return self._in_step(customer) if vat_number_kept(customer, answer) else None
+        """In step once Zoho's answer holds what we sent; None when it lost our VAT number or
+        changed our address (the next sync sends them again)."""
+        kept = vat_number_kept(customer, answer) and not address_not_kept(customer, answer)
+        return self._in_step(customer) if kept else None
 
     def _in_step(self, customer: Customer) -> InStep:
         """What Zoho holds once it has accepted this customer's fields as they are."""

@@ -107,6 +107,24 @@ class VatNumberNotKept(ZohoConfigError):
         )
 
 
+class AddressNotKept(ZohoConfigError):
+    """Zoho holds the customer, but its answer holds our billing address otherwise than sent
+    (Zoho rewrote a part, or dropped it): the customer is linked and not in step (the next
+    sync sends the address again), and the run stops, since the next would fare the same."""
+
+    def __init__(
+        self, customer: Customer, zoho_customer: ZohoCustomer, parts: list[tuple[str, str, str]]
+    ) -> None:
+        differ = "; ".join(f"{field}: sent {sent!r}, holds {held!r}" for field, sent, held in parts)
+        super().__init__(
+            f"Zoho keeps customer {customer.account_number} as {zoho_customer.customer_id}, but "
+            f"its answer holds the billing address otherwise than we sent it ({differ}): "
+            "compare the customer in Zoho Billing; where Zoho writes a part its own way, write "
+            "ours the same way, then rerun (the customer is linked; the next sync sends the "
+            "address again)"
+        )
+
+
 def account_field_fix(account_field: str) -> str:
     """What a person does when Zoho does not keep our account number."""
     return (
