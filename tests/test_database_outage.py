@@ -16,6 +16,7 @@ from typing import Any
 import psycopg
 import pytest
 import requests
+from django.db import connection
 
 from tests.forwarder import Forwarder
 from tests.helpers import wait_for, zoho_account_counts, zoho_posts
@@ -53,6 +54,9 @@ class OutageDatabase:
 @pytest.fixture(scope="module")
 def database() -> Iterator[OutageDatabase]:
     """Migrated once for the module; dropped afterwards."""
+    if os.environ.get("CI") and connection.vendor != "postgresql":
+        # Its database is its own, whatever the suite's: CI runs it once, with PostgreSQL's.
+        pytest.skip("runs in CI's PostgreSQL pass")
     admin = _postgres_admin()
     name = f"billing_sync_outage_{os.getpid()}"
     admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
