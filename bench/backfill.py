@@ -67,7 +67,12 @@ import requests
 PROJECT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(PROJECT))
 
-from benchlib import emulator_credentials, ensure_database  # noqa: E402
+from benchlib import (  # noqa: E402
+    emulator_credentials,
+    ensure_database,
+    judge,
+    print_verdicts,
+)
 
 from zoho_emulator import (  # noqa: E402 - needs the project on sys.path
     EMULATOR_CLIENT_ID,
@@ -88,7 +93,6 @@ OLD_WAIT_SECONDS = 2.0  # per customer, against Zoho's 60 s window
 OLD_PROGRESS_EVERY = 100
 MEMORY_SIZES = (10_000, 100_000)
 TIMEOUT_SECONDS = 5.0
-VERDICTS: list[tuple[str, str, bool]] = []  # (target, figure, met), printed at the end
 EMULATOR_HOST = "127.0.0.1"
 EMULATOR_START_SECONDS = 15.0
 EMULATOR_STOP_SECONDS = 5.0
@@ -272,19 +276,6 @@ def utilisation(times: list[float], budget: int, window: float) -> float | None:
     if len(times) <= budget or span <= 0:
         return None
     return (len(times) - 1) // budget * window / span
-
-
-def judge(target: str, figure: str, met: bool) -> None:
-    """Note a figure against its target (issue 6), for the summary at the end."""
-    VERDICTS.append((target, figure, met))
-
-
-def print_verdicts() -> bool:
-    """Print every target with its figure; True when all are met."""
-    print("targets:")
-    for target, figure, met in VERDICTS:
-        print(f"  {'met' if met else 'NOT MET':8} {target}: {figure}")
-    return all(met for _, _, met in VERDICTS)
 
 
 def count_blocks(log: list[RequestRecord]) -> int:

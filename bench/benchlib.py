@@ -1,4 +1,5 @@
-"""What the benchmarks share: the emulator's credentials as settings, and a database to use.
+"""What the benchmarks share: the emulator's credentials as settings, a database to use, and
+their figures judged against their targets.
 
 Imported by the scripts beside it (`python bench/<script>.py` puts this folder on sys.path).
 """
@@ -39,3 +40,20 @@ def ensure_database(url: str) -> None:
     except psycopg.OperationalError:
         with psycopg.connect(parts._replace(path="/postgres").geturl(), autocommit=True) as conn:
             conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(parts.path[1:])))
+
+
+# (target, figure, met) of every figure judged, printed at the end.
+VERDICTS: list[tuple[str, str, bool]] = []
+
+
+def judge(target: str, figure: str, met: bool) -> None:
+    """Note a figure against its target, for the summary at the end."""
+    VERDICTS.append((target, figure, met))
+
+
+def print_verdicts() -> bool:
+    """Print every target with its figure; True when some were judged and all are met."""
+    print("targets:")
+    for target, figure, met in VERDICTS:
+        print(f"  {'met' if met else 'NOT MET':8} {target}: {figure}")
+    return bool(VERDICTS) and all(met for _, _, met in VERDICTS)

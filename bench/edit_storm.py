@@ -40,7 +40,12 @@ from pathlib import Path
 PROJECT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(PROJECT))
 
-from benchlib import emulator_credentials, ensure_database  # noqa: E402
+from benchlib import (  # noqa: E402
+    emulator_credentials,
+    ensure_database,
+    judge,
+    print_verdicts,
+)
 
 from zoho_emulator import EmulatorConfig, RequestRecord, ZohoEmulator  # noqa: E402
 
@@ -55,7 +60,6 @@ RUNS_FINISH_SECONDS = 60.0
 UPDATE_SECONDS = 1.0
 REQUESTS_PER_EDIT = 1.05
 FLOOR_RATIO = 1.25
-VERDICTS: list[tuple[str, str, bool]] = []
 
 
 def parse_args() -> argparse.Namespace:
@@ -291,18 +295,6 @@ def count_blocks(log: list[RequestRecord], block_seconds: float) -> int:
         if arrival >= block_ends:
             blocks, block_ends = blocks + 1, arrival + block_seconds
     return blocks
-
-
-def judge(target: str, figure: str, met: bool) -> None:
-    VERDICTS.append((target, figure, met))
-
-
-def print_verdicts() -> bool:
-    """Print every target with its figure; True when all are met."""
-    print("targets:")
-    for target, figure, met in VERDICTS:
-        print(f"  {'met' if met else 'NOT MET':8} {target}: {figure}")
-    return bool(VERDICTS) and all(met for _, _, met in VERDICTS)
 
 
 if __name__ == "__main__":
