@@ -6,6 +6,10 @@ Imported by the scripts beside it (`python bench/<script>.py` puts this folder o
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from pathlib import Path
 from urllib.parse import urlsplit
 
 from zoho_emulator import (
@@ -40,6 +44,27 @@ def ensure_database(url: str) -> None:
     except psycopg.OperationalError:
         with psycopg.connect(parts._replace(path="/postgres").geturl(), autocommit=True) as conn:
             conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(parts.path[1:])))
+
+
+MANAGE = Path(__file__).resolve().parent.parent / "manage.py"
+
+
+def start_worker(env: dict[str, str]) -> subprocess.Popen:
+    """A real `manage.py qcluster` with this environment over ours, in a process group of its
+    own (stop it with `stop_worker`), its output discarded."""
+    return subprocess.Popen(
+        [sys.executable, str(MANAGE), "qcluster"],
+        env={**os.environ, **env},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+
+
+def stop_worker(cluster: subprocess.Popen) -> None:
+    """kill -9 the cluster and its workers, and reap it."""
+    os.killpg(cluster.pid, 9)
+    cluster.wait()
 
 
 # (target, figure, met) of every figure judged, printed at the end.

@@ -31,7 +31,6 @@ import logging
 import math
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -45,6 +44,8 @@ from benchlib import (  # noqa: E402
     ensure_database,
     judge,
     print_verdicts,
+    start_worker,
+    stop_worker,
 )
 
 from zoho_emulator import EmulatorConfig, RequestRecord, ZohoEmulator  # noqa: E402
@@ -106,19 +107,12 @@ def measure(edits: int, url: str, *, flush: bool) -> int:
     started = time.monotonic()
     create_in_step(emulator, edits)
     print(f"  set-up: {time.monotonic() - started:.1f} s, a sync run right after selects 0")
-    cluster = subprocess.Popen(
-        [sys.executable, str(PROJECT / "manage.py"), "qcluster"],
-        env={**os.environ, **env},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
+    cluster = start_worker(env)
     try:
         wait_for_worker()
         storm(emulator, edits)
     finally:
-        os.killpg(cluster.pid, 9)
-        cluster.wait()
+        stop_worker(cluster)
         emulator.stop()
     return 0 if print_verdicts() else 1
 

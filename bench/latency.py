@@ -27,7 +27,12 @@ from pathlib import Path
 PROJECT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(PROJECT))
 
-from benchlib import emulator_credentials, ensure_database  # noqa: E402
+from benchlib import (  # noqa: E402
+    emulator_credentials,
+    ensure_database,
+    start_worker,
+    stop_worker,
+)
 
 from zoho_emulator import EmulatorConfig, ZohoEmulator  # noqa: E402 - needs the project on sys.path
 
@@ -74,19 +79,12 @@ def measure(broker: str, edits: int, database_url: str | None) -> int:
     django.setup()
     logging.getLogger("django-q").setLevel(logging.WARNING)  # not a line per queued task
     prepare_database(broker, flush=database_url is not None)
-    cluster = subprocess.Popen(
-        [sys.executable, str(PROJECT / "manage.py"), "qcluster"],
-        env={**os.environ, **env},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
+    cluster = start_worker(env)
     try:
         customers = create_customers()
         latencies = [time_edit(emulator, customers[n % CUSTOMERS], n) for n in range(edits)]
     finally:
-        os.killpg(cluster.pid, 9)
-        cluster.wait()
+        stop_worker(cluster)
         emulator.stop()
     report(broker, latencies)
     return int(max(latencies) >= EDIT_TIMEOUT_SECONDS)
