@@ -4,6 +4,8 @@ named with its line and column and recorded, the rest imported; the sync sends o
 from __future__ import annotations
 
 import json
+import signal
+import subprocess
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -20,8 +22,8 @@ from billing_sync.models import (
 )
 from billing_sync.services.runs import customers_sync
 from tests.commands import run, run_json
-from tests.helpers import run_queued_tasks
-from tests.processes import process_env, run_manage
+from tests.helpers import run_queued_tasks, wait_for
+from tests.processes import interrupt, process_env, run_manage, start_manage
 
 pytestmark = pytest.mark.django_db
 
@@ -458,6 +460,37 @@ def test_standard_input(settings):
     assert document["source"] == {"kind": "file", "name": "standard input", "format": "csv"}
     assert document["counts"]["created"] == 3
     assert set(by_account()) == {"CT-2025-00012", "CT-2025-00014", "CT-2025-00016"}
+
+
+@pytest.mark.django_db(transaction=True)
+def test_ctrl_c_part_way_keeps_the_written_batches_and_closes_the_document(tmp_path, settings):
+    lines = [f"CT-{n:05},c{n}@example.co.za,C,{n},,,residential" for n in range(20_000)]
+    path = csv_file(tmp_path, HEADER, *lines)
+    process = start_manage(
+        "import_customers", str(path), "--json", env=process_env(settings), stdout=subprocess.PIPE
+    )
+    try:
+        wait_for(lambda: Customer.objects.exists(), "the first batch written")
+    finally:
+        rest = interrupt(process)
+
+    document = json.loads(rest)
+    assert process.returncode == -signal.SIGINT  # a shell shows 130
+    assert document["exit_code"] == 130
+    assert document["problems"] == ["Interrupted (Ctrl-C): the rows before that are imported"]
+    written = sorted(Customer.objects.values_list("account_number", flat=True))
+    assert 1000 <= len(written) < 20_000
+    assert sorted(row["account_number"] for row in document["rows"]) == written
+    record = CustomerImport.objects.get(pk=document["import_id"])
+    assert record.status == ImportStatus.FAILED
+    assert document["counts"] == {
+        "rows": len(written),
+        "created": len(written),
+        "updated": 0,
+        "unchanged": 0,
+        "refused": 0,
+    }
+    assert (record.row_count, record.created_count) == (len(written), len(written))
 
 
 @pytest.mark.django_db(transaction=True)

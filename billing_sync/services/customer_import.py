@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import signal
+import threading
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
@@ -173,13 +175,31 @@ def import_rows(
     batches = _Batches(record, columns)
     try:
         for batch in in_batches(rows.rows, BATCH_ROWS):
-            observer.rows_written(batches.write(batch))
+            with _ctrl_c_held():  # a batch written is a batch reported
+                observer.rows_written(batches.write(batch))
             # With DEBUG on, Django keeps the text of every query: not 100,000 rows' worth.
             reset_queries()
     except BaseException as exc:
         _failed(record, exc)
         raise
     return record
+
+
+@contextlib.contextmanager
+def _ctrl_c_held() -> Iterator[None]:
+    """A Ctrl-C meanwhile is raised once the block has ended. Only the main thread hears
+    signals: elsewhere (a worker) nothing is held."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    heard: list[int] = []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: heard.append(signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous or signal.default_int_handler)
+    if heard:
+        raise KeyboardInterrupt
 
 
 def in_batches(items: Iterable[T], size: int) -> Iterator[list[T]]:
