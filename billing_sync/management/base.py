@@ -4,7 +4,7 @@ ends a command early (it still closes the JSON document, then exits with the rig
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any, ClassVar
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
@@ -52,25 +52,11 @@ class ZohoCommand(BaseCommand):
         except CommandError as exc:
             self.ended_early(exc.returncode, str(exc))
             raise
-        except ZohoConfigError as exc:
-            self.ended_early(EXIT_SETUP, str(exc))
-            raise CommandError(str(exc), returncode=EXIT_SETUP) from exc
-        except ZohoError as exc:  # Zoho could not be read (a run's own failures never get here)
-            problem = f"Could not read Zoho: {exc}"
-            self.ended_early(EXIT_FAILED, problem)
-            raise CommandError(problem, returncode=EXIT_FAILED) from exc
-        except DatabaseLost as exc:  # a run waited for the database in vain: said in one line
-            self.ended_early(EXIT_FAILED, str(exc))
-            raise CommandError(str(exc), returncode=EXIT_FAILED) from exc
-        except CONNECTION_ERRORS as exc:
-            problem = f"Lost the database ({first_line(exc)}): the command stopped; run it again"
-            self.ended_early(EXIT_FAILED, problem)
-            raise CommandError(problem, returncode=EXIT_FAILED) from exc
-        except KeyboardInterrupt:
-            self.ended_early(EXIT_INTERRUPTED, "Interrupted (Ctrl-C) before the command ended")
-            raise
-        except Exception as exc:
-            self.ended_early(EXIT_FAILED, f"The command failed: {exc}")
+        except (Exception, KeyboardInterrupt) as exc:
+            exit_code, problem, said_in_full = _ending(exc)
+            self.ended_early(exit_code, problem)
+            if said_in_full:
+                raise CommandError(problem, returncode=exit_code) from exc
             raise
 
     def ended_early(self, exit_code: int, problem: str) -> None:
@@ -89,11 +75,11 @@ class ZohoCommand(BaseCommand):
         exit_code: int,
         problems: list[str],
         listed: str = "",
-        items: Any = (),
+        items: Iterable[str] = (),
         **values: Any,
     ) -> None:
         """Write the whole document: `values` over the empty one; `listed` streamed from
-        `items`."""
+        `items` (JSON texts)."""
         write_document(
             self.write_text,
             self.empty_document() | values,
@@ -117,6 +103,23 @@ class ZohoCommand(BaseCommand):
             self.send_document(exit_code=exit_code, problems=problems or [], **values)
         if exit_code:
             raise CommandError(message, returncode=exit_code)
+
+
+def _ending(exc: BaseException) -> tuple[int, str, bool]:
+    """How `exc` ends a command: its exit code, the problem in a line, and whether that line
+    says all (else the traceback follows, for the log)."""
+    if isinstance(exc, ZohoConfigError):
+        return EXIT_SETUP, str(exc), True
+    if isinstance(exc, ZohoError):  # Zoho could not be read (a run's own failures never get here)
+        return EXIT_FAILED, f"Could not read Zoho: {exc}", True
+    if isinstance(exc, DatabaseLost):  # a run waited for the database in vain
+        return EXIT_FAILED, str(exc), True
+    if isinstance(exc, CONNECTION_ERRORS):
+        problem = f"Lost the database ({first_line(exc)}): the command stopped; run it again"
+        return EXIT_FAILED, problem, True
+    if isinstance(exc, KeyboardInterrupt):
+        return EXIT_INTERRUPTED, "Interrupted (Ctrl-C) before the command ended", False
+    return EXIT_FAILED, f"The command failed: {exc}", False
 
 
 class Observers:

@@ -103,55 +103,6 @@ def _json_default(value: Any) -> Any:
     raise TypeError(f"{type(value).__name__} is not JSON serializable")
 
 
-class StreamedDocument:
-    """One document written member by member, each value by the encoder: the members before
-    its list (`listed`) on `open`, the list's items as they come, the rest on `close`."""
-
-    def __init__(self, write: Write, document: dict[str, Any], listed: str = "") -> None:
-        self.write = write
-        self.document = document
-        self.listed = listed
-        self.members = 0
-        self.items = 0
-        self.opened = False
-
-    def open(self) -> None:
-        """Write the members before the list, and open it."""
-        for name, value in self.document.items():
-            if name == self.listed:
-                self._name(name)
-                self.write("[")
-                break
-            self._member(name, value)
-        self.opened = True
-
-    def add(self, item: Any) -> None:
-        """One more item of the list, on a line of its own."""
-        self.write(("," if self.items else "") + "\n" + json_text(item))
-        self.items += 1
-
-    def close(self, *, exit_code: int, problems: list[str], **later: Any) -> None:
-        """Close the list, then the members after it (`later` gives their values), then
-        exit_code and problems: the document is whole."""
-        names = list(self.document)
-        after = names[names.index(self.listed) + 1 :] if self.listed else []
-        if self.listed:
-            self.write("\n]" if self.items else "]")
-        for name in after:
-            self._member(name, later.get(name, self.document[name]))
-        self._member("exit_code", exit_code)
-        self._member("problems", problems)
-        self.write("}\n")
-
-    def _member(self, name: str, value: Any) -> None:
-        self._name(name)
-        self.write(json_text(value))
-
-    def _name(self, name: str) -> None:
-        self.write(("{" if not self.members else ", ") + json_text(name) + ": ")
-        self.members += 1
-
-
 def write_document(
     write: Write,
     document: dict[str, Any],
@@ -159,14 +110,27 @@ def write_document(
     exit_code: int,
     problems: list[str],
     listed: str = "",
-    items: Iterable[Any] = (),
+    items: Iterable[str] = (),
 ) -> None:
-    """Write `document`, its member `listed` item by item from `items` (read as written)."""
-    stream = StreamedDocument(write, document, listed)
-    stream.open()
-    for item in items:
-        stream.add(item)
-    stream.close(exit_code=exit_code, problems=problems)
+    """Write `document`, then `exit_code` and `problems`, member by member, each value by the
+    encoder; its member `listed` is written from `items` (each already JSON text, a line each),
+    read as they are written."""
+    members = document | {"exit_code": exit_code, "problems": problems}
+    for number, (name, value) in enumerate(members.items()):
+        write(("{" if not number else ", ") + json_text(name) + ": ")
+        if name == listed:
+            _write_list(write, items)
+        else:
+            write(json_text(value))
+    write("}\n")
+
+
+def _write_list(write: Write, items: Iterable[str]) -> None:
+    write("[")
+    count = 0
+    for count, item in enumerate(items, 1):
+        write(("," if count > 1 else "") + "\n" + item)
+    write("\n]" if count else "]")
 
 
 # --- a run's document, read from its record ------------------------------------------------------
@@ -183,11 +147,12 @@ def customer_object(result: CustomerResult) -> dict[str, Any]:
     }
 
 
-def run_customers(run: SyncRun) -> Iterable[dict[str, Any]]:
-    """Each customer the run finished, from its final attempt, in the order they were written."""
+def run_customers(run: SyncRun) -> Iterable[str]:
+    """Each customer the run finished, as JSON text, from its final attempt, in the order they
+    were written."""
     finals = SyncAttempt.objects.filter(run=run, final=True).order_by("pk")
     for attempt in finals.iterator(chunk_size=2000):
-        yield customer_object(CustomerResult.of(attempt))
+        yield json_text(customer_object(CustomerResult.of(attempt)))
 
 
 def run_document(command: str, report: RunReport) -> dict[str, Any]:

@@ -1,15 +1,17 @@
 """How `import_customers` shows an import: lines on a terminal, or one JSON document.
 
-Rows are shown a batch at a time, once the batch is written; the totals are read from the
-import's record (CustomerImport) when it ends.
+Rows are shown a batch at a time, once the batch is written (the document: at the import's
+end); the totals are read from the import's record (CustomerImport) when it ends.
 """
 
 from __future__ import annotations
 
+import tempfile
+from collections.abc import Iterator
 from typing import Any
 
-from billing_sync.management.base import EXIT_FAILED, EXIT_SETUP, ZohoCommand
-from billing_sync.management.documents import IMPORT_COUNTS, StreamedDocument, writeback_object
+from billing_sync.management.base import EXIT_FAILED, EXIT_SETUP
+from billing_sync.management.documents import IMPORT_COUNTS, json_text, writeback_object
 from billing_sync.management.printing import Printer, writeback_lines
 from billing_sync.management.progress import ProgressBar
 from billing_sync.models import CustomerImport, ImportStatus
@@ -148,8 +150,9 @@ def row_object(outcome: RowOutcome) -> dict[str, Any]:
     }
 
 
-def import_head(record: CustomerImport, columns: Columns | None) -> dict[str, Any]:
-    """What an import document says before its rows."""
+def import_values(record: CustomerImport, columns: Columns | None) -> dict[str, Any]:
+    """An import's document but for its rows, read from its record (columns: None when the
+    import never placed them)."""
     return {
         "import_id": record.pk,
         "dry_run": record.dry_run,
@@ -157,54 +160,36 @@ def import_head(record: CustomerImport, columns: Columns | None) -> dict[str, An
         "columns": dict(columns.fields) if columns else {},
         "ignored_columns": [*columns.ignored, *columns.unnamed] if columns else [],
         "written_by_sync": list(columns.written_by_sync) if columns else [],
-    }
-
-
-def import_tail(record: CustomerImport) -> dict[str, Any]:
-    """What an import document says after its rows, read from the record."""
-    return {
         "counts": {name: getattr(record, field) for name, field in IMPORT_COUNTS.items()},
         "sync_queued": record.sync_queued,
         "writeback": writeback_object(record),
     }
 
 
-class ImportDocument(ImportObserver):
-    """Streams an import's document to the command's stdout while it goes: its rows as each
-    batch is written, the rest from the record when it ends."""
+class ImportRows(ImportObserver):
+    """Keeps an import's rows as JSON text, each batch once written, for its document at its
+    end (in a temporary file past 1 MB: 100,000 rows hold no memory)."""
 
-    def __init__(self, command: ZohoCommand) -> None:
-        self.command = command
-        self.document: StreamedDocument | None = None
+    def __init__(self) -> None:
         self.record: CustomerImport | None = None
+        self.columns: Columns | None = None
+        # Open for the command's life: read at its end, after a failure too; gone with it.
+        self.file = tempfile.SpooledTemporaryFile(  # noqa: SIM115
+            max_size=2**20, mode="w+", encoding="ascii"
+        )
 
     def import_started(
         self, customer_import: CustomerImport, columns: Columns, total: int | None
     ) -> None:
         self.record = customer_import
-        head = self.command.empty_document() | import_head(customer_import, columns)
-        self.document = StreamedDocument(self.command.write_text, head, "rows")
-        self.document.open()
+        self.columns = columns
 
     def rows_written(self, outcomes: list[RowOutcome]) -> None:
-        assert self.document is not None
         for outcome in outcomes:
-            self.document.add(row_object(outcome))
+            self.file.write(json_text(row_object(outcome)) + "\n")
 
-    def close(self, record: CustomerImport, *, exit_code: int, problems: list[str]) -> None:
-        """Finish the document: the rest of it, or all of it when no row was read."""
-        if self.document is None:
-            values = import_head(record, None) | import_tail(record)
-            self.command.send_document(exit_code=exit_code, problems=problems, **values)
-            return
-        self.document.close(exit_code=exit_code, problems=problems, **import_tail(record))
-        self.command.document_sent = True
-
-    def failed(self, *, exit_code: int, problem: str) -> bool:
-        """The import died part way: close the document with what its record says. False
-        when it never started (the command's own document says so)."""
-        if self.record is None:
-            return False
-        self.record.refresh_from_db()
-        self.close(self.record, exit_code=exit_code, problems=[problem])
-        return True
+    def texts(self) -> Iterator[str]:
+        """Each row kept, in order."""
+        self.file.seek(0)
+        for line in self.file:
+            yield line.rstrip("\n")

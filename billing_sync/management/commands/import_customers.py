@@ -16,11 +16,12 @@ from billing_sync.management.base import (
     ZohoCommand,
 )
 from billing_sync.management.import_output import (
-    ImportDocument,
     ImportPrinter,
     ImportProgress,
+    ImportRows,
     import_exit,
     import_problems,
+    import_values,
 )
 from billing_sync.management.printing import Printer
 from billing_sync.models import CustomerImport, ImportStatus
@@ -107,23 +108,21 @@ class Command(ZohoCommand):
         )
         watched = self.stderr if self.as_json else self.stdout
         progress = ImportProgress.on_terminal(watched, label="Importing")
-        output: ImportDocument | ImportPrinter
-        if self.as_json:
-            output = self.document = ImportDocument(self)
-        else:
+        self.rows = ImportRows()
+        printer = None
+        if not self.as_json:
             every_row = options["dry_run"] or options["verbosity"] > 1
-            output = ImportPrinter(Printer(self.stdout, self.style, progress), every_row=every_row)
+            printer = ImportPrinter(Printer(self.stdout, self.style, progress), every_row=every_row)
         try:
-            observers = cast(ImportObserver, Observers(progress, output))
+            observers = cast(ImportObserver, Observers(progress, self.rows, printer))
             record = self._import(options, import_options, observers)
         finally:
             if progress is not None:
                 progress.close()
         exit_code, message = import_exit(record)
-        if isinstance(output, ImportDocument):
-            output.close(record, exit_code=exit_code, problems=import_problems(record))
-        elif record.status != ImportStatus.REFUSED:
-            output.results(record)
+        if printer is not None and record.status != ImportStatus.REFUSED:
+            printer.results(record)
+        self.end_import(record, exit_code, import_problems(record))
         if exit_code:
             raise CommandError(message, returncode=exit_code)
 
@@ -131,13 +130,23 @@ class Command(ZohoCommand):
         """The import died part way: its document says what its record holds so far."""
         if exit_code == EXIT_INTERRUPTED:
             problem = "Interrupted (Ctrl-C): the rows before that are imported"
-        document = getattr(self, "document", None)
-        if (
-            document is None
-            or self.document_sent
-            or not document.failed(exit_code=exit_code, problem=problem)
-        ):
+        rows = getattr(self, "rows", None)
+        if rows is None or rows.record is None or not self.as_json or self.document_sent:
             super().ended_early(exit_code, problem)
+            return
+        rows.record.refresh_from_db()
+        self.end_import(rows.record, exit_code, [problem])
+
+    def end_import(self, record: CustomerImport, exit_code: int, problems: list[str]) -> None:
+        """With --json, the import's document: its rows as written, the rest from its record."""
+        if self.as_json:
+            self.send_document(
+                exit_code=exit_code,
+                problems=problems,
+                listed="rows",
+                items=self.rows.texts(),
+                **import_values(record, self.rows.columns),
+            )
 
     def _import(
         self, options: dict[str, Any], import_options: ImportOptions, observer: ImportObserver
