@@ -187,17 +187,21 @@ def import_rows(
 
 @contextlib.contextmanager
 def _ctrl_c_held() -> Iterator[None]:
-    """A Ctrl-C meanwhile is raised once the block has ended. Only the main thread hears
-    signals: elsewhere (a worker) nothing is held."""
-    if threading.current_thread() is not threading.main_thread():
+    """A Ctrl-C meanwhile is raised once the block has ended. Held only where a Ctrl-C raises
+    KeyboardInterrupt (Python's own handler, in the main thread): a handler of its own or an
+    ignored signal is left as it is."""
+    if (
+        threading.current_thread() is not threading.main_thread()
+        or signal.getsignal(signal.SIGINT) is not signal.default_int_handler
+    ):
         yield
         return
     heard: list[int] = []
-    previous = signal.signal(signal.SIGINT, lambda signum, frame: heard.append(signum))
+    signal.signal(signal.SIGINT, lambda signum, frame: heard.append(signum))
     try:
         yield
     finally:
-        signal.signal(signal.SIGINT, previous or signal.default_int_handler)
+        signal.signal(signal.SIGINT, signal.default_int_handler)
     if heard:
         raise KeyboardInterrupt
 
