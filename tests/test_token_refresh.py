@@ -23,6 +23,7 @@ from billing_sync.zoho.errors import (
     ZohoTokenThrottled,
     ZohoTransient,
 )
+from tests.helpers import wait_for
 
 # Threads stand in for processes: each has its own database connection, so tests must commit.
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -68,13 +69,6 @@ def fetch_token() -> str:
         client.close()
 
 
-def eventually(condition: Callable[[], bool], timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "the condition never came true"
-        time.sleep(0.01)
-
-
 def refresh_in_flight() -> bool:
     """A process has marked the row: its request to the accounts server is on its way."""
     return ZohoApiState.objects.filter(token_refreshing_until__gt=timezone.now()).exists()
@@ -88,7 +82,7 @@ def token_request_at_zoho(emulator: Any) -> bool:
 def test_while_a_refresh_waits_for_zoho_other_writes_go_through(emulator, make_customer):
     emulator.configure(token_delay_seconds=2)
     (refresher,) = start(fetch_token)
-    eventually(lambda: token_request_at_zoho(emulator))
+    wait_for(lambda: token_request_at_zoho(emulator), "the token request", timeout=5, interval=0.01)
 
     make_customer()  # a write to another table (on SQLite: the same database lock)...
     ZohoApiState.objects.filter(singleton=1).update(block_reason="written meanwhile")  # ...its row
@@ -181,7 +175,7 @@ def test_a_failed_refresh_is_reported_to_the_processes_waiting_for_it(
     emulator.configure(token_delay_seconds=1.5)
     failure(emulator, settings)
     (refresher,) = start(fetch_token)
-    eventually(refresh_in_flight)
+    wait_for(refresh_in_flight, "a refresh in flight", timeout=5, interval=0.01)
 
     waiters = start(*[fetch_token] * 3)
     finish([refresher, *waiters])
