@@ -2,13 +2,15 @@
 fare better, and the one list of them (RUN_STOPPERS).
 
 The Zoho client's own (zoho/errors.py, ZOHO_RUN_STOPPERS): a block longer than the run may
-wait, the day's budget spent, the token refresh throttled, and every ZohoConfigError (Zoho
-refusing the set-up: wrong organization, missing scope). The sync's, defined here: Zoho
-refusing the custom field that carries our account number, refusing creates alike several
-times in a row, or not keeping the account number or the VAT number; and the account number
-that could not be checked. A run that meets one leaves what it had not finished `failed` with
-the error's message (runs.py `LiveRun._stop`); a ZohoConfigError exits 2.
-"""
+wait, the day's budget spent, the token refresh throttled, Zoho unreachable for longer than the
+run may wait, and every ZohoConfigError (Zoho refusing the set-up: wrong organization, missing
+scope). The sync's, defined here: Zoho refusing the custom field that carries our account
+number, refusing creates alike several times in a row, or not keeping the account number, the
+VAT number or the billing address as sent; and the account number that could not be checked.
+A run that meets one leaves what it had not finished `failed` with the error's message
+(runs.py `LiveRun._stop`); a ZohoConfigError exits 2. A database that stays away
+(db_outage.DatabaseLost) ends a run too, but as a crash does: what it could not write is left
+for the next run."""
 
 from __future__ import annotations
 
