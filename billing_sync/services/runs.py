@@ -11,8 +11,8 @@ One customer's path, from `manage.py zoho_backfill_customers` to its SyncAttempt
    with its group (`AnsweredCreates`);
 4. the customer is let go `synced`, `failed` or `needs_attention`; a run that must stop leaves
    what it had not finished `failed`, with the reason;
-5. once its final attempt is on record, the customer is reported from that row (`LiveRun.
-   _report`), and the run's counts are read from those rows at its end (`RunReport.of`).
+5. once its final attempt is on record, the customer is reported from that row (`Reporter.
+   finished`), and the run's counts are read from those rows at its end (`RunReport.of`).
 
 Words of our own:
 - claim: a run's hold on a customer row (`syncing`, `zoho_claimed_by`); changes need it. A
@@ -42,13 +42,21 @@ Words of our own:
   `zoho_synced_data_at`, the edit they came from); a customer edited since is sent again, one
   in step is skipped.
 - decision: what a run does with one customer (customer_sync.py `decide`: create, adopt,
-  update, skip, invalid, wait); `zoho_plan` shows the same decisions without acting on them.
+  update, deactivate, reactivate, skip, invalid, wait); `zoho_plan` shows the same decisions
+  without acting on them.
+- closed: a customer whose `account_status` is closed is marked inactive in Zoho
+  (deactivate; reopened: reactivate); one closed before it reached Zoho is never created.
 - index: the run's list of Zoho's customers by email, read once and caught up when old; a
   customer "surely absent" from it is created without a search (matching.py).
 - held refusal: a refused create that named none of our fields; whose fault it is (the
   customer's or the organization's) waits for evidence (refusals.py).
 - max_wait: the seconds a run may spend waiting in all, for Zoho's blocks and for creates to
   settle (`--max-wait`; ZOHO_MAX_WAIT_SECONDS, ZOHO_SCHEDULE_MAX_WAIT_SECONDS for tasks).
+- lost database: a step whose database went away is waited for (ZOHO_DB_OUTAGE_WAIT_SECONDS,
+  within max_wait) and taken again (`_until_written`: every step may be taken twice); claims
+  taken before the outage are read again. Longer, the run stops as a crash does (DatabaseLost).
+- unreachable: Zoho cannot be reached at all (refused, DNS, TLS, connect timeout): nothing
+  was sent, so the client waits for it as for a block, then stops the run.
 - account numbers repaired: customers Zoho holds without our account number get it written
   at the start of every run, before anyone else is created (account_numbers.py).
 """
