@@ -5,13 +5,16 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 from django.core.management.base import OutputWrapper
 from django.core.management.color import Style
 
-from billing_sync.management.progress import ProgressBar
 from billing_sync.models import AttemptOutcome, Customer, CustomerImport, SyncRun
 from billing_sync.services.run_report import CustomerResult, RunObserver, RunReport
+
+if TYPE_CHECKING:  # the bar's module uses our clock
+    from billing_sync.management.progress import ProgressBar
 
 # Each marker: emoji where the output can encode them, else a plain ASCII stand-in.
 MARKERS = {
@@ -29,6 +32,11 @@ MARKERS = {
 EMOJI = {name: emoji for name, (emoji, _) in MARKERS.items()}
 ASCII = {name: ascii for name, (_, ascii) in MARKERS.items()}
 RULE_WIDTH = 60
+
+
+def clock(moment: datetime) -> str:
+    """E.g. "14:32:05 UTC"."""
+    return f"{moment.astimezone(UTC):%H:%M:%S} UTC"
 
 
 def markers_for(stdout: OutputWrapper) -> dict[str, str]:
@@ -138,44 +146,32 @@ class RunPrinter(RunObserver):
 
     def block_wait(self, until: datetime, reason: str) -> None:
         seconds = max(0.0, until.timestamp() - datetime.now(tz=UTC).timestamp())
-        self.p.mark(
-            "wait",
-            f"Zoho is blocking requests until {until.astimezone(UTC):%H:%M:%S} UTC; "
-            f"waiting {seconds:.0f} s...",
-            indent="  ",
-        )
+        self._waiting(f"Zoho is blocking requests until {clock(until)}; waiting {seconds:.0f} s...")
 
     def unreachable_wait(self, until: datetime, reason: str) -> None:
-        self.p.mark(
-            "wait",
-            f"{reason}; looking again at {until.astimezone(UTC):%H:%M:%S} UTC...",
-            indent="  ",
-        )
+        self._waiting(f"{reason}; looking again at {clock(until)}...")
 
     def database_wait(self, reason: str) -> None:
-        self.p.mark(
-            "wait",
-            f"Lost the database ({reason}); waiting for it (ZOHO_DB_OUTAGE_WAIT_SECONDS)...",
-            indent="  ",
+        self._waiting(
+            f"Lost the database ({reason}); waiting for it (ZOHO_DB_OUTAGE_WAIT_SECONDS)..."
         )
 
     def customer_waiting(self, index: int, total: int, customer: Customer, until: datetime) -> None:
         self.p.line(f"[{index}/{total}] {self.verb}: {customer.email}")
-        self.p.mark(
-            "wait",
-            "An earlier create may still be settling in Zoho until "
-            f"{until.astimezone(UTC):%H:%M:%S} UTC: looking again at the end of the run",
-            indent="  ",
+        self._waiting(
+            f"An earlier create may still be settling in Zoho until {clock(until)}: "
+            "looking again at the end of the run"
         )
         self.p.line()
 
     def settle_wait(self, until: datetime) -> None:
-        self.p.mark(
-            "wait",
-            f"Waiting until {until.astimezone(UTC):%H:%M:%S} UTC for its earlier create to "
-            "settle in Zoho, then looking for it...",
-            indent="  ",
+        self._waiting(
+            f"Waiting until {clock(until)} for its earlier create to settle in Zoho, then "
+            "looking for it..."
         )
+
+    def _waiting(self, text: str) -> None:
+        self.p.mark("wait", text, indent="  ")
 
     def results(self, report: RunReport, *, heading: str) -> None:
         self.p.rule()

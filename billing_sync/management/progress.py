@@ -12,18 +12,15 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterable
 from contextlib import AbstractContextManager
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Self, TextIO
 
 from django.core.management.base import OutputWrapper
 from tqdm import tqdm
 
+from billing_sync.management.printing import clock
 from billing_sync.models import Customer, SyncRun
 from billing_sync.services.run_report import CustomerResult, RunObserver
-
-
-def _clock(until: datetime) -> str:
-    return f"{until.astimezone(UTC):%H:%M:%S} UTC"
 
 
 class ProgressBar:
@@ -113,4 +110,4 @@ class RunProgress(ProgressBar, RunObserver):
         self._waiting("request budget", until)
 
     def _waiting(self, reason: str, until: datetime) -> None:
-        self._shown().set_postfix_str(f"waiting: {reason} until {_clock(until)}")
+        self._shown().set_postfix_str(f"waiting: {reason} until {clock(until)}")
