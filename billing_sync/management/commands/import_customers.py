@@ -108,7 +108,7 @@ class Command(ZohoCommand):
         )
         watched = self.stderr if self.as_json else self.stdout
         progress = ImportProgress.on_terminal(watched, label="Importing")
-        self.rows = ImportRows()
+        self.rows = ImportRows() if self.as_json else None
         printer = None
         if not self.as_json:
             every_row = options["dry_run"] or options["verbosity"] > 1
@@ -131,7 +131,7 @@ class Command(ZohoCommand):
         if exit_code == EXIT_INTERRUPTED:
             problem = "Interrupted (Ctrl-C): the rows before that are imported"
         rows = getattr(self, "rows", None)
-        if rows is None or rows.record is None or not self.as_json or self.document_sent:
+        if rows is None or rows.record is None or self.document_sent:
             super().ended_early(exit_code, problem)
             return
         rows.record.refresh_from_db()
@@ -139,7 +139,7 @@ class Command(ZohoCommand):
 
     def end_import(self, record: CustomerImport, exit_code: int, problems: list[str]) -> None:
         """With --json, the import's document: its rows as written, the rest from its record."""
-        if self.as_json:
+        if self.rows is not None:
             self.send_document(
                 exit_code=exit_code,
                 problems=problems,
