@@ -14,11 +14,11 @@ before its first write to Zoho, and for a create the create-sent mark (with the 
 intent); a refusal is placed (refusals.py). Every customer ends with one final attempt, written
 once: an adoption, an update, a skip or a failure at once, a create with the rest of its group
 (`AnsweredCreates`), a refusal whose fault is not known yet when it is (`_settle_held`). Zoho's
-answer must carry our account number and VAT number back, else the run stops
-(account_numbers.py, run_stops.py). A group's creates that are sure to go have their intents
-written ahead in two statements (`write_intents_ahead`). What happens after an error is decided
-in one place: `next_step`. A closing or a reopening is its own request (`_mark_status`), and
-Zoho's refusal of it is the customer's (`StatusRefused`).
+answer must carry our account number, VAT number and billing address back as sent, else the
+run stops (account_numbers.py, run_stops.py). A group's creates that are sure to go have
+their intents written ahead in two statements (`write_intents_ahead`). What happens after an
+error is decided in one place: `next_step`. A closing or a reopening is its own request
+(`_mark_status`), and Zoho's refusal of it is the customer's (`StatusRefused`).
 """
 
 from __future__ import annotations
