@@ -113,3 +113,32 @@ def test_a_rolled_back_bulk_edit_queues_nothing(emulator, synced):
     assert OrmQ.objects.count() == 0
     Customer.objects.filter(pk=synced[1].pk).update(phone="+27 82 555 0405")
     assert OrmQ.objects.count() == 1  # the next commit queues its own edit only
+
+
+def edit_in_a_savepoint_then_give_up(customer_ids: list[int]) -> None:
+    with transaction.atomic():
+        Customer.objects.filter(pk__in=customer_ids).update(phone="lost")
+        raise RuntimeError("abandoned")
+
+
+def test_edits_rolled_back_with_a_savepoint_are_not_sent_and_the_rest_go_in_one_run(
+    emulator, synced
+):
+    requests = len(emulator.request_log)
+    with transaction.atomic():
+        Customer.objects.filter(pk=synced[0].pk).update(phone="+27 82 555 0501")
+        with pytest.raises(RuntimeError):
+            edit_in_a_savepoint_then_give_up([synced[1].pk, synced[2].pk])
+        Customer.objects.filter(pk=synced[3].pk).update(phone="+27 82 555 0503")
+
+    assert OrmQ.objects.count() == 1  # the transaction's edits, together
+    run_queued_tasks()
+    phones = phones_in_zoho(emulator)
+    assert [phones[c.email] for c in synced[:4]] == [
+        "+27 82 555 0501",
+        synced[1].phone,
+        synced[2].phone,
+        "+27 82 555 0503",
+    ]
+    sent = [r.method for r in emulator.request_log[requests:]]
+    assert sent == ["PUT", "PUT"]  # nothing for the edits the savepoint took back

@@ -5,6 +5,7 @@ safety net)."""
 from __future__ import annotations
 
 import logging
+import weakref
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -78,18 +79,22 @@ def customers_queue_sync(*, customer_ids: list[int]) -> None:
     """Once the current transaction commits, queue the sync of these customers together with
     every other edited in it: one task for a lone customer, one selection run per
     ZOHO_SCHEDULE_BATCH_SIZE customers for many (an update(), a transaction of edits). A
-    customer whose task is queued and not started is left to it: many saves cost one task."""
+    customer whose task is queued and not started is left to it: many saves cost one task.
+
+    The transaction's edits gather in one `EditedTogether`, our own marker, registered with
+    `on_commit` at each call: Django holds it while the transaction stands and runs it at its
+    commit (the first run queues all, the others find nothing left); a rollback drops it. The
+    connection keeps only a weak reference, so a marker Django no longer holds is gone, and the
+    next transaction starts its own (outside a transaction, on_commit runs it at once).
+    """
     connection = transaction.get_connection()
-    together = getattr(connection, "billing_sync_edited", None)
-    # One callback per transaction: a rolled-back one takes its callback, and its ids, along.
-    if together is None or not any(
-        callback is together for _, callback, _ in connection.run_on_commit
-    ):
-        together = connection.billing_sync_edited = EditedTogether()
-        together.ids.update(customer_ids)
-        transaction.on_commit(together)  # outside a transaction: at once
-    else:
-        together.ids.update(customer_ids)
+    marker = getattr(connection, "billing_sync_edited", None)
+    together = marker() if marker is not None else None
+    if together is None:
+        together = EditedTogether()
+        connection.billing_sync_edited = weakref.ref(together)
+    together.ids.update(customer_ids)
+    transaction.on_commit(together)
 
 
 class EditedTogether:
@@ -99,7 +104,9 @@ class EditedTogether:
         self.ids: set[int] = set()
 
     def __call__(self) -> None:
-        customer_ids = sorted(self.ids)
+        customer_ids, self.ids = sorted(self.ids), set()
+        if not customer_ids:
+            return  # queued by an earlier run of this marker in the same commit
         size = settings.ZOHO_SCHEDULE_BATCH_SIZE
         # One transaction for every batch's mark and task (the database broker's too): one
         # commit, one connection, where autocommit had django-q reconnect for each task.
