@@ -286,12 +286,23 @@ class SyncRun(models.Model):
     trigger = models.CharField(max_length=20, choices=SyncTrigger.choices)
     dry_run = models.BooleanField(default=False)
     status = models.CharField(
-        max_length=20, choices=SyncRunStatus.choices, default=SyncRunStatus.RUNNING
+        max_length=20, choices=SyncRunStatus.choices, default=SyncRunStatus.RUNNING, db_index=True
     )
     stop_reason = models.TextField(blank=True)
     started_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    heartbeat_at = models.DateTimeField(
+        null=True,
+        blank=True,
+        help_text="When the running run last showed it was alive: a run silent for longer "
+        "than ZOHO_STALE_CLAIM_SECONDS died, and the next run closes its record.",
+    )
     finished_at = models.DateTimeField(null=True, blank=True)
     selected_count = models.PositiveIntegerField(default=0)
+    reached_count = models.PositiveIntegerField(
+        default=0,
+        help_text="Customers of its selection the run took up, each to end with a final "
+        "attempt (one another process synced meanwhile drops out of the selection).",
+    )
     synced_count = models.PositiveIntegerField(default=0)
     failed_count = models.PositiveIntegerField(default=0)
     skipped_count = models.PositiveIntegerField(default=0)
@@ -366,6 +377,13 @@ class SyncAttempt(models.Model):
 
     class Meta:
         ordering = ["-started_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["run", "customer"],
+                condition=Q(final=True),
+                name="one_final_attempt_per_customer_per_run",
+            )
+        ]
 
     def __str__(self) -> str:
         return f"{self.account_number}: {self.outcome}"
@@ -382,6 +400,7 @@ class ImportStatus(models.TextChoices):
     COMPLETED = "completed", "Completed"
     REFUSED = "refused", "Refused (unreadable, or an unknown column): nothing imported"
     FAILED = "failed", "Failed part way"
+    STOPPED = "stopped", "Stopped part way (Ctrl-C)"
 
 
 class CustomerImport(models.Model):
@@ -395,10 +414,16 @@ class CustomerImport(models.Model):
     trigger = models.CharField(max_length=20, choices=SyncTrigger.choices)
     dry_run = models.BooleanField(default=False)
     status = models.CharField(
-        max_length=20, choices=ImportStatus.choices, default=ImportStatus.RUNNING
+        max_length=20, choices=ImportStatus.choices, default=ImportStatus.RUNNING, db_index=True
     )
     problem = models.TextField(blank=True, help_text="Why the import was refused or failed.")
     started_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    heartbeat_at = models.DateTimeField(
+        null=True,
+        blank=True,
+        help_text="When the running import last wrote a batch: one silent for longer than "
+        "ZOHO_STALE_CLAIM_SECONDS died, and the next import closes its record.",
+    )
     finished_at = models.DateTimeField(null=True, blank=True)
     row_count = models.PositiveIntegerField(default=0)
     created_count = models.PositiveIntegerField(default=0)
@@ -477,6 +502,12 @@ class ZohoApiState(models.Model):
         default=0,
         help_text="Seconds of the blocks before the last one, each from when we learnt of it "
         "to its end: with the last one's, the metrics' seconds blocked.",
+    )
+    account_numbers_checked_at = models.DateTimeField(
+        null=True,
+        blank=True,
+        help_text="When a run last wrote our account number into the customers Zoho holds "
+        "without it: runs that are not a person's try again once per ZOHO_SYNC_EVERY_MINUTES.",
     )
     day_counts = models.JSONField(
         default=dict,

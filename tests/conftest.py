@@ -130,6 +130,10 @@ def every_case(
         custom_fields=[{"label": "Account Number", "value": "CT-PLAN-00001"}],
     )
     emulator.add_customer(display_name="Hosted Page", email="hosted@example.co.za")
+    gone = make_customer()  # linked to a customer deleted in Zoho since, and edited here
+    Customer.objects.filter(pk=gone.pk).update(
+        zoho_billing_customer_id="6179546000000999999", zoho_sync_status="synced"
+    )
     return {
         "new": make_customer(),
         "ours_by_account": make_customer(
@@ -145,6 +149,7 @@ def every_case(
         "closed": closed,
         "reopened": reopened,
         "closed_before": make_customer(account_status=AccountStatus.CLOSED),
+        "gone": gone,
         "theirs_id": theirs["customer_id"],
     }
 

@@ -4,6 +4,7 @@ client, and django-q's queue run in this process."""
 
 from __future__ import annotations
 
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -177,3 +178,81 @@ def edit(customer: Any, **fields: Any) -> Any:
         setattr(customer, name, value)
     customer.save()
     return customer
+
+
+class StatementFault:
+    """Fails the database's statements as a lost connection does (Django's execute_wrapper):
+    the `at`-th statement of the connection (from 1) and, for `lasting` seconds after it, every
+    statement (`lasting` None: that one alone; math.inf: until `lift()`). `answered`: the
+    statement ran before its answer was lost (in autocommit it stands, committed).
+    `meanwhile`: what another process does while the database is away from this one, run (in a
+    thread of its own, on its own connection) before the next statement outside a transaction.
+    """
+
+    def __init__(
+        self,
+        at: int = 0,
+        *,
+        answered: bool = False,
+        lasting: float | None = None,
+        meanwhile: Callable[[], None] | None = None,
+    ):
+        self.at = at
+        self.answered = answered
+        self.lasting = lasting
+        self.meanwhile = meanwhile
+        self.seen = 0
+        self.failed = 0
+        self._until: float | None = None
+
+    def __call__(self, execute: Callable[..., Any], sql: str, params: Any, many: bool, context):
+        self.seen += 1
+        if self._fails_now():
+            self.failed += 1
+            if self.answered:
+                execute(sql, params, many, context)
+            raise lost_connection()
+        if self.failed and self.meanwhile is not None and not context["connection"].in_atomic_block:
+            meanwhile, self.meanwhile = self.meanwhile, None
+            elsewhere = threading.Thread(target=_on_its_own_connection, args=(meanwhile,))
+            elsewhere.start()
+            elsewhere.join()
+        return execute(sql, params, many, context)
+
+    def _fails_now(self) -> bool:
+        if self.seen == self.at:
+            if self.lasting is not None:
+                self._until = time.monotonic() + self.lasting
+            return True
+        return self._until is not None and time.monotonic() < self._until
+
+    def lift(self) -> None:
+        """The database answers again."""
+        self._until = None
+
+
+def _on_its_own_connection(work: Callable[[], None]) -> None:
+    from django.db import connection
+
+    try:
+        work()
+    finally:
+        connection.close()
+
+
+def lost_connection() -> Exception:
+    """What Django raises when the connection is lost mid-statement: its OperationalError over
+    the driver's own (PostgreSQL: the server closed the connection; SQLite: an I/O error)."""
+    from django.db import OperationalError, connection
+
+    if connection.vendor == "postgresql":
+        import psycopg
+
+        cause: Exception = psycopg.OperationalError("server closed the connection unexpectedly")
+    else:
+        import sqlite3
+
+        cause = sqlite3.OperationalError("disk I/O error")
+    error = OperationalError(*cause.args)
+    error.__cause__ = cause
+    return error

@@ -9,7 +9,14 @@ from collections import Counter
 
 import pytest
 
-from billing_sync.models import AttemptOutcome, Customer, SyncAttempt, SyncRunStatus, SyncStatus
+from billing_sync.models import (
+    AttemptOutcome,
+    Customer,
+    SyncAttempt,
+    SyncRun,
+    SyncRunStatus,
+    SyncStatus,
+)
 from tests.helpers import wait_for, zoho_account_counts
 from tests.processes import kill_process_group, process_env, run_manage, start_manage
 
@@ -70,3 +77,10 @@ def test_killed_backfills_leave_nothing_a_normal_run_cannot_finish(
     assert all("interrupted" in a.error_message for a in interrupted)
     assert not SyncAttempt.objects.filter(outcome=AttemptOutcome.SENDING).exists()
     assert interrupted.first().run.status == SyncRunStatus.INTERRUPTED
+    # Every killed run's record is closed by the run after them: none is left running.
+    assert set(SyncRun.objects.values_list("status", flat=True)) == {
+        SyncRunStatus.INTERRUPTED,
+        SyncRunStatus.COMPLETED,
+    }
+    finals = SyncAttempt.objects.filter(final=True).values_list("run", "customer")
+    assert len(finals) == len(set(finals))  # one final attempt per customer per run

@@ -5,6 +5,7 @@ nothing lost and no duplicate. The web process says 503 while the database is aw
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import time
@@ -163,7 +164,7 @@ def test_a_long_outage_stops_the_run_in_one_line_and_the_next_run_finishes(
     assert code == 1
     assert "Traceback" not in stdout + stderr
     (line,) = [line for line in stderr.splitlines() if "Lost the database" in line]
-    assert "s: the run stops" in line
+    assert "s: the command stops" in line
     assert "ZOHO_STALE_CLAIM_SECONDS" in line  # what happens next
     created = zoho_posts(emulator)
     assert 6 <= created < CUSTOMERS
@@ -256,3 +257,138 @@ def test_claims_taken_over_during_an_outage_are_left_to_the_run_that_took_them(
     counts = zoho_account_counts(emulator)
     assert [counts[f"CT-TAKEN-{n:05d}"] for n in range(CUSTOMERS)] == [1] * CUSTOMERS
     assert zoho_posts(emulator) == CUSTOMERS  # the first run sent none of what it lost
+
+
+def test_a_database_away_when_the_run_starts_is_waited_for(database, emulator, settings, tmp_path):
+    load_customers(database, settings, "CT-START", tmp_path)
+    database.forwarder.cut()
+    backfill = start_manage(
+        "zoho_backfill_customers",
+        env=environment(database.forwarded_url, settings),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    time.sleep(2)  # away for the run's first two seconds
+    database.forwarder.restore()
+    stdout, stderr = backfill.communicate(timeout=180)
+
+    assert (backfill.returncode, "Traceback" in stdout + stderr) == (0, False), stderr
+    assert "Waiting for the database (" in stderr
+    assert accounts_synced(database, "CT-START") == {"synced": CUSTOMERS}
+    assert zoho_posts(emulator) == CUSTOMERS
+
+
+def test_an_import_that_loses_its_database_stops_in_one_line_with_its_document(
+    database, settings, tmp_path
+):
+    lines = ["account_number,email,first_name,last_name"]
+    lines += [f"CT-BIG-{n:05d},big{n}@example.co.za,Big,{n}" for n in range(20_000)]
+    path = tmp_path / "big.csv"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    with psycopg.connect(database.direct_url, autocommit=True) as connection:
+        connection.execute("TRUNCATE customers, billing_sync_customerimport CASCADE")
+    importing = start_manage(
+        "import_customers",
+        str(path),
+        "--json",
+        env=environment(database.forwarded_url, settings),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    wait_for(
+        lambda: database.rows("SELECT COUNT(*) FROM customers")[0][0] >= 1000,
+        "the first batch written",
+    )
+    database.forwarder.cut()
+    stdout, stderr = importing.communicate(timeout=120)
+    database.forwarder.restore()
+
+    assert importing.returncode == 1
+    assert "Traceback" not in stderr
+    (line,) = [line for line in stderr.splitlines() if line.strip()]
+    assert "The import stopped part way" in line
+    assert "run it again to finish" in line
+    document = json.loads(stdout)  # one document, closed
+    assert document["exit_code"] == 1
+    written = sorted(
+        account for (account,) in database.rows("SELECT account_number FROM customers")
+    )
+    assert sorted(row["account_number"] for row in document["rows"]) == written
+    assert document["counts"]["created"] == len(written) < 20_000
+    assert document["problems"] == [line.removeprefix("CommandError: ")]
+
+    again = run_manage(
+        "import_customers",
+        str(path),
+        env=environment(database.direct_url, settings, ZOHO_STALE_CLAIM_SECONDS="0"),
+        timeout=300,
+    )
+    assert again.returncode == 0, again.stderr
+    statuses = dict(database.rows("SELECT id, status FROM billing_sync_customerimport"))
+    assert statuses == {document["import_id"]: "failed", max(statuses): "completed"}
+    assert database.rows("SELECT COUNT(*) FROM customers") == [(20_000,)]
+
+
+@pytest.mark.parametrize("cut_after", [2, 8, 14, 20])
+def test_a_sync_cut_for_two_seconds_at_any_moment_tells_the_truth(
+    database, emulator, settings, tmp_path, cut_after
+):
+    """The issue's own trial: a sync doing 12 creates, 8 edits and 2 closings Zoho refuses,
+    its database cut for 2 s once Zoho has seen `cut_after` of its requests."""
+    load_customers(database, settings, "CT-MIX", tmp_path)  # 24 customers
+    direct = environment(database.direct_url, settings)
+    with psycopg.connect(database.direct_url, autocommit=True) as connection:
+        connection.execute(  # n of CT-MIX-0000n even: not in Zoho yet
+            "UPDATE customers SET account_type = 'internal_test' "
+            "WHERE CAST(RIGHT(account_number, 5) AS int) % 2 = 0"
+        )
+    assert run_manage("zoho_sync_customers", env=direct, timeout=180).returncode == 0  # 12 in Zoho
+    closing = [f"ct-mix{n}@example.co.za" for n in (1, 3)]
+    emulator.configure(active_subscription_emails=tuple(closing))
+    with psycopg.connect(database.direct_url, autocommit=True) as connection:
+        connection.execute(
+            "UPDATE customers SET account_status = 'closed' WHERE email = ANY(%s)", (closing,)
+        )
+        connection.execute(  # 8 edits: n = 5, 7, ..., 19
+            "UPDATE customers SET phone = '+27 82 555 0000' "
+            "WHERE CAST(RIGHT(account_number, 5) AS int) IN (5, 7, 9, 11, 13, 15, 17, 19)"
+        )
+        connection.execute("UPDATE customers SET account_type = 'residential'")  # 12 new
+    sent_before = len(emulator.request_log)
+    syncing = start_manage(
+        "zoho_sync_customers",
+        "--json",
+        env=environment(database.forwarded_url, settings),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    wait_for(lambda: len(emulator.request_log) >= sent_before + cut_after, "the cut's moment")
+    database.forwarder.cut()
+    time.sleep(2)
+    database.forwarder.restore()
+    stdout, stderr = syncing.communicate(timeout=180)
+
+    assert "Traceback" not in stdout + stderr
+    document = json.loads(stdout)
+    assert syncing.returncode == document["exit_code"] == 1  # the two closings need a person
+    run_id = document["run_id"]
+    finals = database.rows(
+        "SELECT customer_id, outcome FROM billing_sync_syncattempt WHERE run_id = %s AND final",
+        (run_id,),
+    )
+    assert len(finals) == len({customer for customer, _ in finals})  # one final each
+    assert sorted(finals) == sorted(
+        (entry["customer_id"], entry["outcome"]) for entry in document["customers"]
+    )
+    assert database.rows(
+        "SELECT COUNT(*) FROM billing_sync_syncattempt WHERE outcome = 'sending'"
+    ) == [(0,)]
+    assert database.rows("SELECT COUNT(*) FROM billing_sync_syncrun WHERE status = 'running'") == [
+        (0,)
+    ]
+    assert accounts_synced(database, "CT-MIX") == {"synced": 22, "needs_attention": 2}
+    counts = zoho_account_counts(emulator)
+    assert [counts[f"CT-MIX-{n:05d}"] for n in range(CUSTOMERS)] == [1] * CUSTOMERS

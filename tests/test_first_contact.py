@@ -18,7 +18,7 @@ from billing_sync.models import AttemptOutcome, Customer, SyncAttempt, SyncStatu
 from billing_sync.services.run_report import RunObserver
 from billing_sync.services.runs import customer_sync, customers_backfill, customers_retry_failed
 from tests.commands import run
-from tests.helpers import zoho_account_counts, zoho_posts
+from tests.helpers import edit, zoho_account_counts, zoho_posts
 from zoho_emulator import EMULATOR_ORGANIZATION_ID
 
 pytestmark = pytest.mark.django_db
@@ -243,6 +243,53 @@ def test_a_field_the_organization_drops_links_the_customer_and_stops(emulator, c
     assert_all_synced_once(emulator, customers)
     assert not Customer.objects.filter(zoho_account_number_missing=True).exists()
     assert run("zoho_verify", "--deep")[1] == 0
+
+
+def test_the_repair_is_made_before_a_create_never_for_an_edit(emulator, make_customer):
+    flagged, edited = make_customer(), make_customer()
+    assert customers_backfill(trigger="command").ok
+    Customer.objects.filter(pk=flagged.pk).update(zoho_account_number_missing=True)
+    flagged.refresh_from_db()
+    edit(edited, phone="+27 82 555 0700")
+    before = len(emulator.request_log)
+
+    assert customer_sync(customer_id=edited.pk, trigger="edit").ok  # an edit's task
+
+    sent = [(r.method, r.path) for r in emulator.request_log[before:]]
+    assert sent == [("PUT", f"/customers/{edited.zoho_billing_customer_id}")]  # no repair
+
+    make_customer()
+    before = len(emulator.request_log)
+    assert customers_backfill(trigger="command").ok  # a run that creates: the repair first
+
+    sent = [(r.method, r.path) for r in emulator.request_log[before:]]
+    assert sent[0] == ("PUT", f"/customers/{flagged.zoho_billing_customer_id}")
+    assert sent[-1] == ("POST", "/customers")
+    assert not Customer.objects.filter(zoho_account_number_missing=True).exists()
+
+
+def test_a_repair_in_vain_is_tried_again_once_an_interval_or_when_a_person_asks(
+    emulator, make_customer
+):
+    emulator.configure(unknown_custom_field="drop")
+    make_customer()
+    assert customers_backfill(trigger="command").stop_needs_setup  # created, linked, flagged
+    flagged = Customer.objects.get(zoho_account_number_missing=True)
+    new = make_customer()
+    before = len(emulator.request_log)
+
+    report = customer_sync(customer_id=new.pk, trigger="edit")  # a new customer's task
+
+    assert report.stop_needs_setup
+    assert "no customer is created until it does" in report.stop_reason
+    assert len(emulator.request_log) == before  # tried moments ago: no request
+    new.refresh_from_db()  # untouched: the schedule takes it once Zoho keeps the number
+    assert (new.zoho_sync_status, new.zoho_billing_customer_id) == (SyncStatus.PENDING, None)
+
+    output, code = run("zoho_sync_customers")  # a person asks: tried again at once
+    assert code == 2
+    sent = [(r.method, r.path) for r in emulator.request_log[before:]]
+    assert sent == [("PUT", f"/customers/{flagged.zoho_billing_customer_id}")]
 
 
 def test_a_field_that_changes_the_value_is_caught(emulator, customers):

@@ -41,6 +41,7 @@ CUSTOMER_KEYS = {
     "email",
     "account_number",
     "outcome",
+    "status",
     "zoho_customer_id",
     "error",
     "waiting_until",

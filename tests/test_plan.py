@@ -29,6 +29,7 @@ OUTCOME_OF = {
     Action.SKIP: AttemptOutcome.SKIPPED,
     Action.INVALID: AttemptOutcome.INVALID,
     Action.WAIT: AttemptOutcome.WAITING,  # no request: an earlier create may be settling
+    Action.GONE: AttemptOutcome.FAILED,  # Zoho no longer holds it: a person decides
 }
 
 
@@ -49,10 +50,11 @@ EXPECTED = {  # what each kind of run does with each case; absent: the kind does
     "closed": Action.DEACTIVATE,
     "reopened": Action.REACTIVATE,
     "closed_before": Action.SKIP,  # never created
+    "gone": Action.GONE,  # deleted in Zoho, edited here
 }
 TAKEN_BY = {
     SyncRunKind.SYNC: set(EXPECTED),
-    SyncRunKind.BACKFILL: set(EXPECTED) - {"edited", "saved", "closed", "reopened"},
+    SyncRunKind.BACKFILL: set(EXPECTED) - {"edited", "saved", "closed", "reopened", "gone"},
     SyncRunKind.RETRY_FAILED: {"failed_before"},
 }
 
@@ -76,6 +78,11 @@ def test_the_plan_matches_the_run_that_follows_it_customer_by_customer(emulator,
             assert f"{r.waiting_until:%H:%M:%S} UTC" in p.reason
         elif p.action == Action.INVALID:
             assert p.reason in r.error  # the same field named
+        elif p.action == Action.GONE:
+            assert "Zoho no longer holds the customer" in r.error
+            customer = Customer.objects.get(pk=customer_id)
+            assert customer.zoho_sync_status == "needs_attention"  # a person decides
+            assert linked[customer_id] == p.zoho_customer_id  # still linked: nothing guessed
         elif p.action == Action.CREATE:
             assert linked[customer_id] == r.zoho_customer_id not in zoho_before  # a new one
         elif customer_id == every_case["closed_before"].pk:

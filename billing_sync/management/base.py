@@ -4,13 +4,21 @@ ends a command early (it still closes the JSON document, then exits with the rig
 from __future__ import annotations
 
 import argparse
+import shutil
+import tempfile
 from collections.abc import Callable, Iterable
-from typing import Any, ClassVar
+from typing import IO, Any, ClassVar
 
-from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.core.management.base import BaseCommand, CommandError, CommandParser, OutputWrapper
+from django.db import DatabaseError, connection
 
 from billing_sync.management.documents import empty_document, write_document
-from billing_sync.services.db_outage import CONNECTION_ERRORS, DatabaseLost, first_line
+from billing_sync.services.database import (
+    DatabaseSteps,
+    DatabaseUnavailable,
+    database_steps,
+    first_line,
+)
 from billing_sync.zoho.errors import ZohoConfigError, ZohoError
 
 EXIT_OK = 0
@@ -41,28 +49,52 @@ class ZohoCommand(BaseCommand):
         return type(self).__module__.rpartition(".")[2]
 
     def execute(self, *args: Any, **options: Any) -> str | None:
-        """Run the command; whatever ends it early still ends its document (with --json) and
-        leaves with its exit code: Zoho refusing the set-up 2, Ctrl-C 130, Zoho unreadable 1,
-        any other failure 1 (its traceback kept for the log)."""
+        """Run the command once the database answers (waited for as when it is lost mid-run);
+        whatever ends it early still ends its document (with --json) and leaves with its exit
+        code and one line: Zoho refusing the set-up 2, Ctrl-C 130 (the process then ends by
+        the signal, as a shell expects), Zoho unreadable or the database lost 1, any other
+        failure 1 (its traceback kept for the log)."""
         self.options = options
         self.as_json = bool(options.get("json"))
         self.document_sent = False
+        # As BaseCommand.execute sets them, for what is said before it runs.
+        if options.get("stdout"):
+            self.stdout = OutputWrapper(options["stdout"])
+        if options.get("stderr"):
+            self.stderr = OutputWrapper(options["stderr"])
         try:
+            database_steps(max_wait=options.get("max_wait"), on_wait=self._database_wait).take(
+                _database_answers
+            )
             return super().execute(*args, **options)
         except CommandError as exc:
             self.ended_early(exc.returncode, str(exc))
             raise
         except (Exception, KeyboardInterrupt) as exc:
-            exit_code, problem, said_in_full = _ending(exc)
+            exit_code, problem, said_in_full = self.ending(exc)
             self.ended_early(exit_code, problem)
+            if isinstance(exc, KeyboardInterrupt):
+                self.stderr.write(problem)
+                raise
             if said_in_full:
                 raise CommandError(problem, returncode=exit_code) from exc
             raise
 
-    def ended_early(self, exit_code: int, problem: str) -> None:
-        """The command did not reach its end: with --json, close the document saying why."""
+    def ending(self, exc: BaseException) -> tuple[int, str, bool]:
+        """How `exc` ends this command: its exit code, the problem in a line, and whether that
+        line says all (else the traceback follows, for the log)."""
+        return _ending(exc)
+
+    def _database_wait(self, reason: str) -> None:
+        self.stderr.write(
+            f"Waiting for the database ({reason}) (ZOHO_DB_OUTAGE_WAIT_SECONDS)...", ending="\n"
+        )
+
+    def ended_early(self, exit_code: int, problem: str, **known: Any) -> None:
+        """The command did not reach its end: with --json, close the document saying why
+        (with the values `known` of it)."""
         if self.as_json and not self.document_sent:
-            self.send_document(exit_code=exit_code, problems=[problem])
+            self.send_document(exit_code=exit_code, problems=[problem], **known)
 
     def empty_document(self) -> dict[str, Any]:
         """This command's document, valued as when it never got to anything."""
@@ -75,19 +107,33 @@ class ZohoCommand(BaseCommand):
         exit_code: int,
         problems: list[str],
         listed: str = "",
-        items: Iterable[str] = (),
+        items: Callable[[], Iterable[str]] = tuple,
+        steps: DatabaseSteps | None = None,
         **values: Any,
     ) -> None:
-        """Write the whole document: `values` over the empty one; `listed` streamed from
-        `items` (JSON texts)."""
-        write_document(
-            self.write_text,
-            self.empty_document() | values,
-            exit_code=exit_code,
-            problems=problems,
-            listed=listed,
-            items=items,
-        )
+        """Write the whole document: `values` over the empty one; `listed` from `items()`
+        (JSON texts, maybe read from the database: through `steps` when given). It is written
+        whole, once read whole: stdout never holds a document cut short."""
+
+        def render() -> IO[str]:
+            # In a temporary file past 1 MB: 100,000 customers hold no memory.
+            text = tempfile.SpooledTemporaryFile(  # noqa: SIM115 - closed below
+                max_size=2**20, mode="w+", encoding="ascii"
+            )
+            write_document(
+                text.write,
+                self.empty_document() | values,
+                exit_code=exit_code,
+                problems=problems,
+                listed=listed,
+                items=items(),
+            )
+            return text
+
+        text = render() if steps is None else steps.take(render)
+        with text:
+            text.seek(0)
+            shutil.copyfileobj(text, _Writer(self.write_text))
         self.document_sent = True
 
     def write_text(self, text: str) -> None:
@@ -112,14 +158,30 @@ def _ending(exc: BaseException) -> tuple[int, str, bool]:
         return EXIT_SETUP, str(exc), True
     if isinstance(exc, ZohoError):  # Zoho could not be read (a run's own failures never get here)
         return EXIT_FAILED, f"Could not read Zoho: {exc}", True
-    if isinstance(exc, DatabaseLost):  # a run waited for the database in vain
+    if isinstance(exc, DatabaseUnavailable):  # waited for, or tried again, in vain
         return EXIT_FAILED, str(exc), True
-    if isinstance(exc, CONNECTION_ERRORS):
-        problem = f"Lost the database ({first_line(exc)}): the command stopped; run it again"
+    if isinstance(exc, DatabaseError):
+        problem = (
+            f"The database failed ({first_line(exc)}): the command stopped; what it wrote "
+            "stands, run it again"
+        )
         return EXIT_FAILED, problem, True
     if isinstance(exc, KeyboardInterrupt):
-        return EXIT_INTERRUPTED, "Interrupted (Ctrl-C) before the command ended", False
+        return EXIT_INTERRUPTED, "Interrupted (Ctrl-C) before the command ended", True
     return EXIT_FAILED, f"The command failed: {exc}", False
+
+
+def _database_answers() -> None:
+    """One look at the database (a new connection if there is none)."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT 1")
+
+
+class _Writer:
+    """A file-like `write` over a function that writes text (for shutil.copyfileobj)."""
+
+    def __init__(self, write: Callable[[str], None]) -> None:
+        self.write = write
 
 
 class Observers:

@@ -3,9 +3,11 @@
 Every document has `command` (first), its command's keys (always all of them, valued as below
 when the command never got to them), `exit_code` and `problems` (last). docs/json-output.md
 lists the same keys (tests/test_docs.py holds the two together). A document's one long list (a
-run's `customers`, an import's `rows`) is written item by item, each by the encoder, so a run
-over 100,000 customers holds none of them in memory for its output. Times are ISO 8601 with
-their offset; ASCII only, so any terminal encoding carries it.
+run's `customers`, an import's `rows`) is written item by item, each by the encoder, into a
+temporary file past 1 MB (management/base.py `send_document`), so a run over 100,000 customers
+holds none of them in memory for its output; the document reaches stdout once it is whole, so
+a failure while it is read never leaves half a document there. Times are ISO 8601 with their
+offset; ASCII only, so any terminal encoding carries it.
 """
 
 from __future__ import annotations
@@ -13,9 +15,10 @@ from __future__ import annotations
 import copy
 import json
 from collections.abc import Callable, Iterable
-from dataclasses import asdict
 from datetime import datetime
 from typing import Any
+
+from django.db.models import F
 
 from billing_sync.models import CustomerImport, SyncAttempt, SyncRun
 from billing_sync.services.run_report import CustomerResult, RunReport
@@ -136,23 +139,31 @@ def _write_list(write: Write, items: Iterable[str]) -> None:
 # --- a run's document, read from its record ------------------------------------------------------
 
 
-def customer_object(result: CustomerResult) -> dict[str, Any]:
-    """One finished customer of a run, as its final attempt records it."""
-    shown = asdict(result)
-    del shown["display_name"]  # a label for the text, not part of the outcome
-    return shown | {
+def customer_object(result: CustomerResult, status: str | None) -> dict[str, Any]:
+    """One finished customer of a run, as its final attempt records it, and `status`: the
+    customer's status once the run is over (None: the customer was deleted since)."""
+    return {
+        "customer_id": result.customer_id,
+        "email": result.email,
+        "account_number": result.account_number,
         "outcome": str(result.outcome),
+        "status": status,
         "zoho_customer_id": result.zoho_customer_id or None,
         "error": result.error or None,
+        "waiting_until": result.waiting_until,
     }
 
 
 def run_customers(run: SyncRun) -> Iterable[str]:
-    """Each customer the run finished, as JSON text, from its final attempt, in the order they
-    were written."""
-    finals = SyncAttempt.objects.filter(run=run, final=True).order_by("pk")
+    """Each customer the run finished, as JSON text, from its final attempt and the customer's
+    status as it stands now, in the order they were written."""
+    finals = (
+        SyncAttempt.objects.filter(run=run, final=True)
+        .annotate(status_after=F("customer__zoho_sync_status"))
+        .order_by("pk")
+    )
     for attempt in finals.iterator(chunk_size=2000):
-        yield json_text(customer_object(CustomerResult.of(attempt)))
+        yield json_text(customer_object(CustomerResult.of(attempt), attempt.status_after))
 
 
 def run_document(command: str, report: RunReport) -> dict[str, Any]:

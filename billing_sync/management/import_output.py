@@ -7,6 +7,7 @@ end); the totals are read from the import's record (CustomerImport) when it ends
 from __future__ import annotations
 
 import tempfile
+from collections import Counter
 from collections.abc import Iterator
 from typing import Any
 
@@ -150,9 +151,13 @@ def row_object(outcome: RowOutcome) -> dict[str, Any]:
     }
 
 
-def import_values(record: CustomerImport, columns: Columns | None) -> dict[str, Any]:
+def import_values(
+    record: CustomerImport, columns: Columns | None, counts: dict[str, int] | None = None
+) -> dict[str, Any]:
     """An import's document but for its rows, read from its record (columns: None when the
-    import never placed them)."""
+    import never placed them; `counts`: the rows' own, where the record cannot be read)."""
+    if counts is None:
+        counts = {name: getattr(record, field) for name, field in IMPORT_COUNTS.items()}
     return {
         "import_id": record.pk,
         "dry_run": record.dry_run,
@@ -160,7 +165,7 @@ def import_values(record: CustomerImport, columns: Columns | None) -> dict[str, 
         "columns": dict(columns.fields) if columns else {},
         "ignored_columns": [*columns.ignored, *columns.unnamed] if columns else [],
         "written_by_sync": list(columns.written_by_sync) if columns else [],
-        "counts": {name: getattr(record, field) for name, field in IMPORT_COUNTS.items()},
+        "counts": counts,
         "sync_queued": record.sync_queued,
         "writeback": writeback_object(record),
     }
@@ -168,11 +173,14 @@ def import_values(record: CustomerImport, columns: Columns | None) -> dict[str, 
 
 class ImportRows(ImportObserver):
     """Keeps an import's rows as JSON text, each batch once written, for its document at its
-    end (in a temporary file past 1 MB: 100,000 rows hold no memory)."""
+    end (in a temporary file past 1 MB: 100,000 rows hold no memory), and counts them: each
+    batch's rows and the record's counts are committed together, so these counts are the
+    record's, for an import whose database went away before its end."""
 
     def __init__(self) -> None:
         self.record: CustomerImport | None = None
         self.columns: Columns | None = None
+        self.actions: Counter[RowAction] = Counter()
         # Open for the command's life: read at its end, after a failure too; gone with it.
         self.file = tempfile.SpooledTemporaryFile(  # noqa: SIM115
             max_size=2**20, mode="w+", encoding="ascii"
@@ -187,6 +195,17 @@ class ImportRows(ImportObserver):
     def rows_written(self, outcomes: list[RowOutcome]) -> None:
         for outcome in outcomes:
             self.file.write(json_text(row_object(outcome)) + "\n")
+            self.actions[outcome.action] += 1
+
+    def counts(self) -> dict[str, int]:
+        """The document's counts, from the rows written."""
+        return {
+            "rows": sum(self.actions.values()),
+            "created": self.actions[RowAction.CREATE],
+            "updated": self.actions[RowAction.UPDATE],
+            "unchanged": self.actions[RowAction.UNCHANGED],
+            "refused": self.actions[RowAction.REFUSED],
+        }
 
     def texts(self) -> Iterator[str]:
         """Each row kept, in order."""

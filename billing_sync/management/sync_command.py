@@ -20,7 +20,9 @@ from billing_sync.management.documents import run_customers, run_document
 from billing_sync.management.printing import Printer, RunPrinter
 from billing_sync.management.progress import RunProgress
 from billing_sync.models import AttemptOutcome, Customer, SyncRun, SyncTrigger
+from billing_sync.services.database import database_steps
 from billing_sync.services.run_report import RunObserver, RunReport
+from billing_sync.services.run_stops import RunInterrupted
 
 
 class SyncCommand(ZohoCommand):
@@ -87,28 +89,46 @@ class SyncCommand(ZohoCommand):
         if exit_code:
             raise CommandError(message, returncode=exit_code)
 
-    def ended_early(self, exit_code: int, problem: str) -> None:
-        """The run did not end normally: its document says what its record holds so far."""
-        run = getattr(self, "started", RunStarted()).run
+    def ending(self, exc: BaseException) -> tuple[int, str, bool]:
+        exit_code, problem, said_in_full = super().ending(exc)
+        run = self._run()
+        if isinstance(exc, KeyboardInterrupt) and run is not None:
+            problem = f"{RunInterrupted()} (run #{run.pk})."
+        return exit_code, problem, said_in_full
+
+    def ended_early(self, exit_code: int, problem: str, **known: Any) -> None:
+        """The run did not end normally: its document says what its record holds so far (one
+        look: the database may be what failed)."""
+        run = self._run()
         if run is None or not self.as_json or self.document_sent:
             super().ended_early(exit_code, problem)
             return
         try:
-            report = RunReport.of(run)
+            self.end_run(RunReport.of(run), exit_code, [problem], patient=False)
         except DatabaseError:  # the record cannot be read: the document says why, no more
-            super().ended_early(exit_code, problem)
-            return
-        self.end_run(report, exit_code, [problem])
+            super().ended_early(exit_code, problem, run_id=run.pk)
 
-    def end_run(self, report: RunReport, exit_code: int, problems: list[str] | None = None) -> None:
-        """With --json, the run's document, read from its record."""
+    def _run(self) -> SyncRun | None:
+        return getattr(self, "started", RunStarted()).run
+
+    def end_run(
+        self,
+        report: RunReport,
+        exit_code: int,
+        problems: list[str] | None = None,
+        *,
+        patient: bool = True,
+    ) -> None:
+        """With --json, the run's document, read from its record (`patient`: riding out a
+        lost database)."""
         if not self.as_json:
             return
         self.send_document(
             exit_code=exit_code,
             problems=run_problems(report) if problems is None else problems,
             listed="customers",
-            items=run_customers(report.run),
+            items=lambda: run_customers(report.run),
+            steps=database_steps() if patient else None,
             **run_document(self.command_name, report),
         )
 
@@ -134,10 +154,8 @@ def run_exit(report: RunReport, *, dry_run: bool) -> tuple[int, str]:
             f"(run #{report.run.pk})."
         )
     if not report.ok:
-        return EXIT_FAILED, (
-            f"{report.failed_count + report.waiting_count} customer(s) not synced "
-            f"(run #{report.run.pk})."
-        )
+        not_synced = report.failed_count + report.waiting_count + report.unaccounted_count
+        return EXIT_FAILED, f"{not_synced} customer(s) not synced (run #{report.run.pk})."
     return 0, ""
 
 
@@ -151,6 +169,10 @@ def run_problems(report: RunReport) -> list[str]:
     if report.waiting_count:
         problems.append(
             f"{report.waiting_count} customer(s) waiting for an earlier create to settle"
+        )
+    if report.unaccounted_count:
+        problems.append(
+            f"{report.unaccounted_count} customer(s) taken up without a final attempt on record"
         )
     if report.run.dry_run:
         refused = report.run.attempts.filter(final=True, outcome=AttemptOutcome.DRY_RUN)

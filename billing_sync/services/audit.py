@@ -12,11 +12,12 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any, TypedDict, Unpack
 
-from django.db import IntegrityError
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from billing_sync.models import AttemptOutcome, Customer, SyncAttempt, SyncRun, SyncRunStatus
 from billing_sync.services.claims import value_by_pk
+from billing_sync.services.database import DatabaseSteps
 
 FINISHED_FIELDS = [
     "outcome",
@@ -37,17 +38,25 @@ class RunAttempts:
     A finished attempt is `final` when it is how its customer ended in the run; once such a
     row is written, `on_final` hears of it: the run's output is read from these rows, never
     from what the run meant to write. Where a group's attempts go together, they are written
-    together (`open_all`, `write`): a few statements a group instead of one a customer.
+    together (`open_all`, `write`): a few statements a group instead of one a customer. Every
+    write is a step of the run's `steps`: a lost database is waited for and the write taken
+    again, whole (an attempt and the customer's row it goes with are one transaction).
     """
 
     def __init__(
-        self, run: SyncRun, *, on_final: Callable[[SyncAttempt], None] | None = None
+        self,
+        run: SyncRun,
+        steps: DatabaseSteps,
+        *,
+        on_final: Callable[[SyncAttempt], None] | None = None,
     ) -> None:
         self.run = run
+        self.steps = steps
         self.on_final = on_final or _ignore
         # Called before final attempts are reported: writes (and so reports) what is held
         # back to be written together, so customers are reported in the order they ended.
         self.before_report: Callable[[], None] = _nothing
+        self._reported: set[int] = set()
 
     def begin(self, customer: Customer) -> SyncAttempt:
         """An attempt at `customer`, not on record yet."""
@@ -62,11 +71,11 @@ class RunAttempts:
     def open(self, attempt: SyncAttempt) -> None:
         """A request of this attempt is about to go out: the attempt must be on record first."""
         if attempt.pk is None:
-            attempt.save()
+            self.steps.take(lambda: self._write_together([attempt]))
 
     def open_all(self, attempts: list[SyncAttempt]) -> None:
-        """Put several attempts on record in one statement; each gets its primary key
-        (PostgreSQL and SQLite 3.35+ return them), so it can be finished later."""
+        """Put several attempts on record in one statement, in the caller's transaction; each
+        gets its primary key (PostgreSQL and SQLite 3.35+ return them)."""
         SyncAttempt.objects.bulk_create(attempts)
 
     def withdraw(self, attempts: list[SyncAttempt]) -> None:
@@ -80,24 +89,39 @@ class RunAttempts:
         self.write([ended(attempt, outcome, **how)])
         return attempt
 
-    def write(self, attempts: list[SyncAttempt], *, report: bool = True) -> None:
-        """Write attempts `ended` here: the new ones in one INSERT, the opened ones in one
-        UPDATE. `report=False` inside a transaction: the caller reports them once committed."""
+    def write(self, attempts: list[SyncAttempt], *, also: Callable[[], None] | None = None) -> None:
+        """Write attempts `ended` here (the new ones in one INSERT, the opened ones in one
+        UPDATE) and `also`'s writes in one transaction, taken again whole after a lost
+        database; then report the final ones."""
+        self.steps.take(lambda: self._write_together(attempts, also))
+        self.report(attempts)
+
+    def _write_together(
+        self, attempts: list[SyncAttempt], also: Callable[[], None] | None = None
+    ) -> None:
         new = [attempt for attempt in attempts if attempt.pk is None]
         opened = [attempt for attempt in attempts if attempt.pk is not None]
-        if new:
-            SyncAttempt.objects.bulk_create(new)
-        if opened:
-            _update_finished(opened)
-        if report:
-            self.report(attempts)
+        try:
+            with transaction.atomic():
+                if new:
+                    SyncAttempt.objects.bulk_create(new)
+                if opened:
+                    _update_finished(opened)
+                if also is not None:
+                    also()
+        except BaseException:
+            for attempt in new:  # rolled back: not on record after all
+                attempt.pk = None
+            raise
 
     def report(self, attempts: list[SyncAttempt]) -> None:
-        """Tell `on_final` of the final attempts among these, now on record."""
-        if any(attempt.final for attempt in attempts):
+        """Tell `on_final` of the final attempts among these, now on record (each once)."""
+        finals = [a for a in attempts if a.final and a.pk not in self._reported]
+        if finals:
             self.before_report()
-        for attempt in attempts:
-            if attempt.final:
+        for attempt in finals:
+            if attempt.pk not in self._reported:
+                self._reported.add(attempt.pk)
                 self.on_final(attempt)
 
 

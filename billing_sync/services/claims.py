@@ -4,7 +4,8 @@ A run claims its customers a group at a time with one conditional UPDATE, so two
 work on one customer. Every later change touches only the sync columns and requires the claim:
 a person's edit made meanwhile survives, and a run that lost its claim (it was too slow and was
 taken for dead) never overwrites the work of the run that took over. A run renews its claims
-while it waits.
+while it waits. Each change is one step of the run's `steps` (database.py): a conditional
+UPDATE, safe to take again after a lost database.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from django.db.models.functions import Cast
 from django.utils import timezone
 
 from billing_sync.models import Customer, SyncRun, SyncStatus
+from billing_sync.services.database import DatabaseSteps
 
 
 @dataclass(frozen=True)
@@ -49,8 +51,9 @@ def released_columns(status: SyncStatus, error: str) -> dict[str, Any]:
 class Claims:
     """The customers one run holds."""
 
-    def __init__(self, run: SyncRun) -> None:
+    def __init__(self, run: SyncRun, steps: DatabaseSteps) -> None:
         self.run = run
+        self.steps = steps
 
     def take(self, customers: list[Customer], wanted: Q) -> dict[int, Customer]:
         """Claim those of `customers` the run still wants; their rows as claimed, by id.
@@ -58,12 +61,20 @@ class Claims:
         A customer another run took meanwhile is simply not among them.
         """
         ids = [customer.pk for customer in customers]
-        Customer.objects.filter(pk__in=ids).filter(wanted).update(
-            zoho_sync_status=SyncStatus.SYNCING,
-            zoho_claimed_at=timezone.now(),
-            zoho_claimed_by=self.run,
-        )
-        return {customer.pk: customer for customer in self.held().filter(pk__in=ids)}
+
+        def claim() -> dict[int, Customer]:
+            Customer.objects.filter(pk__in=ids).filter(wanted).update(
+                zoho_sync_status=SyncStatus.SYNCING,
+                zoho_claimed_at=timezone.now(),
+                zoho_claimed_by=self.run,
+            )
+            return {customer.pk: customer for customer in self.held().filter(pk__in=ids)}
+
+        return self.steps.take(claim)
+
+    def holding(self, customer: Customer) -> Customer | None:
+        """The customer's row as it stands, while this run holds it (None: it does not)."""
+        return self.steps.take(lambda: self.held().filter(pk=customer.pk).first())
 
     def held(self) -> QuerySet[Customer]:
         """The customers this run holds now."""
@@ -73,13 +84,12 @@ class Claims:
 
     def renew(self) -> None:
         """Keep the claims fresh while the run waits, so nobody takes them for abandoned."""
-        self.held().update(zoho_claimed_at=timezone.now())
+        self.steps.take(lambda: self.held().update(zoho_claimed_at=timezone.now()))
 
     def update(self, customer: Customer, **columns: Any) -> bool:
         """Change sync columns of a customer, only while this run holds it."""
-        return bool(
-            Customer.objects.filter(pk=customer.pk, zoho_claimed_by=self.run).update(**columns)
-        )
+        held = Customer.objects.filter(pk=customer.pk, zoho_claimed_by=self.run)
+        return bool(self.steps.take(lambda: held.update(**columns)))
 
     def release(self, customer: Customer, status: SyncStatus, error: str = "") -> None:
         """Let go of a customer, leaving it with `status`."""
@@ -106,7 +116,8 @@ class Claims:
     ) -> None:
         """Link these customers, just created (by id: their Zoho id, and the data Zoho holds,
         None when not all of ours) and let go of them, in one statement."""
-        Customer.objects.filter(pk__in=linked, zoho_claimed_by=self.run).update(
+        held = Customer.objects.filter(pk__in=linked, zoho_claimed_by=self.run)
+        held.update(
             **_synced_columns(
                 value_by_pk({pk: zoho_id for pk, (zoho_id, _) in linked.items()}), when
             ),
@@ -162,15 +173,21 @@ class Claims:
     def set_creates_sent(self, customers: list[Customer], when: datetime | None) -> None:
         """Record (or clear), in one statement, that creates of these customers are about to go
         out."""
-        Customer.objects.filter(
+        held = Customer.objects.filter(
             pk__in=[customer.pk for customer in customers], zoho_claimed_by=self.run
-        ).update(zoho_create_sent_at=when)
+        )
+        self.steps.take(lambda: held.update(zoho_create_sent_at=when))
         for customer in customers:
             customer.zoho_create_sent_at = when
 
     def release_all(self, customers: QuerySet[Customer], status: SyncStatus, error: str) -> int:
         """Let go of these customers (held by this run, or not held at all); how many."""
-        return customers.update(**released_columns(status, error))
+
+        def release() -> int:
+            with transaction.atomic():  # the count is the one that committed
+                return customers.update(**released_columns(status, error))
+
+        return self.steps.take(release)
 
 
 def unclaimed(customer_ids: list[int], status: SyncStatus) -> QuerySet[Customer]:

@@ -19,18 +19,16 @@ from __future__ import annotations
 
 import contextlib
 import itertools
-import signal
-import threading
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any, TypeVar
 
 from django.conf import settings
-from django.db import IntegrityError, reset_queries, transaction
-from django.db.models import F
+from django.db import DatabaseError, IntegrityError, reset_queries, transaction
+from django.db.models import F, Q
 from django.utils import timezone
 from django_q.tasks import async_task
 
@@ -42,6 +40,7 @@ from billing_sync.models import (
     ImportStatus,
     SyncTrigger,
 )
+from billing_sync.services.ctrl_c import ctrl_c_held
 from billing_sync.services.customer_data import customer_field_problems
 from billing_sync.services.import_files import (
     STDIN,
@@ -60,6 +59,11 @@ from billing_sync.services.import_rows import (
 
 BATCH_ROWS = 1000
 T = TypeVar("T")
+INTERRUPTED = "Interrupted (Ctrl-C): the rows before that are imported"
+DIED = (
+    "stopped writing part way (its process died, or lost the database for good); the rows "
+    "before that are imported: a rerun finishes it"
+)
 SYNC_TASK = "billing_sync.tasks.sync_task"
 REASON_CHARS = 1000
 
@@ -141,13 +145,30 @@ def customers_import_upload(
 def import_started(
     source: ImportSource, name: str, format: str, options: ImportOptions
 ) -> CustomerImport:
-    """The import's record, before anything is read."""
-    return CustomerImport.objects.create(
-        source=source,
-        name=name[:255],
-        format=format,
-        trigger=options.trigger,
-        dry_run=options.dry_run,
+    """The import's record, before anything is read; the records of imports that died (silent
+    for longer than ZOHO_STALE_CLAIM_SECONDS) closed `failed` first."""
+    close_dead_imports(settings.ZOHO_STALE_CLAIM_SECONDS)
+    with transaction.atomic():
+        return CustomerImport.objects.create(
+            source=source,
+            name=name[:255],
+            format=format,
+            trigger=options.trigger,
+            dry_run=options.dry_run,
+            heartbeat_at=timezone.now(),
+        )
+
+
+def close_dead_imports(stale_seconds: float) -> int:
+    """Close `failed` the record of every import that stopped writing batches more than
+    `stale_seconds` ago (its process died, or lost the database for good); how many. Its
+    committed batches stand: a rerun finishes it."""
+    cutoff = timezone.now() - timedelta(seconds=stale_seconds)
+    silent = Q(heartbeat_at__lt=cutoff) | Q(heartbeat_at__isnull=True, started_at__lt=cutoff)
+    return CustomerImport.objects.filter(silent, status=ImportStatus.RUNNING).update(
+        status=ImportStatus.FAILED,
+        problem=DIED,
+        finished_at=timezone.now(),
     )
 
 
@@ -175,35 +196,18 @@ def import_rows(
     batches = _Batches(record, columns)
     try:
         for batch in in_batches(rows.rows, BATCH_ROWS):
-            with _ctrl_c_held():  # a batch written is a batch reported
+            with ctrl_c_held():  # a batch written is a batch reported
                 observer.rows_written(batches.write(batch))
             # With DEBUG on, Django keeps the text of every query: not 100,000 rows' worth.
             reset_queries()
+    except KeyboardInterrupt:
+        with ctrl_c_held():
+            _ended(record, ImportStatus.STOPPED, INTERRUPTED)
+        raise
     except BaseException as exc:
-        _failed(record, exc)
+        _ended(record, ImportStatus.FAILED, f"{type(exc).__name__}: {exc}")
         raise
     return record
-
-
-@contextlib.contextmanager
-def _ctrl_c_held() -> Iterator[None]:
-    """A Ctrl-C meanwhile is raised once the block has ended. Held only where a Ctrl-C raises
-    KeyboardInterrupt (Python's own handler, in the main thread): a handler of its own or an
-    ignored signal is left as it is."""
-    if (
-        threading.current_thread() is not threading.main_thread()
-        or signal.getsignal(signal.SIGINT) is not signal.default_int_handler
-    ):
-        yield
-        return
-    heard: list[int] = []
-    signal.signal(signal.SIGINT, lambda signum, frame: heard.append(signum))
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, signal.default_int_handler)
-    if heard:
-        raise KeyboardInterrupt
 
 
 def in_batches(items: Iterable[T], size: int) -> Iterator[list[T]]:
@@ -213,13 +217,12 @@ def in_batches(items: Iterable[T], size: int) -> Iterator[list[T]]:
         yield batch
 
 
-def _failed(record: CustomerImport, exc: BaseException) -> None:
-    """An import that died part way: its committed batches stand; a rerun finishes it."""
-    with contextlib.suppress(Exception):  # the database may be what failed
+def _ended(record: CustomerImport, status: ImportStatus, problem: str) -> None:
+    """An import that ended part way: its committed batches stand; a rerun finishes it. When
+    the database is what failed, the next import closes the record (`close_dead_imports`)."""
+    with contextlib.suppress(DatabaseError):
         CustomerImport.objects.filter(pk=record.pk).update(
-            status=ImportStatus.FAILED,
-            problem=f"{type(exc).__name__}: {exc}"[:REASON_CHARS],
-            finished_at=timezone.now(),
+            status=status, problem=problem[:REASON_CHARS], finished_at=timezone.now()
         )
 
 
@@ -378,6 +381,7 @@ class _Batches:
             updated_count=F("updated_count") + decided.count(RowAction.UPDATE),
             unchanged_count=F("unchanged_count") + decided.count(RowAction.UNCHANGED),
             refused_count=F("refused_count") + decided.count(RowAction.REFUSED),
+            heartbeat_at=timezone.now(),
         )
 
 

@@ -5,7 +5,8 @@ shows what a run will do), in this order:
 1. its data is checked (customer_data.py): a record Zoho would refuse needs a person (INVALID);
 2. Zoho holds it (we have its id): send our fields if they changed since (UPDATE), mark it
    inactive or active again if only its account status changed (DEACTIVATE, REACTIVATE), else
-   SKIP;
+   SKIP; where Zoho's list, read by the finder, no longer holds it, GONE (the run reads it once
+   to be sure, and a person decides);
 3. an earlier create whose answer was unclear must have settled before we look (WAIT);
 4. Zoho is asked whether it holds the customer already (matching.py): ADOPT it, else CREATE
    it, unless its account is closed (SKIP: a closed account is never created).
@@ -18,7 +19,10 @@ answer must carry our account number, VAT number and billing address back as sen
 run stops (account_numbers.py, run_stops.py). A group's creates that are sure to go have
 their intents written ahead in two statements (`write_intents_ahead`). What happens after an
 error is decided in one place: `next_step`. A closing or a reopening is its own request
-(`_mark_status`), and Zoho's refusal of it is the customer's (`StatusRefused`).
+(`_mark_status`), and Zoho's refusal of it is the customer's (`StatusRefused`). A customer
+ends in one transaction (`_end`: its final attempt and its row, taken again whole after a lost
+database); before a write to Zoho after such an outage, its claim is looked at again
+(`_ensure_held`).
 """
 
 from __future__ import annotations
@@ -29,14 +33,16 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import Enum, StrEnum
-from typing import Any
+from functools import partial
+from typing import Any, Unpack
 
-from django.db import DatabaseError, IntegrityError, transaction
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from billing_sync.models import AccountStatus, AttemptOutcome, Customer, SyncAttempt, SyncStatus
 from billing_sync.services.account_numbers import check_account_number
 from billing_sync.services.audit import (
+    Ending,
     RunAttempts,
     close_interrupted_attempts,
     describe,
@@ -82,6 +88,12 @@ from billing_sync.zoho.retry import backoff_seconds, should_retry
 # --- the decision: read-only, so zoho_plan shows what a run will do ---------------------------
 
 UNCHANGED = "nothing Zoho holds of it changed since Zoho last accepted it"
+TAKEN_BY_ANOTHER = "no longer needs syncing or another run is working on it"
+GONE = (
+    "Zoho's list no longer holds the customer we are linked to (deleted in Zoho?): the run "
+    "reads it once and, if Zoho does not hold it, leaves it failed, needing a person (unlink "
+    "it, or `zoho_verify --fix` relinks it)"
+)
 CLOSED_NOT_CREATED = "its account was closed before it reached Zoho: not created"
 # Said of a refusal that named nothing of the customer's, while its fault is not known.
 RETRIED_NOTE = (
@@ -101,6 +113,7 @@ class Action(StrEnum):
     SKIP = "skip"  # nothing to send
     INVALID = "invalid"  # Zoho would refuse its data: a person fixes it
     WAIT = "wait"  # an earlier create may still be settling in Zoho: look later
+    GONE = "gone"  # linked, edited here, and Zoho's list no longer holds it: a person decides
 
 
 @dataclass(frozen=True)
@@ -126,7 +139,10 @@ def decide(customer: Customer, *, finder: ZohoCustomerFinder, config: ZohoConfig
     if errors:
         return Decision(Action.INVALID, "; ".join(errors))
     if customer.zoho_billing_customer_id:
-        return _decide_linked(customer, config)
+        decision = _decide_linked(customer, config)
+        if decision.action != Action.SKIP and finder.surely_gone(customer.zoho_billing_customer_id):
+            return Decision(Action.GONE, GONE)
+        return decision
     settles = settles_at(customer, config)
     if settles is not None and timezone.now() < settles:
         # Searching before Zoho finishes (or its search catches up) could miss the customer
@@ -208,6 +224,10 @@ class StatusRefused(ZohoInvalidData):
         )
 
 
+class ClaimLost(Exception):
+    """The customer is no longer this run's (taken over while the database was away)."""
+
+
 class Next(Enum):
     """What a customer's attempt does after an error."""
 
@@ -251,6 +271,7 @@ class CustomerSync:
         back-off here, as during every wait of the client's gate."""
         self.attempts = attempts
         self.run = attempts.run
+        self.steps = attempts.steps
         self.client = client
         self.finder = finder
         self.claims = claims
@@ -262,6 +283,8 @@ class CustomerSync:
         self.refusals = RefusalStreak()
         # Intents on record whose create has not gone out yet, by customer id.
         self._written_ahead: dict[int, tuple[Customer, SyncAttempt]] = {}
+        # The database's outages (steps.outages) when the customer at hand was last seen held.
+        self._held_since: int | None = None
 
     # --- a group's creates, written ahead ------------------------------------------------------
 
@@ -276,9 +299,19 @@ class CustomerSync:
         if len(new) < 2:
             return
         attempts = [self.attempts.begin(customer) for customer in new]
-        with transaction.atomic():  # both or neither: the step may be taken again
-            self.attempts.open_all(attempts)
-            self.claims.set_creates_sent(new, timezone.now())
+
+        def write() -> None:
+            try:
+                with transaction.atomic():  # both or neither: the step may be taken again
+                    self.attempts.open_all(attempts)
+                    self.claims.set_creates_sent(new, timezone.now())
+            except BaseException:
+                for customer, attempt in zip(new, attempts, strict=True):
+                    attempt.pk = None
+                    customer.zoho_create_sent_at = None
+                raise
+
+        self.steps.take(write)
         for customer, attempt in zip(new, attempts, strict=True):
             self._written_ahead[customer.pk] = (customer, attempt)
 
@@ -287,8 +320,13 @@ class CustomerSync:
         if not self._written_ahead:
             return
         customers, attempts = zip(*self._written_ahead.values(), strict=True)
-        self.attempts.withdraw(list(attempts))
-        self.claims.set_creates_sent(list(customers), None)
+
+        def undo() -> None:
+            with transaction.atomic():
+                self.attempts.withdraw(list(attempts))
+                self.claims.set_creates_sent(list(customers), None)
+
+        self.steps.take(undo)
         self._written_ahead.clear()
 
     def _surely_new(self, customer: Customer) -> bool:
@@ -309,35 +347,47 @@ class CustomerSync:
         is still held, and the run syncs it again later (`sync_settled`) or lets it go
         (`leave_waiting`). Else None: its final attempt is written, or will be with its group.
         """
+        self._held_since = self.steps.outages  # the caller has just seen it held
         written_ahead = None
         if customer.pk in self._written_ahead:
             _, written_ahead = self._written_ahead.pop(customer.pk)
         if taken_over or (customer.zoho_create_sent_at is not None and written_ahead is None):
-            close_interrupted_attempts(customer, self.run)
+            self.steps.take(lambda: close_interrupted_attempts(customer, self.run))
         return self._attempt_until_done(customer, written_ahead)
 
     def sync_settled(self, customer: Customer) -> datetime | None:
         """Sync a customer that was waiting, now that its earlier create has settled."""
+        self._held_since = None  # held since its group: looked at again before any write
         return self._attempt_until_done(customer)
 
     def leave_waiting(self, customer: Customer, settles_at: datetime) -> None:
         """The run cannot wait for this customer's create to settle: leave it for a later run,
         its final attempt saying so (no request was made)."""
         message = not_settled_message(settles_at)
-        self.attempts.finish(
+        self._end(
+            customer,
             self.attempts.begin(customer),
             AttemptOutcome.WAITING,
-            final=True,
+            lambda: self.claims.release(customer, SyncStatus.FAILED, message),
             message=message,
             waiting_until=settles_at,
         )
-        self.claims.release(customer, SyncStatus.FAILED, message)
 
     def skip(self, customer: Customer, reason: str) -> None:
         """The run does nothing with this customer: its final attempt says why."""
-        self.attempts.finish(
-            self.attempts.begin(customer), AttemptOutcome.SKIPPED, final=True, message=reason
-        )
+        self._end(customer, self.attempts.begin(customer), AttemptOutcome.SKIPPED, message=reason)
+
+    def _end(
+        self,
+        customer: Customer,
+        attempt: SyncAttempt,
+        outcome: AttemptOutcome,
+        row: Callable[[], object] | None = None,
+        **how: Unpack[Ending],
+    ) -> None:
+        """End the customer's run: its final attempt and `row`'s change to its row, written
+        together (taken again whole after a lost database, never the request before them)."""
+        self.attempts.write([ended(attempt, outcome, final=True, **how)], also=row)
 
     def settles_at(self, customer: Customer) -> datetime | None:
         """When an earlier create of this customer that got no clear answer may be looked for."""
@@ -367,6 +417,9 @@ class CustomerSync:
                 return self._act(customer, attempt, decision, intent_on_record=intent_on_record)
             except (AccountNumberNotKept, VatNumberNotKept, AddressNotKept):
                 raise  # Zoho holds the customer: its final attempt says so, the run stops
+            except ClaimLost:
+                self._end(customer, attempt, AttemptOutcome.SKIPPED, message=TAKEN_BY_ANOTHER)
+                return None
             except StatusRefused as error:
                 self._fail(customer, attempt, SyncStatus.NEEDS_ATTENTION, error)
                 return None
@@ -381,7 +434,7 @@ class CustomerSync:
                         self.client.writes_answered == writes_before
                     ):
                         # Nothing of it reached Zoho: no attempt. The stop lets the customer go.
-                        self.attempts.withdraw([attempt])
+                        self.steps.take(partial(self.attempts.withdraw, [attempt]))
                         raise
                     self._fail(customer, attempt, SyncStatus.FAILED, error)
                     raise
@@ -412,22 +465,29 @@ class CustomerSync:
         """Carry out a decision: the writes (to Zoho, then here) that `decide` leaves out."""
         match decision.action:
             case Action.INVALID:
-                self.attempts.finish(
-                    attempt, AttemptOutcome.INVALID, final=True, message=decision.reason
+                self._end(
+                    customer,
+                    attempt,
+                    AttemptOutcome.INVALID,
+                    lambda: self.claims.release(
+                        customer, SyncStatus.NEEDS_ATTENTION, decision.reason
+                    ),
+                    message=decision.reason,
                 )
-                self.claims.release(customer, SyncStatus.NEEDS_ATTENTION, decision.reason)
             case Action.WAIT:
                 return decision.settles_at
             case Action.SKIP:
-                self.attempts.finish(
-                    attempt, AttemptOutcome.SKIPPED, final=True, message=decision.reason
-                )
                 if customer.zoho_billing_customer_id:
-                    self.claims.mark_pushed(customer, self._in_step(customer))
+                    row = partial(self.claims.mark_pushed, customer, self._in_step(customer))
                 else:  # closed before it reached Zoho: decided, until it is edited again
-                    self.claims.mark_not_created(customer)
+                    row = partial(self.claims.mark_not_created, customer)
+                self._end(customer, attempt, AttemptOutcome.SKIPPED, row, message=decision.reason)
             case Action.UPDATE | Action.DEACTIVATE | Action.REACTIVATE:
                 self._update(customer, attempt, decision)
+            case Action.GONE:
+                # The list may lag behind Zoho: one read says whether it still holds it.
+                self.client.get_customer(customer.zoho_billing_customer_id)
+                return self._act(customer, attempt, _decide_linked(customer, self.config))
             case Action.ADOPT:
                 self._adopt(customer, attempt, decision)
             case Action.CREATE:
@@ -450,6 +510,7 @@ class CustomerSync:
         repeated safely. A change of status is its own request: a reopened account is marked
         active before its fields are sent, a closed one inactive after."""
         self.attempts.open(attempt)
+        self._ensure_held(customer)
         zoho_id = customer.zoho_billing_customer_id
         if decision.sets_status == "active":
             self._mark_status(zoho_id, "active")
@@ -458,15 +519,20 @@ class CustomerSync:
             answer = self.client.update_customer(zoho_id, self._fields(customer))
         if decision.sets_status == "inactive":
             self._mark_status(zoho_id, "inactive")
-        # The audit first, as for every attempt: should we die before the customer row is
-        # written, the attempt is on record and the next sync sends the edit again.
-        self.attempts.finish(attempt, PUSHED[decision.action], final=True, zoho_customer_id=zoho_id)
         in_step = (
             self._in_step(customer) if answer is None else self._in_step_if_kept(customer, answer)
         )
         inactive = zoho_status(customer) == "inactive"
         vat_kept = answer is None or vat_number_kept(customer, answer)
-        self.claims.mark_pushed(customer, in_step, inactive=inactive, vat_kept=vat_kept)
+        self._end(
+            customer,
+            attempt,
+            PUSHED[decision.action],
+            partial(
+                self.claims.mark_pushed, customer, in_step, inactive=inactive, vat_kept=vat_kept
+            ),
+            zoho_customer_id=zoho_id,
+        )
         if answer is not None:
             self._refusals_were_their_own()
             self._check_answer(customer, answer)
@@ -485,6 +551,7 @@ class CustomerSync:
         found = decision.found
         assert found is not None
         self.attempts.open(attempt)
+        self._ensure_held(customer)
         if decision.writes_account_number:
             payload = account_number_update(
                 customer,
@@ -493,15 +560,18 @@ class CustomerSync:
                 account_field=self.config.account_number_field,
             )
             found = self.client.update_customer(found.customer_id, payload)
-        # The audit first: should we die before the customer row is written, the next run
-        # finds the adoption on record and the customer in Zoho again.
-        self.attempts.finish(
-            attempt, AttemptOutcome.ADOPTED, final=True, zoho_customer_id=found.customer_id
-        )
         inactive = found.status == "inactive"
         in_step = self._in_step(customer) if self._holds_ours(customer, found) else None
         # Else the next sync sends ours (and marks it active or inactive as ours says).
-        self.claims.mark_synced(customer, found.customer_id, in_step, inactive=inactive)
+        self._end(
+            customer,
+            attempt,
+            AttemptOutcome.ADOPTED,
+            partial(
+                self.claims.mark_synced, customer, found.customer_id, in_step, inactive=inactive
+            ),
+            zoho_customer_id=found.customer_id,
+        )
         self._check_account_number(customer, found)
 
     def _holds_ours(self, customer: Customer, found: ZohoCustomer) -> bool:
@@ -543,6 +613,16 @@ class CustomerSync:
         """What Zoho holds once it has accepted this customer's fields as they are."""
         return InStep(customer.updated_at, zoho_fields_hash(self._fields(customer)))
 
+    def _ensure_held(self, customer: Customer) -> None:
+        """Before a write to Zoho: when the database went away since the customer was last
+        seen held (a write taken again meanwhile), it must still be this run's; another run may
+        have taken it over and sent it already. Raise ClaimLost when it is not."""
+        if self._held_since == self.steps.outages:
+            return
+        if self.claims.holding(customer) is None:
+            raise ClaimLost
+        self._held_since = self.steps.outages
+
     def _wait_out_block(
         self, customer: Customer, attempt: SyncAttempt, error: ZohoRateLimited
     ) -> None:
@@ -579,6 +659,7 @@ class CustomerSync:
         written with its group.)
         """
         payload = customer_zoho_payload(customer, account_field=self.config.account_number_field)
+        self._ensure_held(customer)
         try:
             return self.client.create_customer(payload)
         except ZohoTransient as error:
@@ -606,8 +687,8 @@ class CustomerSync:
             outcome = AttemptOutcome.INVALID
         else:
             outcome = AttemptOutcome.FAILED
-        self.attempts.finish(attempt, outcome, final=True, error=error, message=message)
-        self.claims.release(customer, status, message or describe(error))
+        release = partial(self.claims.release, customer, status, message or describe(error))
+        self._end(customer, attempt, outcome, release, error=error, message=message)
 
     # --- refusals ----------------------------------------------------------------------------
 
@@ -638,32 +719,57 @@ class CustomerSync:
         try:
             self.refusals.hold(customer, attempt, error, left_as)
         except SystemicRefusal as stop:
-            for customer_id, _, status in self.refusals.held:
-                unclaimed([customer_id], status).update(zoho_last_error=str(stop))
-            self._settle_held(AttemptOutcome.FAILED, message=str(stop))
+            why = str(stop)
+            held = list(self.refusals.held)
+
+            def say_why() -> None:
+                for customer_id, _, status in held:
+                    unclaimed([customer_id], status).update(zoho_last_error=why)
+
+            self._settle_held(AttemptOutcome.FAILED, message=why, rows=say_why)
             raise
 
     def _refusals_were_their_own(self) -> None:
         """Zoho created a customer after refusing others: those refusals were about their data."""
         self.refusals.interrupt()
-        for customer_id, attempt, status in self.refusals.held:
-            unclaimed([customer_id], status).update(
-                zoho_sync_status=SyncStatus.NEEDS_ATTENTION, zoho_last_error=attempt.error_message
-            )
-        self._settle_held(AttemptOutcome.INVALID)
+        held = list(self.refusals.held)
+        if not held:
+            return
 
-    def _settle_held(self, outcome: AttemptOutcome, *, message: str = "") -> None:
+        def need_attention() -> None:
+            for customer_id, attempt, status in held:
+                unclaimed([customer_id], status).update(
+                    zoho_sync_status=SyncStatus.NEEDS_ATTENTION,
+                    zoho_last_error=attempt.error_message,
+                )
+
+        self._settle_held(AttemptOutcome.INVALID, rows=need_attention)
+
+    def _settle_held(
+        self,
+        outcome: AttemptOutcome,
+        *,
+        message: str = "",
+        rows: Callable[[], None] | None = None,
+    ) -> None:
         """Write the final attempts of the refusals held, now that their fault is known: the
         customer's data (invalid), or not known by the end of the run (failed, to be retried),
-        or the organization's (`message`: why the run stops)."""
-        held = [attempt for _, attempt, _ in self.refusals.take_held()]
+        or the organization's (`message`: why the run stops); `rows`' changes to their rows
+        in the same transaction. They stay held until that is written."""
+        held = [attempt for _, attempt, _ in self.refusals.held]
+        if not held:
+            return
         for attempt in held:
+            said = attempt.error_message.removesuffix(RETRIED_NOTE)
             attempt.outcome = outcome
             if message:
                 attempt.error_message = message
             elif outcome == AttemptOutcome.FAILED:
-                attempt.error_message += RETRIED_NOTE
-        self.attempts.write(held)
+                attempt.error_message = said + RETRIED_NOTE
+            else:
+                attempt.error_message = said
+        self.attempts.write(held, also=rows)
+        self.refusals.take_held()
 
 
 # How an attempt that sent a customer Zoho held already ends, by its decision.
@@ -672,6 +778,10 @@ PUSHED = {
     Action.DEACTIVATE: AttemptOutcome.DEACTIVATED,
     Action.REACTIVATE: AttemptOutcome.REACTIVATED,
 }
+
+
+# A create Zoho answered: the customer, its attempt, its Zoho id, the data Zoho holds.
+Answered = tuple[Customer, SyncAttempt, str, InStep | None]
 
 
 class AnsweredCreates:
@@ -686,7 +796,7 @@ class AnsweredCreates:
     def __init__(self, claims: Claims, attempts: RunAttempts) -> None:
         self.claims = claims
         self.attempts = attempts
-        self._answered: list[tuple[Customer, SyncAttempt, str, InStep | None]] = []
+        self._answered: list[Answered] = []
 
     def add(
         self,
@@ -700,42 +810,39 @@ class AnsweredCreates:
         self._answered.append((customer, attempt, zoho_customer_id, in_step))
 
     def write(self) -> None:
-        """Write the answered creates, then report them (as written)."""
+        """Write the answered creates (taken again whole after a lost database), then report
+        them (as written). Kept until written: a run that stops meanwhile still has them."""
         if not self._answered:
             return
         answered, self._answered = self._answered, []
         try:
-            with transaction.atomic():
-                self._write_all(answered, timezone.now())
+            self._write_all(answered)
         except IntegrityError:  # a Zoho id already linked elsewhere: find which, one by one
             for entry in answered:
-                self._write_one(*entry)
-            return
-        except DatabaseError:  # the database went away: kept, to be written when it is back
+                self._write_one(entry)
+        except BaseException:
             self._answered = answered + self._answered
             raise
-        self.attempts.report([attempt for _, attempt, _, _ in answered])
 
-    def _write_all(
-        self, answered: list[tuple[Customer, SyncAttempt, str, InStep | None]], now: datetime
-    ) -> None:
+    def _write_all(self, answered: list[Answered]) -> None:
+        now = timezone.now()
         for _, attempt, zoho_id, _ in answered:
             ended(attempt, AttemptOutcome.CREATED, when=now, final=True, zoho_customer_id=zoho_id)
-        self.attempts.write([attempt for _, attempt, _, _ in answered], report=False)
-        self.claims.mark_many_synced(
-            {customer.pk: (zoho_id, in_step) for customer, _, zoho_id, in_step in answered}, now
+        linked = {customer.pk: (zoho_id, in_step) for customer, _, zoho_id, in_step in answered}
+        self.attempts.write(
+            [attempt for _, attempt, _, _ in answered],
+            also=lambda: self.claims.mark_many_synced(linked, now),
         )
 
-    def _write_one(
-        self, customer: Customer, attempt: SyncAttempt, zoho_id: str, in_step: InStep | None
-    ) -> None:
+    def _write_one(self, entry: Answered) -> None:
+        customer, attempt, zoho_id, _ = entry
         try:
-            with transaction.atomic():
-                self._write_all([(customer, attempt, zoho_id, in_step)], timezone.now())
+            self._write_all([entry])
         except IntegrityError as error:
-            self.attempts.finish(
+            why = describe(error)
+            failed = ended(
                 attempt, AttemptOutcome.FAILED, final=True, error=error, zoho_customer_id=zoho_id
             )
-            self.claims.release(customer, SyncStatus.FAILED, describe(error))
-            return
-        self.attempts.report([attempt])
+            self.attempts.write(
+                [failed], also=lambda: self.claims.release(customer, SyncStatus.FAILED, why)
+            )

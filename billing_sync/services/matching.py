@@ -51,13 +51,18 @@ class ZohoCustomerFinder:
         *,
         use_index: bool,
         max_age: float,
+        lists_for_linked: bool = False,
         clock: Callable[[], float] = time.time,
     ) -> None:
+        """`lists_for_linked`: whether Zoho's list is read to tell that a linked customer is
+        gone (the plan's finder); else only an index the run has listed anyway tells."""
         self.client = client
         self.use_index = use_index
         self.max_age = max_age
+        self.lists_for_linked = lists_for_linked
         self.clock = clock
         self._index: dict[str, list[ZohoCustomer]] | None = None
+        self._ids: set[str] = set()  # every Zoho id in the index
         self._listed_at = 0.0  # when the listing behind the index began
 
     def find(self, customer: Customer, *, outcome_unknown: bool) -> ZohoCustomer | None:
@@ -93,6 +98,16 @@ class ZohoCustomerFinder:
             and email_key(customer.email) not in self._index
         )
 
+    def surely_gone(self, zoho_customer_id: str) -> bool:
+        """Zoho's list, read by this finder, does not hold the customer with this id (deleted
+        in Zoho?). False where no listing tells: a run that has not listed Zoho, or an index
+        too old to rely on."""
+        if self.lists_for_linked:
+            self._current_index()
+        elif self._index is None or self._stale():
+            return False
+        return zoho_customer_id not in self._ids
+
     def listed(self, zoho_customer_id: str) -> ZohoCustomer | None:
         """Zoho's list item for this id (from the run's index, listing Zoho if it has not yet)."""
         for entries in self._current_index().values():
@@ -104,7 +119,7 @@ class ZohoCustomerFinder:
     def _current_index(self) -> dict[str, list[ZohoCustomer]]:
         if self._index is None:
             self._listed_at = self.clock()
-            self._index = defaultdict(list)
+            self._index, self._ids = defaultdict(list), set()
             self._add(self.client.iter_customers())
         elif self._stale():
             self._catch_up()
@@ -121,7 +136,7 @@ class ZohoCustomerFinder:
         try:
             newest = list(self._newest_since(since))
         except OrderNotHonoured:
-            self._index = defaultdict(list)
+            self._index, self._ids = defaultdict(list), set()
             newest = list(self.client.iter_customers())
         self._listed_at = began
         self._add(newest)
@@ -152,6 +167,7 @@ class ZohoCustomerFinder:
             entries = index[email_key(zoho_customer.email)]
             if all(known.customer_id != zoho_customer.customer_id for known in entries):
                 entries.append(zoho_customer)
+            self._ids.add(zoho_customer.customer_id)
 
 
 def _unlinked(candidates: list[ZohoCustomer], customer: Customer) -> list[ZohoCustomer]:

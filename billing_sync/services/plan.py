@@ -65,7 +65,9 @@ def customers_plan(
     selected = RunSelection.take(customers_syncable().filter(wanted), limit)
     plan = Plan(kind=kind)
     client = ZohoClient(config, max_wait=max_wait)
-    finder = ZohoCustomerFinder(client, use_index=True, max_age=config.index_max_age_seconds)
+    finder = ZohoCustomerFinder(
+        client, use_index=True, max_age=config.index_max_age_seconds, lists_for_linked=True
+    )
     try:
         for customer in selected.customers():
             decision = decide(customer, finder=finder, config=config)

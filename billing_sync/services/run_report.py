@@ -106,6 +106,8 @@ class RunReport:
 
     run: SyncRun
     selected_count: int = 0
+    # Customers of the selection the run took up (each to end with a final attempt).
+    reached_count: int = 0
     # Customers with a final attempt in the run.
     finished_count: int = 0
     # Of those, the ones the run made an attempt at (not skipped, not left waiting).
@@ -138,6 +140,7 @@ class RunReport:
         return cls(
             run=run,
             selected_count=run.selected_count,
+            reached_count=run.reached_count,
             finished_count=finished,
             attempted_count=finished - counted(NOT_ATTEMPTED),
             synced_count=counted(SYNCED_OUTCOMES),
@@ -165,6 +168,17 @@ class RunReport:
         return (self.run.finished_at - self.run.started_at).total_seconds()
 
     @property
+    def unaccounted_count(self) -> int:
+        """Customers the run took up whose final attempt is not on record."""
+        return max(0, self.reached_count - self.finished_count)
+
+    @property
     def ok(self) -> bool:
-        """True when every customer worked on ended synced or was skipped on purpose."""
-        return not self.stop_reason and self.failed_count == 0 and self.waiting_count == 0
+        """True when every customer the run took up has its final attempt on record, and each
+        ended synced or was skipped on purpose."""
+        return (
+            not self.stop_reason
+            and self.failed_count == 0
+            and self.waiting_count == 0
+            and self.unaccounted_count == 0
+        )

@@ -11,10 +11,12 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
+from functools import partial
 
 from django.db.models import Q, QuerySet
 
 from billing_sync.models import Customer
+from billing_sync.services.database import DatabaseSteps
 
 # Customers read from the database at a time.
 CHUNK_SIZE = 200
@@ -47,10 +49,15 @@ class RunSelection:
             last = keys.order_by("-created_at", "-pk").first()
         return cls(queryset=queryset, count=count, last_key=last)
 
-    def chunks(self) -> Iterator[list[Customer]]:
-        """The customers in order, CHUNK_SIZE at a time (never the whole selection in memory)."""
-        after = None
-        while chunk := self.chunk_after(after):
+    def chunks(self, steps: DatabaseSteps | None = None) -> Iterator[list[Customer]]:
+        """The customers in order, CHUNK_SIZE at a time (never the whole selection in memory);
+        each chunk read as one of `steps` (a lost database waited for) when given."""
+        after: Customer | None = None
+        while True:
+            read = partial(self.chunk_after, after)
+            chunk = read() if steps is None else steps.take(read)
+            if not chunk:
+                return
             yield chunk
             after = chunk[-1]
 
@@ -64,9 +71,9 @@ class RunSelection:
             queryset = queryset.filter(_key_after((after.created_at, after.pk)))
         return list(queryset[:CHUNK_SIZE])
 
-    def customers(self) -> Iterator[Customer]:
-        """The customers one by one, read lazily."""
-        for chunk in self.chunks():
+    def customers(self, steps: DatabaseSteps | None = None) -> Iterator[Customer]:
+        """The customers one by one, read lazily (through `steps` when given)."""
+        for chunk in self.chunks(steps):
             yield from chunk
 
     def rest(self, after: Customer) -> QuerySet[Customer]:

@@ -9,10 +9,12 @@ number, refusing creates alike several times in a row, or not keeping the accoun
 VAT number or the billing address as sent; and the account number that could not be checked.
 A run that meets one leaves what it had not finished `failed` with the error's message
 (runs.py `LiveRun._stop`); a ZohoConfigError exits 2. A database that stays away
-(db_outage.DatabaseLost) ends a run too, but as a crash does: what it could not write is left
+(database.DatabaseLost) ends a run too, but as a crash does: what it could not write is left
 for the next run."""
 
 from __future__ import annotations
+
+from datetime import UTC, datetime
 
 from billing_sync.models import Customer
 from billing_sync.zoho.errors import ZOHO_RUN_STOPPERS, ZohoConfigError, ZohoError, ZohoInvalidData
@@ -54,6 +56,20 @@ class AccountFieldUnchecked(ZohoError):
         super().__init__(
             "could not check whether Zoho now keeps our account number in its custom field "
             f"({error}); no customer is created until it does, the next run checks again"
+        )
+
+
+class AccountNumbersNotKeptYet(ZohoConfigError):
+    """Customers Zoho holds without our account number were written again lately, in vain: no
+    run creates anyone until the next attempt (once an interval, or a person's run)."""
+
+    def __init__(self, *, checked_at: datetime, next_at: datetime) -> None:
+        super().__init__(
+            f"Zoho did not keep our account number when it was last written "
+            f"({checked_at.astimezone(UTC):%H:%M:%S} UTC): no customer is created until it "
+            f"does. The schedule writes it again after {next_at.astimezone(UTC):%H:%M:%S} UTC; "
+            "once the custom field is fixed in Zoho, `manage.py zoho_sync_customers` does it "
+            "at once"
         )
 
 
@@ -136,4 +152,18 @@ def account_field_fix(account_field: str) -> str:
     )
 
 
-RUN_STOPPERS: tuple[type[ZohoError], ...] = (*ZOHO_RUN_STOPPERS, AccountFieldUnchecked)
+class RunInterrupted(Exception):
+    """A person pressed Ctrl-C: the run stops where it is, as a run stopper stops it."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            "Interrupted (Ctrl-C) before the run ended: the customers it had not finished are "
+            "left failed, for `zoho_retry_failed` or the schedule"
+        )
+
+
+RUN_STOPPERS: tuple[type[ZohoError], ...] = (
+    *ZOHO_RUN_STOPPERS,
+    AccountFieldUnchecked,
+    AccountNumbersNotKeptYet,
+)

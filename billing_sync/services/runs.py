@@ -3,7 +3,8 @@
 One customer's path, from `manage.py zoho_backfill_customers` to its SyncAttempt row:
 1. `customers_backfill` says who needs Zoho; `_run` records a SyncRun and reads them a chunk
    at a time, oldest first (run_selection.py);
-2. a `LiveRun` claims them a group at a time (claims.py) and hands each to `CustomerSync.sync`;
+2. a `LiveRun` claims them a group at a time (claims.py) and hands each to `CustomerSync.sync`
+   (the run's record opened and closed by run_records.py);
 3. that (customer_sync.py) decides (`decide`: checks the data, looks for the customer in
    Zoho; `zoho_plan` shows the same decisions) and acts: adopts, creates or updates it,
    its SyncAttempt (audit.py `RunAttempts`) on record "sending" before the first write to
@@ -42,7 +43,7 @@ Words of our own:
   `zoho_synced_data_at`, the edit they came from); a customer edited since is sent again, one
   in step is skipped.
 - decision: what a run does with one customer (customer_sync.py `decide`: create, adopt,
-  update, deactivate, reactivate, skip, invalid, wait); `zoho_plan` shows the same decisions
+  update, deactivate, reactivate, skip, invalid, wait, gone); `zoho_plan` shows the same decisions
   without acting on them.
 - closed: a customer whose `account_status` is closed is marked inactive in Zoho
   (deactivate; reopened: reactivate); one closed before it reached Zoho is never created.
@@ -52,13 +53,28 @@ Words of our own:
   customer's or the organization's) waits for evidence (refusals.py).
 - max_wait: the seconds a run may spend waiting in all, for Zoho's blocks and for creates to
   settle (`--max-wait`; ZOHO_MAX_WAIT_SECONDS, ZOHO_SCHEDULE_MAX_WAIT_SECONDS for tasks).
-- lost database: a step whose database went away is waited for (ZOHO_DB_OUTAGE_WAIT_SECONDS,
-  within max_wait) and taken again (`_until_written`: every step may be taken twice); claims
-  taken before the outage are read again. Longer, the run stops as a crash does (DatabaseLost).
+- step, lost database, conflict: every statement of a run is taken as a step of its
+  `steps` (database.py): when the connection is lost it is waited for (ZOHO_DB_OUTAGE_WAIT_
+  SECONDS, within max_wait), on a lock conflict taken again a few times, then taken again. A
+  write after a Zoho answer is a transaction taken again whole (the final attempt and the
+  customer's row together), never the request before it; a customer's sync cut before any
+  answer is taken up again from its row (`_sync_again`), and before any write to Zoho after an
+  outage its claim is looked at again (`ClaimLost`: another run took it over). Longer than the
+  run may wait, the run stops as a crash does (DatabaseLost, DatabaseConflict).
+- reached: the customers of its selection a run took up (`reached_count`), each of which ends
+  with a final attempt; a run is all synced only when every one of them has (and each ended
+  synced or skipped). One another process synced meanwhile drops out of the selection.
+- record closed: a run ends by closing its SyncRun (run_records.py): what it left "sending"
+  (cut off by a Ctrl-C or a lost database) is closed `interrupted`, its counts are read from
+  its final attempts. The record of a run that died (silent longer than ZOHO_STALE_CLAIM_
+  SECONDS) is closed by the next run.
 - unreachable: Zoho cannot be reached at all (refused, DNS, TLS, connect timeout): nothing
   was sent, so the client waits for it as for a block, then stops the run.
-- account numbers repaired: customers Zoho holds without our account number get it written
-  at the start of every run, before anyone else is created (account_numbers.py).
+- account numbers repaired: before a run's first create, customers Zoho holds without our
+  account number get it written (account_numbers.py), at most once an interval unless a person
+  asked for the run; a run that creates nothing never looks.
+- Ctrl-C: stops the run as a run stopper does (its customers not finished left failed), its
+  record closed `stopped`, then goes on to the command (exit 130).
 """
 
 from __future__ import annotations
@@ -67,7 +83,7 @@ import logging
 from collections.abc import Callable, Iterator
 from datetime import datetime
 from functools import partial
-from typing import Required, TypedDict, TypeVar, Unpack
+from typing import Required, TypedDict, Unpack
 
 from django.conf import settings
 from django.db.models import Q
@@ -79,39 +95,38 @@ from billing_sync.models import (
     SyncAttempt,
     SyncRun,
     SyncRunKind,
-    SyncRunStatus,
     SyncStatus,
     SyncTrigger,
 )
 from billing_sync.selectors import RUN_SELECTIONS, customers_syncable, requeue_q, sync_q
 from billing_sync.services.account_numbers import (
     flag_account_number_missing,
-    repair_account_numbers,
+    repair_before_creating,
 )
 from billing_sync.services.alerts import alerts_check
 from billing_sync.services.audit import RunAttempts, ended
 from billing_sync.services.claims import Claims
+from billing_sync.services.ctrl_c import ctrl_c_held
 from billing_sync.services.customer_data import customer_validation_errors
 from billing_sync.services.customer_source import writeback_after_run
-from billing_sync.services.customer_sync import AnsweredCreates, CustomerSync
-from billing_sync.services.db_outage import (
-    CONNECTION_ERRORS,
-    DatabaseLost,
-    first_line,
-    wait_for_database,
-)
+from billing_sync.services.customer_sync import TAKEN_BY_ANOTHER, AnsweredCreates, CustomerSync
+from billing_sync.services.database import DatabaseSteps, DatabaseUnavailable, WaitAllowance
 from billing_sync.services.matching import ZohoCustomerFinder, lookup_prefers_index
+from billing_sync.services.run_records import CUT_OFF, run_alive, run_closed, run_opened
 from billing_sync.services.run_report import CustomerResult, RunObserver, RunReport
 from billing_sync.services.run_selection import RunSelection
-from billing_sync.services.run_stops import RUN_STOPPERS, AccountNumberNotKept, VatNumberNotKept
+from billing_sync.services.run_stops import (
+    RUN_STOPPERS,
+    AccountNumberNotKept,
+    RunInterrupted,
+    VatNumberNotKept,
+)
 from billing_sync.zoho.client import ZohoClient
 from billing_sync.zoho.config import ZohoConfig, zoho_config
 from billing_sync.zoho.errors import ZohoConfigError
 
 logger = logging.getLogger(__name__)
-T = TypeVar("T")
 
-TAKEN_BY_ANOTHER = "no longer needs syncing or another run is working on it"
 # Customers claimed together. Their intents and answered creates cost a few statements a group
 # (bench/backfill.py --local-only, 10,000: 517/s in groups of 10, 600/s of 25, 613/s of 50); a
 # stopped run lets go of at most this many claimed and not yet sent.
@@ -206,22 +221,40 @@ def _run(
     """Record a SyncRun over the customers `wanted` describes, sync (or preview) them, report.
 
     `wanted` is asked again when each group is claimed: a customer another run took meanwhile
-    is no longer wanted.
+    is no longer wanted. Every statement is a step of the run's `steps`: a lost database is
+    waited for (within max_wait) from the first. A Ctrl-C closes the run `stopped`, then goes on.
     """
     observer = observer or RunObserver()
-    selected = RunSelection.take(customers_syncable().filter(wanted), limit)
-    run = SyncRun.objects.create(
-        kind=kind, trigger=trigger, dry_run=dry_run, selected_count=selected.count
+    max_wait = config.max_wait_seconds if max_wait is None else max_wait
+    steps = DatabaseSteps(
+        WaitAllowance(settings.ZOHO_DB_OUTAGE_WAIT_SECONDS, max_wait),
+        on_wait=observer.database_wait,
     )
-    observer.run_started(run, selected.customers())
-    if dry_run:
-        _preview(run, selected, observer)
-    elif selected.count:
-        LiveRun(run, selected, wanted, config, max_wait=max_wait, observer=observer).sync()
-    report = _finish_run(run)
+    selected = steps.take(lambda: RunSelection.take(customers_syncable().filter(wanted), limit))
+    run = run_opened(
+        kind=kind,
+        trigger=trigger,
+        dry_run=dry_run,
+        selected_count=selected.count,
+        stale_seconds=config.stale_claim_seconds,
+        steps=steps,
+    )
+    try:
+        observer.run_started(run, selected.customers(steps))
+        if dry_run:
+            _preview(run, selected, observer, steps)
+        elif selected.count:
+            LiveRun(run, selected, wanted, config, steps=steps, observer=observer).sync()
+    except KeyboardInterrupt:
+        with ctrl_c_held():
+            run.stop_reason = run.stop_reason or str(RunInterrupted())
+            steps.take(partial(run_closed, run))
+        raise
+    with ctrl_c_held():
+        report = steps.take(partial(run_closed, run))
     if not dry_run:
-        alerts_check()  # tells monitoring when something started or stopped going wrong
-        writeback_after_run(run)  # the Zoho ids, back into the company's database
+        steps.take(alerts_check)  # tells monitoring when something started or stopped going wrong
+        steps.take(partial(writeback_after_run, run))  # the Zoho ids, back into the company's
     return report
 
 
@@ -232,8 +265,16 @@ class Reporter:
     def __init__(self, observer: RunObserver, total: int) -> None:
         self.observer = observer
         self.total = total
+        # Customers of the selection taken up so far (each ends with a final attempt).
+        self.reached = 0
         # Customers started and not reported yet: their place and name, by id.
         self._started: dict[int | None, tuple[int, str]] = {}
+
+    def reach(self, customer: Customer) -> int:
+        """The run takes up the next customer of its selection: its place."""
+        self.reached += 1
+        self.started(self.reached, customer)
+        return self.reached
 
     def started(self, index: int, customer: Customer) -> None:
         self._started[customer.pk] = (index, customer.display_name)
@@ -245,26 +286,28 @@ class Reporter:
         self.observer.customer_finished(index, self.total, result)
 
 
-def _preview(run: SyncRun, selected: RunSelection, observer: RunObserver) -> None:
+def _preview(
+    run: SyncRun, selected: RunSelection, observer: RunObserver, steps: DatabaseSteps
+) -> None:
     """Walk the selection as a run would, checking the data; send nothing, change nothing."""
     reporter = Reporter(observer, selected.count)
-    attempts = RunAttempts(run, on_final=reporter.finished)
-    index = 0
-    for chunk in selected.chunks():
+    attempts = RunAttempts(run, steps, on_final=reporter.finished)
+    for chunk in selected.chunks(steps):
         checked = []
         for customer in chunk:
-            index += 1
-            reporter.started(index, customer)
+            reporter.reach(customer)
+            run.reached_count = reporter.reached
             error = "; ".join(customer_validation_errors(customer))
             attempt = attempts.begin(customer)
             checked.append(ended(attempt, AttemptOutcome.DRY_RUN, final=True, message=error))
-        attempts.write(checked)
+        attempts.write(checked, also=partial(run_alive, run))
 
 
 class LiveRun:
     """One run sending to Zoho: claims its selection a group at a time and syncs each customer
     (`_sync_group`), then those whose earlier create was settling (`_sync_settled`); a run
-    stopper ends it (`_stop`). Each customer is reported once its final attempt is written."""
+    stopper ends it (`_stop`), and so does a Ctrl-C. Each customer is reported once its final
+    attempt is written."""
 
     def __init__(
         self,
@@ -273,33 +316,36 @@ class LiveRun:
         wanted: Q,
         config: ZohoConfig,
         *,
-        max_wait: float | None,
+        steps: DatabaseSteps,
         observer: RunObserver,
     ) -> None:
         self.run = run
         self.selected = selected
         self.wanted = wanted
         self.config = config
+        self.steps = steps
         self.observer = observer
         self.reporter = Reporter(observer, selected.count)
-        self.attempts = RunAttempts(run, on_final=self.reporter.finished)
-        self.claims = Claims(run)
+        self.attempts = RunAttempts(run, steps, on_final=self.reporter.finished)
+        self.claims = Claims(run, steps)
         self.answered = AnsweredCreates(self.claims, self.attempts)
         self.attempts.before_report = self.answered.write
         self.client = ZohoClient(
             config,
-            max_wait=max_wait,
+            max_wait=steps.allowance.max_wait,
             on_block_wait=observer.block_wait,
             on_pace_wait=observer.pace_wait,
             heartbeat=self._heartbeat,
             on_unreachable_wait=observer.unreachable_wait,
         )
+        # One count of the seconds waited, for Zoho's blocks and for the database alike.
+        steps.allowance.share_with(self.client.gate)
         self.customers = CustomerSync(
             attempts=self.attempts,
             client=self.client,
             finder=ZohoCustomerFinder(
                 self.client,
-                use_index=lookup_prefers_index(selected.count),
+                use_index=steps.take(partial(lookup_prefers_index, selected.count)),
                 max_age=config.index_max_age_seconds,
             ),
             claims=self.claims,
@@ -309,116 +355,128 @@ class LiveRun:
         )
         # Held, to be looked at again at the end: (place, customer) whose create is settling.
         self.waiting: list[tuple[int, Customer]] = []
-        self.index = 0
         # The last customer reached in the selection (None before the first, and once the
         # whole selection has been gone through).
         self.reached: Customer | None = None
-        self.database_lost = False
-        # Times the database went away and came back: claims taken before one are read again.
-        self.outages = 0
+        self.repair_checked = False
 
     def sync(self) -> None:
-        """Sync the selection; a run stopper leaves what is not finished failed. A lost
-        database is waited for; one that stays away stops the run (DatabaseLost) with what
-        it could not write left as a crash leaves it."""
+        """Sync the selection; a run stopper or a Ctrl-C leaves what is not finished failed,
+        for a retry. A lost database is waited for; one that stays away stops the run
+        (DatabaseLost) with what it could not write left as a crash leaves it."""
         try:
-            self._until_written(
-                lambda: repair_account_numbers(
-                    attempts=self.attempts,
-                    client=self.client,
-                    account_field=self.config.account_number_field,
-                )
-            )
-            for group in self._groups():
-                self._sync_group(group)
-            self.reached = None
-            for index, customer in self.waiting:
-                self._until_written(partial(self._sync_settled, index, customer))
-        except RUN_STOPPERS as exc:
-            self._until_written(partial(self._stop, exc))
-        except DatabaseLost:
-            self.database_lost = True
+            try:
+                for group in self._groups():
+                    self._sync_group(group)
+                self.reached = None
+                for index, customer in self.waiting:
+                    self._sync_settled(index, customer)
+            except RUN_STOPPERS as exc:
+                self._stop(exc)
+            self.customers.finish()
+        except KeyboardInterrupt:
+            with ctrl_c_held():
+                self._stop(RunInterrupted())
+                self.customers.finish()
+                self._close()
             raise
-        finally:
-            self.run.request_count = self.client.request_count
-            if not self.database_lost:
-                self._until_written(self.customers.finish)
-                self.client.close()
+        except DatabaseUnavailable:
+            self._close(written=False)
+            raise
+        self._close()
+
+    def _close(self, *, written: bool = True) -> None:
+        """What the run's record says of its requests and its reach; the client let go."""
+        self.run.request_count = self.client.request_count
+        self.run.reached_count = self.reporter.reached
+        if written:
+            self.steps.take(self.client.close)
+
+    def _repair_before_creating(self, group: list[Customer]) -> None:
+        """Before the run's first create: the customers Zoho holds without our account number
+        get it written, so no customer is created while Zoho drops it (account_numbers.py). A
+        run that creates nothing (an edit's task) never looks."""
+        if self.repair_checked or all(c.zoho_billing_customer_id for c in group):
+            return
+        self.repair_checked = True
+        repair_before_creating(
+            attempts=self.attempts,
+            client=self.client,
+            account_field=self.config.account_number_field,
+            person_asked=self.run.trigger in (SyncTrigger.COMMAND, SyncTrigger.ADMIN),
+        )
 
     def _heartbeat(self) -> None:
         self.answered.write()
         self.claims.renew()
-
-    def _until_written(self, step: Callable[[], T]) -> T:
-        """Take `step`; when the database is lost meanwhile, wait for it (ZOHO_DB_OUTAGE_WAIT_
-        SECONDS, within max_wait), then take the step again: every step may be taken twice."""
-        while True:
-            try:
-                return step()
-            except CONNECTION_ERRORS as error:
-                self._wait_for_database(error)
-
-    def _wait_for_database(self, error: Exception) -> None:
-        self.outages += 1
-        gate = self.client.gate
-        longest = min(settings.ZOHO_DB_OUTAGE_WAIT_SECONDS, gate.max_wait - gate.block_waited)
-        logger.warning("lost the database (%s); waiting for it", error)
-        self.observer.database_wait(first_line(error))
-        gate.block_waited += wait_for_database(error, longest=max(0.0, longest))
+        self.steps.take(partial(run_alive, self.run))
 
     def _groups(self) -> Iterator[list[Customer]]:
-        after = None
-        while True:
-            chunk = self._until_written(partial(self.selected.chunk_after, after))
-            if not chunk:
-                return
+        for chunk in self.selected.chunks(self.steps):
             for start in range(0, len(chunk), CLAIM_GROUP_SIZE):
                 yield chunk[start : start + CLAIM_GROUP_SIZE]
-            after = chunk[-1]
 
     def _sync_group(self, group: list[Customer]) -> None:
         """Claim a group, write the intents of its sure creates, sync each; then write the
         creates Zoho answered."""
-        claimed = self._until_written(lambda: self.claims.take(group, self.wanted))
-        outages_at_claim = self.outages
+        self._repair_before_creating(group)
+        claimed = self.claims.take(group, self.wanted)
+        outages_at_claim = self.steps.outages
+        self.steps.take(partial(run_alive, self.run))
         taken_over = {c.pk for c in group if c.zoho_sync_status == SyncStatus.SYNCING}
-        self._until_written(
-            lambda: self.customers.write_intents_ahead(
-                [claimed[c.pk] for c in group if c.pk in claimed and c.pk not in taken_over]
-            )
+        self.customers.write_intents_ahead(
+            [claimed[c.pk] for c in group if c.pk in claimed and c.pk not in taken_over]
         )
         for customer in group:
-            self.index += 1
             self.reached = customer
-            self.reporter.started(self.index, customer)
-            if customer.pk not in claimed:
-                self._until_written(partial(self.customers.skip, customer, TAKEN_BY_ANOTHER))
+            index = self.reporter.reach(customer)
+            row = claimed.get(customer.pk)
+            if row is not None and self.steps.outages != outages_at_claim:
+                row = self.claims.holding(customer)  # does the claim still stand?
+            if row is None:
+                self.customers.skip(customer, TAKEN_BY_ANOTHER)
                 continue
-            row = claimed[customer.pk]
-            if self.outages != outages_at_claim:  # does the claim still stand?
-                row = self._until_written(partial(self.claims.held().filter(pk=row.pk).first))
-                if row is None:
-                    self._until_written(partial(self.customers.skip, customer, TAKEN_BY_ANOTHER))
-                    continue
-            settles_at = self._sync_one(customer, row, customer.pk in taken_over)
+            first = partial(self.customers.sync, row, taken_over=customer.pk in taken_over)
+            settles_at = self._sync_one(customer, first)
             if settles_at is not None:
-                self.waiting.append((self.index, row))
-                self.observer.customer_waiting(self.index, self.selected.count, row, settles_at)
-        self._until_written(self.answered.write)
+                self.waiting.append((index, self.claims.holding(customer) or customer))
+                self.observer.customer_waiting(index, self.selected.count, customer, settles_at)
+        self.answered.write()
 
-    def _sync_one(self, customer: Customer, row: Customer, taken_over: bool) -> datetime | None:
-        """Sync one claimed customer; after a lost database, again from its row as it stands
-        (an attempt left "sending" is closed, a create on record is looked for first)."""
-        while True:
-            try:
-                return self.customers.sync(row, taken_over=taken_over)
-            except CONNECTION_ERRORS as error:
-                self._wait_for_database(error)
-            row = self._until_written(lambda: self.claims.held().filter(pk=customer.pk).first())
-            if row is None:  # taken over by another run while the database was away
-                self._until_written(partial(self.customers.skip, customer, TAKEN_BY_ANOTHER))
-                return None
-            taken_over = True
+    def _sync_one(
+        self, customer: Customer, first: Callable[[], datetime | None]
+    ) -> datetime | None:
+        """Sync one claimed customer (`first`). A database lost meanwhile (or a conflict)
+        outside the writes that are taken again in place: once it answers, the customer is
+        synced again from its row as it stands (the attempt it had opened closed, a create on
+        record looked for first), unless it has ended in this run already or is no longer
+        held."""
+        tries = 0
+
+        def sync() -> datetime | None:
+            nonlocal tries
+            tries += 1
+            return first() if tries == 1 else self._sync_again(customer)
+
+        return self.steps.take(sync)
+
+    def _sync_again(self, customer: Customer) -> datetime | None:
+        """The customer's sync was cut off by the database: take it up again from the record."""
+        ended_here = SyncAttempt.objects.filter(run=self.run, customer=customer, final=True)
+        final = ended_here.first()
+        if final is not None:  # its end is on record: report it (once)
+            self.attempts.report([final])
+            return None
+        SyncAttempt.objects.filter(
+            run=self.run, customer=customer, outcome=AttemptOutcome.SENDING
+        ).update(
+            outcome=AttemptOutcome.INTERRUPTED, finished_at=timezone.now(), error_message=CUT_OFF
+        )
+        row = self.claims.held().filter(pk=customer.pk).first()
+        if row is None:  # taken over by another run while the database was away
+            self.customers.skip(customer, TAKEN_BY_ANOTHER)
+            return None
+        return self.customers.sync(row, taken_over=True)
 
     def _sync_settled(self, index: int, customer: Customer) -> None:
         """Wait (within the run's max_wait) until the customer's earlier create has settled,
@@ -432,7 +490,7 @@ class LiveRun:
                 return
             self.observer.settle_wait(settles_at)
             self.client.gate.wait_until(settles_at)
-        settles_again = self.customers.sync_settled(customer)
+        settles_again = self._sync_one(customer, partial(self.customers.sync_settled, customer))
         if settles_again is not None:
             self.customers.leave_waiting(customer, settles_again)
 
@@ -442,9 +500,9 @@ class LiveRun:
         self.customers.drop_intents_ahead()
         self.answered.write()
         if isinstance(exc, AccountNumberNotKept):
-            flag_account_number_missing(exc)
+            self.steps.take(partial(flag_account_number_missing, exc))
         elif isinstance(exc, VatNumberNotKept):
-            exc.flag()
+            self.steps.take(exc.flag)
         reason = str(exc)
         self.run.stop_reason = reason
         self.run.stop_needs_setup = isinstance(exc, ZohoConfigError)
@@ -454,15 +512,3 @@ class LiveRun:
         self.run.unreached_count = self.claims.release_all(
             Customer.objects.filter(unfinished), SyncStatus.FAILED, reason
         )
-
-
-def _finish_run(run: SyncRun) -> RunReport:
-    """Close the run's record and count it from its final attempts."""
-    run.status = SyncRunStatus.STOPPED if run.stop_reason else SyncRunStatus.COMPLETED
-    run.finished_at = timezone.now()
-    report = RunReport.of(run)  # the attempts are on record; the run's own fields are at hand
-    run.synced_count = report.synced_count
-    run.failed_count = report.failed_count
-    run.skipped_count = report.skipped_count
-    run.save()
-    return report

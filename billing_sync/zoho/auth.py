@@ -7,7 +7,10 @@ accounts server outside any transaction, and publishes the token in another shor
 database lock is held while the network answers. Processes that need a token meanwhile poll
 the row until the token appears; if the refresh fails, its error's kind and message (never a
 secret) are left in the row and they raise the same kind of error rather than each asking Zoho
-again at once; if the refresher died, its mark runs out and the next process takes over.
+again at once; if the refresher died, its mark runs out and the next process takes over. A
+refresher whose database went away before it could publish keeps the token it got, and
+publishes it once the database answers (its own mark does not make it wait for itself): a lost
+database never costs a second refresh.
 """
 
 from __future__ import annotations
@@ -85,6 +88,9 @@ class TokenProvider:
         self.sleep = sleep
         # This client's copy of the shared row, so a run does not read it before every request.
         self._held: ZohoApiState | None = None
+        # Our refresh in progress, and the token it got that the database did not take yet.
+        self._own_refresh = ""
+        self._unpublished: tuple[str, datetime, str] | None = None
 
     def get_token(self) -> str:
         """Return a cached token that is not about to expire, refreshing it when needed."""
@@ -114,7 +120,10 @@ class TokenProvider:
                 failure = state.token_refresh_failure
                 if waited_for and state.token_refresh_id == waited_for and failure:
                     raise _recorded_failure(failure)  # the refresh we waited for failed
-                if not _refreshing(state, now):
+                mine = bool(self._own_refresh) and state.token_refresh_id == self._own_refresh
+                if mine and self._unpublished is not None:
+                    return self._publish(state, self._own_refresh)
+                if mine or not _refreshing(state, now):
                     refresh_id = self._claim_refresh(state, now)
                     break
                 waited_for = state.token_refresh_id
@@ -130,6 +139,7 @@ class TokenProvider:
         state.save(
             update_fields=["token_refresh_id", "token_refreshing_until", "token_refresh_failure"]
         )
+        self._own_refresh, self._unpublished = state.token_refresh_id, None
         return state.token_refresh_id
 
     def _wait_for_refresh(self, refresh_id: str, stale_token: str | None) -> None:
@@ -154,17 +164,25 @@ class TokenProvider:
         except Exception as exc:
             self._record_failure(refresh_id, exc)
             raise
+        # Kept until published: should the database go away now, the next call publishes it.
+        self._unpublished = (token, asked_at + timedelta(seconds=expires_in), api_domain)
         with transaction.atomic():
-            state = api_state_for_update()
-            state.access_token = token
-            state.token_expires_at = asked_at + timedelta(seconds=expires_in)
-            state.api_domain = api_domain
-            fields = ["access_token", "token_expires_at", "api_domain"]
-            if state.token_refresh_id == refresh_id:
-                state.token_refreshing_until = None
-                fields.append("token_refreshing_until")
-            state.save(update_fields=fields)
+            return self._publish(api_state_for_update(), refresh_id)
+
+    def _publish(self, state: ZohoApiState, refresh_id: str) -> str:
+        """Write the token our refresh got into the locked row, ending our mark."""
+        assert self._unpublished is not None
+        token, expires_at, api_domain = self._unpublished
+        state.access_token = token
+        state.token_expires_at = expires_at
+        state.api_domain = api_domain
+        fields = ["access_token", "token_expires_at", "api_domain"]
+        if state.token_refresh_id == refresh_id:
+            state.token_refreshing_until = None
+            fields.append("token_refreshing_until")
+        state.save(update_fields=fields)
         self._held = state
+        self._own_refresh, self._unpublished = "", None
         return token
 
     def _record_failure(self, refresh_id: str, exc: Exception) -> None:

@@ -8,13 +8,7 @@ from typing import Any, cast
 from django.core.management.base import CommandError, CommandParser
 from django.db import DatabaseError
 
-from billing_sync.management.base import (
-    EXIT_FAILED,
-    EXIT_INTERRUPTED,
-    EXIT_SETUP,
-    Observers,
-    ZohoCommand,
-)
+from billing_sync.management.base import EXIT_SETUP, Observers, ZohoCommand
 from billing_sync.management.import_output import (
     ImportPrinter,
     ImportProgress,
@@ -26,11 +20,13 @@ from billing_sync.management.import_output import (
 from billing_sync.management.printing import Printer
 from billing_sync.models import CustomerImport, ImportStatus
 from billing_sync.services.customer_import import (
+    INTERRUPTED,
     ImportObserver,
     ImportOptions,
     customers_import_file,
 )
 from billing_sync.services.customer_source import SourceNotConfigured, customers_import_source
+from billing_sync.services.database import DatabaseUnavailable, first_line
 from billing_sync.services.import_files import FORMATS
 from billing_sync.services.import_rows import IMPORT_FIELDS
 
@@ -126,26 +122,46 @@ class Command(ZohoCommand):
         if exit_code:
             raise CommandError(message, returncode=exit_code)
 
-    def ended_early(self, exit_code: int, problem: str) -> None:
-        """The import died part way: its document says what its record holds so far."""
-        if exit_code == EXIT_INTERRUPTED:
-            problem = "Interrupted (Ctrl-C): the rows before that are imported"
-        rows = getattr(self, "rows", None)
-        if rows is None or rows.record is None or self.document_sent:
+    def ending(self, exc: BaseException) -> tuple[int, str, bool]:
+        exit_code, problem, said_in_full = super().ending(exc)
+        if isinstance(exc, KeyboardInterrupt):
+            problem = INTERRUPTED
+        elif isinstance(exc, DatabaseError | DatabaseUnavailable) and self._record() is not None:
+            problem = (
+                f"The import stopped part way ({first_line(exc)}); the rows before that are "
+                "imported: run it again to finish."
+            )
+        return exit_code, problem, said_in_full
+
+    def ended_early(self, exit_code: int, problem: str, **known: Any) -> None:
+        """The import ended part way: its document holds the rows it wrote, counted (the
+        database, which may be what failed, is not read again)."""
+        record = self._record()
+        if record is None or self.rows is None or self.document_sent:
             super().ended_early(exit_code, problem)
             return
-        rows.record.refresh_from_db()
-        self.end_import(rows.record, exit_code, [problem])
+        self.end_import(record, exit_code, [problem], counts=self.rows.counts())
 
-    def end_import(self, record: CustomerImport, exit_code: int, problems: list[str]) -> None:
-        """With --json, the import's document: its rows as written, the rest from its record."""
+    def _record(self) -> CustomerImport | None:
+        rows = getattr(self, "rows", None)
+        return None if rows is None else rows.record
+
+    def end_import(
+        self,
+        record: CustomerImport,
+        exit_code: int,
+        problems: list[str],
+        counts: dict[str, int] | None = None,
+    ) -> None:
+        """With --json, the import's document: its rows as written, the rest from its record
+        (`counts`: the rows', where the record is not read)."""
         if self.rows is not None:
             self.send_document(
                 exit_code=exit_code,
                 problems=problems,
                 listed="rows",
-                items=self.rows.texts(),
-                **import_values(record, self.rows.columns),
+                items=self.rows.texts,
+                **import_values(record, self.rows.columns, counts),
             )
 
     def _import(
@@ -162,9 +178,3 @@ class Command(ZohoCommand):
             )
         except SourceNotConfigured as exc:
             raise CommandError(str(exc), returncode=EXIT_SETUP) from exc
-        except DatabaseError as exc:
-            raise CommandError(
-                f"The import failed part way ({exc}); the rows before that are imported: "
-                "run it again to finish.",
-                returncode=EXIT_FAILED,
-            ) from exc
