@@ -708,8 +708,8 @@ class CustomerSync:
         if names_account_field(error, account_field=account_field):
             self._fail(customer, attempt, SyncStatus.FAILED, error)
             raise AccountFieldRefused(error, account_field=account_field) from error
-        if names_customer(error, customer) or refused_before_a_create(
-            customer, error, run=self.run
+        if names_customer(error, customer) or self.steps.take(
+            partial(refused_before_a_create, customer, error, run=self.run)
         ):
             self.refusals.interrupt()
             self._fail(customer, attempt, SyncStatus.NEEDS_ATTENTION, error)
