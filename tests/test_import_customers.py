@@ -23,7 +23,7 @@ from billing_sync.models import (
 from billing_sync.services.runs import customers_sync
 from tests.commands import run, run_json
 from tests.helpers import run_queued_tasks, wait_for
-from tests.processes import interrupt, process_env, run_manage, start_manage
+from tests.processes import process_env, run_manage, start_manage
 
 pytestmark = pytest.mark.django_db
 
@@ -467,14 +467,22 @@ def test_ctrl_c_part_way_keeps_the_written_batches_and_closes_the_document(tmp_p
     lines = [f"CT-{n:05},c{n}@example.co.za,C,{n},,,residential" for n in range(20_000)]
     path = csv_file(tmp_path, HEADER, *lines)
     process = start_manage(
-        "import_customers", str(path), "--json", env=process_env(settings), stdout=subprocess.PIPE
+        "import_customers",
+        str(path),
+        "--json",
+        env=process_env(settings),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
     )
     try:
         wait_for(lambda: Customer.objects.exists(), "the first batch written")
     finally:
-        rest = interrupt(process)
+        process.send_signal(signal.SIGINT)  # Ctrl-C
+        rest, said = (text.decode() for text in process.communicate(timeout=10))
 
     document = json.loads(rest)
+    assert "Traceback" not in said
+    assert said.strip().splitlines() == [document["problems"][0]]  # one line
     assert process.returncode == -signal.SIGINT  # a shell shows 130
     assert document["exit_code"] == 130
     assert document["problems"] == ["Interrupted (Ctrl-C): the rows before that are imported"]

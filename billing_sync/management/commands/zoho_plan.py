@@ -28,7 +28,8 @@ class Command(ZohoCommand):
     help = (
         "Plan a run: per customer, what it would do (create; adopt, with the Zoho id and why; "
         "update, with the fields Zoho shows otherwise; skip, why; invalid, the field; wait, "
-        "until when), decided by the same code a run uses. Reads Zoho once, within the "
+        "until when; gone, a linked customer Zoho's list no longer holds), decided by the same "
+        "code a run uses. Reads Zoho once, within the "
         "budget, and writes nothing (no run, no attempt, no customer, nothing in Zoho)."
     )
 
