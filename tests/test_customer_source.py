@@ -16,7 +16,14 @@ from django_q.brokers import get_broker
 from django_q.models import OrmQ, Schedule
 from django_q.scheduler import scheduler
 
-from billing_sync.models import AlertState, Customer, SyncRun, SyncStatus
+from billing_sync.models import (
+    AlertState,
+    Customer,
+    CustomerImport,
+    ImportRefusal,
+    SyncRun,
+    SyncStatus,
+)
 from billing_sync.selectors import IMPORT_SCHEDULE, SYNC_SCHEDULE
 from billing_sync.services.health import health_report
 from tests.commands import run_json
@@ -109,6 +116,59 @@ def test_a_refused_source_row_is_named_by_its_row_and_the_others_come_in(company
     assert Customer.objects.count() == 14
 
 
+def test_a_refused_row_says_why_in_the_companys_table_until_it_is_fixed(company, emulator):
+    company.execute("ALTER TABLE customers ADD COLUMN zoho_sync_error TEXT")  # optional column
+    company.execute(
+        "UPDATE customers SET email = 'not-an-email' WHERE account_number = %s", ["CT-2025-00013"]
+    )
+
+    for _ in range(3):  # the schedule reads the unchanged row again and again
+        run_json("import_customers", "--source")
+    run_json("zoho_sync_customers")
+
+    row = "SELECT zoho_sync_status, zoho_sync_error FROM customers WHERE account_number = %s"
+    assert company.rows(row, ["CT-2025-00013"]) == [
+        (
+            "needs_attention",
+            "the import refused the row: email: 'not-an-email' is not a valid email address",
+        )
+    ]
+    assert company.status_summary() == {"synced": 12, "needs_attention": 1}
+    assert ImportRefusal.objects.count() == 1  # recorded once, however often it was read
+    assert ImportRefusal.objects.get().customer_import == CustomerImport.objects.latest("pk")
+
+    company.execute(
+        "UPDATE customers SET email = 'fixed@example.co.za' WHERE account_number = %s",
+        ["CT-2025-00013"],
+    )
+    run_json("import_customers", "--source")
+    run_json("zoho_sync_customers")
+
+    assert company.rows(row, ["CT-2025-00013"]) == [("synced", None)]  # the reason cleared
+    assert company.status_summary() == {"synced": 13}
+
+
+def test_zohos_refusal_and_the_last_failure_are_the_reason_too(company, emulator):
+    company.execute("ALTER TABLE customers ADD COLUMN zoho_sync_error TEXT")
+    run_json("import_customers", "--source")
+    emulator.configure(display_name_unique=True)
+    emulator.add_customer(display_name="Thandi Nkosi", email="elsewhere@example.co.za")
+    emulator.inject("error", method="POST", email="accounts@karoo-farms.example", times=None)
+
+    run_json("zoho_sync_customers")
+
+    reasons = dict(
+        company.rows(
+            "SELECT account_number, zoho_sync_error FROM customers "
+            "WHERE zoho_sync_error IS NOT NULL"
+        )
+    )
+    assert reasons.keys() == {"CT-2025-00012", "CT-2025-00014"}
+    assert "already exists" in reasons["CT-2025-00012"]  # Zoho's refusal: needs attention
+    assert "a create got no clear answer" in reasons["CT-2025-00014"]  # failed: retried
+    assert company.status_summary() == {"synced": 11, "needs_attention": 1, "failed": 1}
+
+
 def test_the_query_carries_the_billing_record_under_our_names(company, emulator, settings):
     # The company keeps a city, a VAT number and a closing date under its own names.
     for column in ("town VARCHAR(100)", "vat VARCHAR(32)", "closed_on DATE"):
@@ -171,12 +231,16 @@ def test_writeback_changes_only_rows_that_differ_and_never_inserts(
 
     document, _ = run_json("import_customers", "--source")
     # The import's write-back compares every customer: the internal test account the company
-    # marked itself gets ours (never sent: no Zoho id, pending); the rest already agree.
-    assert document["writeback"] == {"rows": 1, "error": None}
+    # marked itself gets ours (never sent: no Zoho id, pending), the row the import refuses (it
+    # has no name) needs attention; the rest already agree.
+    assert [row["account_number"] for row in document["rows"] if row["action"] == "refused"] == [
+        "CT-THEIRS-1"
+    ]
+    assert document["writeback"] == {"rows": 2, "error": None}
     assert company.rows(
         "SELECT zoho_billing_customer_id, zoho_sync_status FROM customers "
-        "WHERE account_number = 'CT-TEST-00001'"
-    ) == [(None, "pending")]
+        "WHERE account_number IN ('CT-TEST-00001', 'CT-THEIRS-1') ORDER BY account_number"
+    ) == [(None, "pending"), (None, "needs_attention")]
     again, _ = run_json("import_customers", "--source")
     assert again["writeback"] == {"rows": 0, "error": None}
 

@@ -6,7 +6,9 @@ decide each row (create; update, with the fields it changes; unchanged; refused,
 column and the reason), write the customers, the refusals and the import's counts, commit.
 Only then does the observer hear of the batch's rows, so what is shown is what was written. A
 dry run decides the same way and writes no customer (it records the import and its refusals,
-so the audit shows the preview happened).
+so the audit shows the preview happened). An import of the company's database (the schedule's)
+carries an unchanged refusal forward from the import before rather than recording it again:
+the record of refusals grows with the rows refused, not with the times they are read.
 
 The rules: the key is `account_number`, exactly as stored (trimmed); a column the source does
 not carry leaves that field alone, an empty one sets it empty; nothing is ever deleted; a row
@@ -374,7 +376,10 @@ class _Batches:
 
     def _record(self, decided: _Decided) -> None:
         """The batch's refusals and counts, in its transaction."""
-        ImportRefusal.objects.bulk_create(decided.refusals)
+        refusals = decided.refusals
+        if self.record.source == ImportSource.DATABASE and not self.record.dry_run:
+            refusals = _carried_forward(refusals, self.record)
+        ImportRefusal.objects.bulk_create(refusals)
         CustomerImport.objects.filter(pk=self.record.pk).update(
             row_count=F("row_count") + len(decided.outcomes),
             created_count=F("created_count") + decided.count(RowAction.CREATE),
@@ -383,6 +388,33 @@ class _Batches:
             refused_count=F("refused_count") + decided.count(RowAction.REFUSED),
             heartbeat_at=timezone.now(),
         )
+
+
+def _carried_forward(refusals: list[ImportRefusal], record: CustomerImport) -> list[ImportRefusal]:
+    """The refusals of a scheduled import's batch that an earlier import of the company's
+    database made already (same row, column and reason) are carried forward to this import
+    (its record, its line) instead of being recorded again: one row a refusal, however often
+    the schedule reads the row unchanged. The others, to record."""
+    wanted = {(r.account_number, r.column, r.reason): r for r in refusals if r.account_number}
+    if not wanted:
+        return refusals
+    earlier = (
+        ImportRefusal.objects.filter(
+            customer_import__source=ImportSource.DATABASE,
+            customer_import__dry_run=False,
+            account_number__in={account for account, _, _ in wanted},
+        )
+        .exclude(customer_import=record)
+        .order_by("-pk")
+    )
+    carried = {}
+    for old in earlier:
+        key = (old.account_number, old.column, old.reason)
+        if key in wanted and key not in carried:
+            old.customer_import, old.line = record, wanted[key].line
+            carried[key] = old
+    ImportRefusal.objects.bulk_update(carried.values(), ["customer_import", "line"])
+    return [r for r in refusals if (r.account_number, r.column, r.reason) not in carried]
 
 
 def _write_customers(decided: _Decided) -> None:

@@ -1,9 +1,12 @@
 """The company's own customer database (the `source` entry of DATABASES): its customers read by
 CUSTOMER_SOURCE_QUERY in a read-only transaction, and our answer written back into
 CUSTOMER_SOURCE_WRITEBACK_TABLE: each customer's Zoho id and sync status, in the columns
-`zoho_billing_customer_id` and `zoho_sync_status`, matched by `account_number`.
+`zoho_billing_customer_id` and `zoho_sync_status`, matched by `account_number`, and where the
+table has a `zoho_sync_error` column (looked for once a process) why it is not synced: the
+import's refusal of the row (a row the import refused is `needs_attention` there, whether or
+not we hold a customer for it), Zoho's refusal, the last failure; cleared once it is synced.
 
-The write-back is the only code that writes there: it updates rows whose two values differ, in
+The write-back is the only code that writes there: it updates rows whose values differ, in
 batches, each in a short transaction, and never inserts or deletes. The table name is checked as
 an identifier (settings.py) and quoted; every value is a bound parameter.
 """
@@ -13,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import re
+from collections import defaultdict
 from collections.abc import Iterable, Iterator
 from typing import Any
 
@@ -29,6 +33,7 @@ from billing_sync.models import (
     SyncAttempt,
     SyncRun,
     SyncRunStatus,
+    SyncStatus,
 )
 from billing_sync.services.alerts import alerts_writeback, writeback_catch_up_due
 from billing_sync.services.customer_import import (
@@ -47,6 +52,7 @@ QUERY_SETTING = "CUSTOMER_SOURCE_QUERY"
 FETCH_ROWS = 1000
 WRITEBACK_BATCH = 500
 WRITEBACK_COLUMNS = ("zoho_billing_customer_id", "zoho_sync_status")
+REASON_COLUMN = "zoho_sync_error"  # optional: written where the company's table has it
 ERROR_CHARS = 1000
 SELECT = re.compile(r"\s*(select|with)\b", re.IGNORECASE)
 
@@ -82,7 +88,7 @@ def customers_import_source(*, options: ImportOptions, observer: ImportObserver)
         return import_refused(record, str(exc))
     import_finished(record)
     if record.status == ImportStatus.COMPLETED and not options.dry_run and writeback_configured():
-        record.writeback_count, record.writeback_error = writeback_safely(Customer.objects.all())
+        record.writeback_count, record.writeback_error = writeback_safely(every_row=True)
         record.save(update_fields=["writeback_count", "writeback_error"])
     return record
 
@@ -158,19 +164,24 @@ def writeback_after_run(run: SyncRun) -> None:
     Recorded on the run; a failure never fails the run."""
     if run.dry_run or not writeback_configured():
         return
-    customers = Customer.objects.all()
-    if run.status != SyncRunStatus.STOPPED and not writeback_catch_up_due():
-        customers = customers.filter(
+    if run.status == SyncRunStatus.STOPPED or writeback_catch_up_due():
+        run.writeback_count, run.writeback_error = writeback_safely(every_row=True)
+    else:
+        its_own = Customer.objects.filter(
             pk__in=SyncAttempt.objects.filter(run=run).values("customer_id")
         )
-    run.writeback_count, run.writeback_error = writeback_safely(customers)
+        run.writeback_count, run.writeback_error = writeback_safely(its_own)
     run.save(update_fields=["writeback_count", "writeback_error"])
 
 
-def writeback_safely(customers: QuerySet[Customer]) -> tuple[int | None, str]:
-    """(rows written, "") or (None, why it failed); alerts when it starts or stops failing."""
+def writeback_safely(
+    customers: QuerySet[Customer] | None = None, *, every_row: bool = False
+) -> tuple[int | None, str]:
+    """Write back `customers` (`every_row`: every customer, and the rows the last import
+    refused): (rows written, "") or (None, why it failed); alerts when it starts or stops
+    failing."""
     try:
-        written = source_writeback(customers)
+        written = source_writeback(customers, every_row=every_row)
     except DatabaseError as exc:
         connections[SOURCE].close()
         error = f"Writing back to {settings.CUSTOMER_SOURCE_WRITEBACK_TABLE} failed: {exc}"
@@ -181,39 +192,125 @@ def writeback_safely(customers: QuerySet[Customer]) -> tuple[int | None, str]:
     return written, ""
 
 
-def source_writeback(customers: QuerySet[Customer]) -> int:
-    """Give the source's rows of `customers` our Zoho id and sync status where they differ;
-    the number of rows changed. Raises DatabaseError."""
+def source_writeback(customers: QuerySet[Customer] | None, *, every_row: bool = False) -> int:
+    """Give the source's rows of `customers` (`every_row`: of every customer) our Zoho id, sync
+    status and (where the table has the column) the reason it is not synced, where they differ;
+    the source rows the last import refused become `needs_attention`, saying why (with
+    `every_row`, those it made no customer of too). The number of rows changed. Raises
+    DatabaseError."""
+    if every_row:
+        customers = Customer.objects.all()
+    assert customers is not None
     connection = connections[SOURCE]
     table = ".".join(
         connection.ops.quote_name(part)
         for part in settings.CUSTOMER_SOURCE_WRITEBACK_TABLE.split(".")
     )
-    ours = customers.order_by().values_list("account_number", *WRITEBACK_COLUMNS)
+    columns = writeback_columns(connection, table)
+    refused = current_refusals()
+    ours = customers.order_by().values_list(
+        "account_number", "zoho_billing_customer_id", "zoho_sync_status", "zoho_last_error"
+    )
+    answers = (
+        (account, written_values(zoho_id, status, error, refused.pop(account, "")))
+        for account, zoho_id, status, error in ours.iterator(chunk_size=2000)
+    )
     written = 0
-    for batch in in_batches(ours.iterator(chunk_size=2000), WRITEBACK_BATCH):
-        wanted = {account: (zoho_id, status) for account, zoho_id, status in batch}
-        with transaction.atomic(using=SOURCE), connection.cursor() as cursor:
-            marks = ", ".join(["%s"] * len(wanted))
-            cursor.execute(
-                f"SELECT account_number, {', '.join(WRITEBACK_COLUMNS)} FROM {table} "  # noqa: S608 - a checked, quoted identifier
-                f"WHERE account_number IN ({marks})",
-                list(wanted),
-            )
-            held = {str(row[0]): _texts(row[1:]) for row in cursor.fetchall()}
-            changes = [
-                (*values, account)
-                for account, values in wanted.items()
-                if account in held and held[account] != values
-            ]
-            if changes:
-                cursor.executemany(
-                    f"UPDATE {table} SET zoho_billing_customer_id = %s, "  # noqa: S608 - as above
-                    "zoho_sync_status = %s WHERE account_number = %s",
-                    changes,
-                )
-        written += len(changes)
+    for batch in in_batches(answers, WRITEBACK_BATCH):
+        written += _write_batch(connection, table, columns, dict(batch))
+    if not every_row:
+        return written
+    # Refused rows the import made no customer of (a new row refused): told all the same.
+    for batch in in_batches(refused.items(), WRITEBACK_BATCH):
+        wanted = {account: written_values(None, "", "", reason) for account, reason in batch}
+        written += _write_batch(connection, table, columns, wanted)
     return written
+
+
+def written_values(
+    zoho_id: str | None, status: str, error: str, refusal: str
+) -> tuple[str | None, str, str | None]:
+    """What the source's row holds of one customer: its Zoho id, its status, and why it is not
+    synced (None once it is): the import's refusal of the row, else Zoho's refusal or the last
+    failure."""
+    if refusal:
+        return zoho_id, SyncStatus.NEEDS_ATTENTION, refusal[:ERROR_CHARS]
+    why = error if status in (SyncStatus.FAILED, SyncStatus.NEEDS_ATTENTION) else ""
+    return zoho_id, status, why[:ERROR_CHARS] or None
+
+
+def _write_batch(
+    connection: BaseDatabaseWrapper,
+    table: str,
+    columns: tuple[str, ...],
+    wanted: dict[str, tuple[str | None, str, str | None]],
+) -> int:
+    """Update the rows of `wanted` (account number: values) whose values differ; how many."""
+    wanted = {account: values[: len(columns)] for account, values in wanted.items()}
+    with transaction.atomic(using=SOURCE), connection.cursor() as cursor:
+        marks = ", ".join(["%s"] * len(wanted))
+        cursor.execute(
+            f"SELECT account_number, {', '.join(columns)} FROM {table} "  # noqa: S608 - a checked, quoted identifier
+            f"WHERE account_number IN ({marks})",
+            list(wanted),
+        )
+        held = {str(row[0]): _texts(row[1:]) for row in cursor.fetchall()}
+        changes = [
+            (*values, account)
+            for account, values in wanted.items()
+            if account in held and held[account] != values
+        ]
+        if changes:
+            assignments = ", ".join(f"{column} = %s" for column in columns)
+            cursor.executemany(
+                f"UPDATE {table} SET {assignments} WHERE account_number = %s",  # noqa: S608 - as above
+                changes,
+            )
+    return len(changes)
+
+
+# Whether the write-back table has the reason column, by table: looked for once a process.
+_REASON_COLUMN_FOUND: dict[str, bool] = {}
+
+
+def writeback_columns(connection: BaseDatabaseWrapper, table: str) -> tuple[str, ...]:
+    """The columns the write-back writes: ours, and `zoho_sync_error` where the table has it
+    (the company's table need not; read once a process, from an empty SELECT's description)."""
+    key = f"{connection.settings_dict.get('NAME')}:{table}"
+    if key not in _REASON_COLUMN_FOUND:
+        with connection.cursor() as cursor:
+            cursor.execute(f"SELECT * FROM {table} WHERE 1 = 0")  # noqa: S608 - as above
+            names = {column[0].casefold() for column in cursor.description}
+        _REASON_COLUMN_FOUND[key] = REASON_COLUMN in names
+    return (*WRITEBACK_COLUMNS, REASON_COLUMN) if _REASON_COLUMN_FOUND[key] else WRITEBACK_COLUMNS
+
+
+def current_refusals() -> dict[str, str]:
+    """The source rows the last completed import from the company's database refused, by
+    account number: why, in one line ("the import refused the row: email: ...")."""
+    last = latest_source_import()
+    if last is None:
+        return {}
+    reasons: dict[str, list[str]] = defaultdict(list)
+    for account, column, reason in last.refusals.exclude(account_number="").values_list(
+        "account_number", "column", "reason"
+    ):
+        reasons[account].append(f"{column}: {reason}" if column else reason)
+    return {
+        account: "the import refused the row: " + "; ".join(said)
+        for account, said in reasons.items()
+    }
+
+
+def latest_source_import() -> CustomerImport | None:
+    """The last import from the company's database that went through (not a dry run)."""
+    return (
+        CustomerImport.objects.filter(
+            source=ImportSource.DATABASE, status=ImportStatus.COMPLETED, dry_run=False
+        )
+        .order_by("-started_at", "-pk")
+        .first()
+    )
 
 
 def _texts(values: Iterable[Any]) -> tuple[str | None, ...]:
