@@ -458,7 +458,7 @@ class ImportRefusal(models.Model):
     line = models.PositiveIntegerField(
         help_text="The file's line (the header is line 1), or the query's row (from 1)."
     )
-    account_number = models.CharField(max_length=64, blank=True)
+    account_number = models.CharField(max_length=64, blank=True, db_index=True)
     column = models.CharField(max_length=200, blank=True, help_text="As the source names it.")
     reason = models.TextField()
 
@@ -583,6 +583,29 @@ class AlertState(models.Model):
         default=False,
         help_text="The last write-back to the company's database failed: the next one compares "
         "every customer, not only its run's.",
+    )
+    source_refused_count = models.PositiveIntegerField(
+        default=0,
+        help_text="Rows of the company's database the last import refused, when that alert "
+        "went out; 0 while none are.",
+    )
+    source_import_failed = models.BooleanField(
+        default=False, help_text="The last import from the company's database failed."
+    )
+    backlog_since = models.DateTimeField(
+        null=True,
+        blank=True,
+        help_text="When a check first saw customers waiting for a run (the backlog), since it "
+        "was last empty; the completion notice says how long it took.",
+    )
+    backlog_peak = models.PositiveIntegerField(
+        default=0, help_text="The largest backlog a check saw since then."
+    )
+    undelivered = models.JSONField(
+        default=list,
+        blank=True,
+        help_text="Notifications a service did not take, tried again at the next check (the "
+        "service by a digest of its URL, never the URL).",
     )
 
     class Meta:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -14,6 +15,9 @@ from billing_sync.models import (
     AccountStatus,
     AccountType,
     Customer,
+    CustomerImport,
+    ImportSource,
+    ImportStatus,
     SyncRun,
     SyncRunKind,
     SyncStatus,
@@ -128,6 +132,56 @@ def with_requeue_refusal(customers: QuerySet[Customer], stale_after_seconds: flo
     return customers.annotate(
         requeue_refusal=Case(*reasons, default=Value(""), output_field=CharField())
     )
+
+
+def backlog_q() -> Q:
+    """Customers that belong in Zoho and still need a request: not in Zoho yet, or edited since
+    Zoho accepted them (those needing a person left out: they wait for one, not for a run)."""
+    not_in_zoho = Q(zoho_billing_customer_id__isnull=True) & ~closed_before_zoho_q()
+    edited = Q(zoho_billing_customer_id__isnull=False) & edited_since_accepted_q()
+    return (not_in_zoho | edited) & ~Q(zoho_sync_status=SyncStatus.NEEDS_ATTENTION)
+
+
+def customers_backlog() -> QuerySet[Customer]:
+    """The backlog: customers the runs still have work for (backlog_q)."""
+    return customers_syncable().filter(backlog_q())
+
+
+def latest_source_import() -> CustomerImport | None:
+    """The last import from the company's database that went through (not a dry run)."""
+    return (
+        CustomerImport.objects.filter(
+            source=ImportSource.DATABASE, status=ImportStatus.COMPLETED, dry_run=False
+        )
+        .order_by("-started_at", "-pk")
+        .first()
+    )
+
+
+def latest_source_import_tried() -> CustomerImport | None:
+    """The last import from the company's database that ended, whatever its end."""
+    return (
+        CustomerImport.objects.filter(source=ImportSource.DATABASE, dry_run=False)
+        .exclude(status=ImportStatus.RUNNING)
+        .order_by("-started_at", "-pk")
+        .first()
+    )
+
+
+def source_refusals() -> dict[str, str]:
+    """The source rows the last completed import from the company's database refused, by
+    account number: why, in one line ("the import refused the row: email: ...")."""
+    last = latest_source_import()
+    if last is None:
+        return {}
+    reasons: dict[str, list[str]] = defaultdict(list)
+    refused = last.refusals.exclude(account_number="").order_by("line", "pk")
+    for account, column, reason in refused.values_list("account_number", "column", "reason"):
+        reasons[account].append(f"{column}: {reason}" if column else reason)
+    return {
+        account: "the import refused the row: " + "; ".join(said)
+        for account, said in reasons.items()
+    }
 
 
 def customer_status_counts() -> list[tuple[str, int]]:

@@ -230,6 +230,8 @@ LOGGING = {
         "billing_sync": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="WARNING")},
         # Alerts are always on, recoveries (INFO) included, whatever LOG_LEVEL says.
         "billing_sync.alerts": {"level": "INFO"},
+        # Apprise may write a webhook's address (a secret) at DEBUG: we say which service failed.
+        "apprise": {"level": "CRITICAL"},
     },
 }
 
@@ -279,6 +281,11 @@ ZOHO_ALERT_ADMIN_URL = env.str("ZOHO_ALERT_ADMIN_URL", default="")
 ZOHO_ALERT_BLOCK_SECONDS = _number("ZOHO_ALERT_BLOCK_SECONDS", 300.0, float)
 # Alert when the last 24 hours used this share of ZOHO_DAILY_LIMIT - ZOHO_DAILY_RESERVE (0: never).
 ZOHO_ALERT_DAILY_BUDGET_PERCENT = _number("ZOHO_ALERT_DAILY_BUDGET_PERCENT", 80.0, float)
+# Where the team reads: Apprise URLs (slack://..., msteams://..., json://..., mailto://...),
+# separated by commas or spaces; empty: none. They carry tokens: never printed or logged.
+ZOHO_ALERT_URLS = [
+    url for url in re.split(r"[\s,]+", env.str("ZOHO_ALERT_URLS", default="")) if url
+]
 ADMINS = _addresses("DJANGO_ADMINS")
 SERVER_EMAIL = env.str("DJANGO_SERVER_EMAIL", default="root@localhost")
 EMAIL_SUBJECT_PREFIX = "[CircleTel billing sync] "

@@ -18,6 +18,7 @@ from django.utils import timezone
 from billing_sync.models import AccountStatus, Customer, SyncTrigger
 from billing_sync.services.runs import customers_backfill, customers_sync
 from tests.helpers import ZohoClock
+from tests.source_db import QUERY, SourceDatabase, source_alias, source_database
 from zoho_emulator import (
     EMULATOR_CLIENT_ID,
     EMULATOR_CLIENT_SECRET,
@@ -62,6 +63,17 @@ def emulator(emulator_server: ZohoEmulator, settings: Any) -> Iterator[ZohoEmula
     yield emulator_server
     # A slow request may still be in the server: let it finish before the next test's reset.
     assert emulator_server.wait_idle(), "the emulator is still busy after the test"
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def company(request, tmp_path, settings) -> Iterator[SourceDatabase]:
+    """The company's database with the runbook's 15 customers, set up as the source."""
+    with source_database(request.param, tmp_path) as source, source_alias(source.url):
+        source.add_demo_customers()
+        settings.CUSTOMER_SOURCE_URL = source.url
+        settings.CUSTOMER_SOURCE_QUERY = QUERY
+        settings.CUSTOMER_SOURCE_WRITEBACK_TABLE = "customers"
+        yield source
 
 
 @pytest.fixture(scope="session")

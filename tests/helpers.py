@@ -4,6 +4,8 @@ client, and django-q's queue run in this process."""
 
 from __future__ import annotations
 
+import http.server
+import json
 import threading
 import time
 from collections import Counter
@@ -256,3 +258,45 @@ def lost_connection() -> Exception:
     error = OperationalError(*cause.args)
     error.__cause__ = cause
     return error
+
+
+class NotificationSink:
+    """A plain HTTP server that takes what Apprise's json:// plugin posts (as a team's webhook
+    would): each message's JSON kept in order; the next `refuse` posts answered 500."""
+
+    def __init__(self) -> None:
+        self.received: list[dict[str, Any]] = []
+        self.refuse = 0
+        sink = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802 - the http.server name
+                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                if sink.refuse:
+                    sink.refuse -= 1
+                    self.send_response(500)
+                else:
+                    sink.received.append(json.loads(body))
+                    self.send_response(200)
+                self.end_headers()
+
+            def log_message(self, format: str, *args: Any) -> None:
+                """Quiet."""
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    @property
+    def url(self) -> str:
+        """Its Apprise URL (the path stands for a webhook's secret token)."""
+        return f"json://127.0.0.1:{self.server.server_port}/hooks/T0K3N-s3cret"
+
+    def told(self) -> list[tuple[str, str]]:
+        """(type, title) of each message received, then forgotten."""
+        told = [(message["type"], message["title"]) for message in self.received]
+        self.received.clear()
+        return told
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()

@@ -1,6 +1,7 @@
 """Alerts: tell operations when a condition starts or ends, never on every failure.
 
-`alerts_check` runs after every live run. It reads three conditions from the database:
+`alerts_check` runs after every live run and every import. It reads these conditions from the
+database:
 - customers need a person: some customer that belongs in Zoho is `needs_attention`. It starts
   when that count leaves 0 and ends when it is back at 0; growth in between is not news (the
   alert's link shows the current list), or every refused customer would alert again.
@@ -11,35 +12,49 @@
 - the daily budget runs low: the requests the gate counts in the last 24 hours reach
   ZOHO_ALERT_DAILY_BUDGET_PERCENT of ZOHO_DAILY_LIMIT - ZOHO_DAILY_RESERVE; it ends below that.
   Never with the daily limit 0 or the percentage 0.
+- source rows refused: the last import from the company's database refused rows (they are
+  `needs_attention` there); told with their count and up to 10 account numbers with the
+  reasons; it ends when an import refuses none.
+- the import from the company's database failed (it cannot connect, or the query is refused),
+  naming the error (never a secret); it ends when one goes through.
+- completion: the backlog (customers that belong in Zoho and still need a request) was above 0
+  at a check and is now 0: every customer that belongs in Zoho is in Zoho and in step. Told
+  once, as a success, with the counts and how long it took; nothing is told when a backlog
+  appears (every import makes one).
 
-A fourth is told by the write-back itself (`alerts_writeback`), as it happens: writing our answer
+Another is told by the write-back itself (`alerts_writeback`), as it happens: writing our answer
 back into the company's database failed; it ends when a write-back succeeds.
 
 What was last reported lives in one AlertState row. A check locks it, reads the conditions,
 writes what it will report and commits before anything is sent: two checks at once never both
 send an alert, the second waits for the first and finds nothing new.
 
-Delivery: the "billing_sync.alerts" logger (WARNING when a condition starts, INFO when it ends),
-and mail_admins when ZOHO_ALERT_MAIL_ADMINS is on. Alerts carry counts, times and links to the
-admin, never a secret.
+Delivery (notify.py): the "billing_sync.alerts" logger (WARNING when a condition starts, INFO
+when it ends), mail_admins when ZOHO_ALERT_MAIL_ADMINS is on, and the Apprise URLs of
+ZOHO_ALERT_URLS. Alerts carry counts, times and links to the admin, never a secret.
 """
 
 from __future__ import annotations
 
 import logging
-import smtplib
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 
 from django.conf import settings
-from django.core.mail import mail_admins
 from django.db import transaction
 from django.urls import reverse
 from django.utils import timezone
 
-from billing_sync.models import AlertState, SyncStatus
-from billing_sync.selectors import customers_syncable
+from billing_sync.models import AlertState, CustomerImport, ImportStatus, SyncStatus
+from billing_sync.selectors import (
+    customers_backlog,
+    customers_syncable,
+    latest_source_import,
+    latest_source_import_tried,
+    source_refusals,
+)
+from billing_sync.services.notify import Notice, deliver
 from billing_sync.zoho.pacing import daily_requests_counted
 from billing_sync.zoho.state import active_block, current_api_state
 
@@ -51,6 +66,15 @@ class AlertCondition(StrEnum):
     ZOHO_BLOCK = "zoho_block"
     DAILY_BUDGET = "daily_budget"
     WRITEBACK = "writeback"
+    SOURCE_REFUSED = "source_refused"
+    SOURCE_IMPORT = "source_import"
+    COMPLETION = "completion"
+
+
+# Conditions whose start is a failure of ours (the others: a warning).
+FAILURES = {AlertCondition.WRITEBACK, AlertCondition.SOURCE_IMPORT}
+# Refused rows named in a notice; the link lists them all.
+REFUSALS_NAMED = 10
 
 
 @dataclass(frozen=True)
@@ -64,12 +88,12 @@ class Alert:
     link: str
 
     @property
-    def level(self) -> int:
-        return logging.INFO if self.recovered else logging.WARNING
-
-    @property
-    def text(self) -> str:
-        return f"{self.message}\n\nSee {self.link}"
+    def notice(self) -> Notice:
+        """The alert as services are told it (its notify type: what kind of news it is)."""
+        kind = "success" if self.recovered else "warning"
+        if not self.recovered and self.condition in FAILURES:
+            kind = "failure"
+        return Notice(self.subject, self.message, self.link, kind)
 
 
 @dataclass(frozen=True)
@@ -81,6 +105,10 @@ class _Conditions:
     block_reason: str
     daily_used: int
     daily_share: int  # 0 when the day is not counted
+    refused: dict[str, str]  # source rows the last import refused: why, by account number
+    refused_in: CustomerImport | None  # that import
+    source_import: CustomerImport | None  # the last import of the source that ended
+    backlog: int
 
 
 def alerts_check(*, now: datetime | None = None) -> list[Alert]:
@@ -96,11 +124,14 @@ def alerts_check(*, now: datetime | None = None) -> list[Alert]:
             _needs_attention_change(state, conditions),
             _block_change(state, conditions, now),
             _daily_budget_change(state, conditions),
+            _source_refused_change(state, conditions),
+            _source_import_change(state, conditions),
+            _completion_change(state, conditions, now),
         )
         alerts = [alert for alert in changes if alert is not None]
         state.checked_at = now
         state.save()
-        transaction.on_commit(lambda: _deliver(alerts))
+        transaction.on_commit(lambda: deliver([alert.notice for alert in alerts]))
     return alerts
 
 
@@ -121,6 +152,10 @@ def _conditions(now: datetime) -> _Conditions:
         block_reason=api.block_reason if api is not None else "",
         daily_used=used,
         daily_share=share,
+        refused=source_refusals(),
+        refused_in=latest_source_import(),
+        source_import=latest_source_import_tried(),
+        backlog=customers_backlog().count(),
     )
 
 
@@ -234,6 +269,93 @@ def _daily_budget_change(state: AlertState, now: _Conditions) -> Alert | None:
     )
 
 
+def _source_refused_change(state: AlertState, now: _Conditions) -> Alert | None:
+    count, alerted = len(now.refused), state.source_refused_count
+    link = _import_link(now.refused_in)
+    if count and not alerted:
+        state.source_refused_count = count
+        named = "; ".join(
+            f"{account}: {reason.removeprefix('the import refused the row: ')}"
+            for account, reason in list(now.refused.items())[:REFUSALS_NAMED]
+        )
+        more = f" (and {count - REFUSALS_NAMED} more)" if count > REFUSALS_NAMED else ""
+        return Alert(
+            condition=AlertCondition.SOURCE_REFUSED,
+            recovered=False,
+            subject=f"{_rows(count)} of the company's database refused",
+            message=(
+                f"The import from the company's database refused {_rows(count)}: they are not "
+                f"in Zoho, and read needs_attention there. {named}{more}. Fix them where they "
+                "are kept; the next import takes them."
+            ),
+            link=link,
+        )
+    if alerted and not count:
+        state.source_refused_count = 0
+        return Alert(
+            condition=AlertCondition.SOURCE_REFUSED,
+            recovered=True,
+            subject="No row of the company's database is refused any more",
+            message=f"The last import refused no row ({_rows(alerted)} were when we alerted).",
+            link=link,
+        )
+    return None
+
+
+def _source_import_change(state: AlertState, now: _Conditions) -> Alert | None:
+    last = now.source_import
+    failing = last is not None and last.status in (ImportStatus.REFUSED, ImportStatus.FAILED)
+    if failing == state.source_import_failed:
+        return None
+    state.source_import_failed = failing
+    link = _import_link(last)
+    if failing:
+        return Alert(
+            condition=AlertCondition.SOURCE_IMPORT,
+            recovered=False,
+            subject="The import from the company's database failed",
+            message=(
+                f"Import #{last.pk} could not read the company's database: {last.problem}. New "
+                "and changed customers there do not reach Zoho until an import goes through; "
+                "the schedule tries again."
+            ),
+            link=link,
+        )
+    return Alert(
+        condition=AlertCondition.SOURCE_IMPORT,
+        recovered=True,
+        subject="The import from the company's database works again",
+        message="An import from the company's database went through.",
+        link=link,
+    )
+
+
+def _completion_change(state: AlertState, now: _Conditions, checked_at: datetime) -> Alert | None:
+    if now.backlog:
+        state.backlog_since = state.backlog_since or checked_at
+        state.backlog_peak = max(state.backlog_peak, now.backlog)
+        return None
+    if state.backlog_since is None:
+        return None
+    since, peak = state.backlog_since, state.backlog_peak
+    state.backlog_since, state.backlog_peak = None, 0
+    waiting = (
+        f" {_customers(now.needs_attention)} {_need(now.needs_attention)} a person (told apart)."
+        if now.needs_attention
+        else ""
+    )
+    return Alert(
+        condition=AlertCondition.COMPLETION,
+        recovered=True,
+        subject="Every customer that belongs in Zoho is in Zoho and in step",
+        message=(
+            f"The backlog is done: {_customers(peak)} waited for a run at most (first seen "
+            f"{_utc(since)}), and it took {_duration(checked_at - since)}.{waiting}"
+        ),
+        link=_admin_link("admin:index"),
+    )
+
+
 def alerts_writeback(*, error: str) -> Alert | None:
     """After a write-back: alert when it starts failing (`error`), and when it works again."""
     failing = bool(error)
@@ -260,7 +382,7 @@ def alerts_writeback(*, error: str) -> Alert | None:
             ),
             link=_admin_link("admin:billing_sync_syncrun_changelist"),
         )
-        transaction.on_commit(lambda: _deliver([alert]))
+        transaction.on_commit(lambda: deliver([alert.notice]))
     return alert
 
 
@@ -269,20 +391,25 @@ def writeback_catch_up_due() -> bool:
     return AlertState.objects.filter(singleton=1, writeback_failed=True).exists()
 
 
-def _deliver(alerts: list[Alert]) -> None:
-    for alert in alerts:
-        logger.log(alert.level, "%s. %s See %s", alert.subject, alert.message, alert.link)
-        if not settings.ZOHO_ALERT_MAIL_ADMINS:
-            continue
-        try:
-            mail_admins(alert.subject, alert.text)
-        except (smtplib.SMTPException, OSError):
-            logger.exception("Could not mail the alert %r to ADMINS", alert.subject)
-
-
-def _admin_link(name: str, query: str = "") -> str:
+def _admin_link(name: str, query: str = "", args: list | None = None) -> str:
     """A link into the admin: absolute under ZOHO_ALERT_ADMIN_URL, else relative."""
-    return settings.ZOHO_ALERT_ADMIN_URL.rstrip("/") + reverse(name) + query
+    return settings.ZOHO_ALERT_ADMIN_URL.rstrip("/") + reverse(name, args=args) + query
+
+
+def _import_link(record: CustomerImport | None) -> str:
+    if record is None:
+        return _admin_link("admin:billing_sync_customerimport_changelist")
+    return _admin_link("admin:billing_sync_customerimport_change", args=[record.pk])
+
+
+def _rows(count: int) -> str:
+    return f"{count} row" if count == 1 else f"{count} rows"
+
+
+def _duration(span: timedelta) -> str:
+    minutes = round(span.total_seconds() / 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes} min" if hours else f"{minutes} min"
 
 
 def _customers(count: int) -> str:

@@ -8,6 +8,7 @@ from urllib.parse import urlsplit
 from django.conf import settings
 
 from billing_sync.selectors import customers_syncable
+from billing_sync.services.notify import service_name, url_problems
 from billing_sync.services.run_stops import account_field_fix
 from billing_sync.zoho.client import ZohoClient
 from billing_sync.zoho.config import DATA_CENTERS, REQUIRED_SETTINGS, config_problems, zoho_config
@@ -30,7 +31,7 @@ class CheckLine:
 
 def zoho_credentials_check() -> list[CheckLine]:
     """Check every setting, refresh a token and make one read; stop at the first failure."""
-    lines = [_setting_line(name) for name in REQUIRED_SETTINGS]
+    lines = [_setting_line(name) for name in REQUIRED_SETTINGS] + _alert_url_lines()
     problems = config_problems()
     lines += [CheckLine(False, problem) for problem in problems if "is not set" not in problem]
     if problems:
@@ -51,6 +52,18 @@ def zoho_credentials_check() -> list[CheckLine]:
     finally:
         client.close()
     return lines
+
+
+def _alert_url_lines() -> list[CheckLine]:
+    """Whether each of ZOHO_ALERT_URLS parses as an Apprise URL (named by its service only)."""
+    urls = settings.ZOHO_ALERT_URLS
+    if not urls:
+        return []
+    problems = url_problems(urls)
+    if problems:
+        return [CheckLine(False, problem) for problem in problems]
+    services = ", ".join(service_name(url) for url in urls)
+    return [CheckLine(True, f"ZOHO_ALERT_URLS: {len(urls)} notification service(s) ({services})")]
 
 
 def _setting_line(name: str) -> CheckLine:

@@ -42,6 +42,7 @@ from billing_sync.models import (
     ImportStatus,
     SyncTrigger,
 )
+from billing_sync.services.alerts import alerts_check
 from billing_sync.services.ctrl_c import ctrl_c_held
 from billing_sync.services.customer_data import customer_field_problems
 from billing_sync.services.import_files import (
@@ -132,7 +133,7 @@ def customers_import_file(
             import_rows(record, rows, options, observer)
     except UnreadableFile as exc:
         return import_refused(record, str(exc))
-    return import_finished(record)
+    return _told(import_finished(record))
 
 
 def customers_import_upload(
@@ -141,7 +142,14 @@ def customers_import_upload(
     """Import rows a person uploaded (the admin's Import), already read by its page."""
     record = import_started(ImportSource.UPLOAD, rows.name, rows.format, options)
     import_rows(record, rows, options, observer)
-    return import_finished(record)
+    return _told(import_finished(record))
+
+
+def _told(record: CustomerImport) -> CustomerImport:
+    """After a live import: the alerts see the backlog it made (its completion is told)."""
+    if not record.dry_run:
+        alerts_check()
+    return record
 
 
 def import_started(

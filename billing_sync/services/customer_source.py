@@ -16,9 +16,9 @@ from __future__ import annotations
 import contextlib
 import logging
 import re
-from collections import defaultdict
 from collections.abc import Iterable, Iterator
 from typing import Any
+from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.db import DatabaseError, connections, transaction
@@ -35,7 +35,8 @@ from billing_sync.models import (
     SyncRunStatus,
     SyncStatus,
 )
-from billing_sync.services.alerts import alerts_writeback, writeback_catch_up_due
+from billing_sync.selectors import source_refusals
+from billing_sync.services.alerts import alerts_check, alerts_writeback, writeback_catch_up_due
 from billing_sync.services.customer_import import (
     ImportObserver,
     ImportOptions,
@@ -85,12 +86,21 @@ def customers_import_source(*, options: ImportOptions, observer: ImportObserver)
         with source_rows() as rows:
             import_rows(record, rows, options, observer)
     except _QueryRefused as exc:
-        return import_refused(record, str(exc))
-    import_finished(record)
+        import_refused(record, without_secrets(str(exc)))
+    else:
+        import_finished(record)
     if record.status == ImportStatus.COMPLETED and not options.dry_run and writeback_configured():
         record.writeback_count, record.writeback_error = writeback_safely(every_row=True)
         record.save(update_fields=["writeback_count", "writeback_error"])
+    if not options.dry_run:
+        alerts_check()  # rows refused, the source unreadable, a backlog: told once
     return record
+
+
+def without_secrets(text: str) -> str:
+    """`text` without the password of CUSTOMER_SOURCE_URL, should a driver have repeated it."""
+    password = urlsplit(settings.CUSTOMER_SOURCE_URL).password
+    return text.replace(password, "***") if password else text
 
 
 class _QueryRefused(Exception):
@@ -184,7 +194,9 @@ def writeback_safely(
         written = source_writeback(customers, every_row=every_row)
     except DatabaseError as exc:
         connections[SOURCE].close()
-        error = f"Writing back to {settings.CUSTOMER_SOURCE_WRITEBACK_TABLE} failed: {exc}"
+        error = without_secrets(
+            f"Writing back to {settings.CUSTOMER_SOURCE_WRITEBACK_TABLE} failed: {exc}"
+        )
         logger.warning("%s; the next write-back catches up", error)
         alerts_writeback(error=error)
         return None, error[:ERROR_CHARS]
@@ -207,7 +219,7 @@ def source_writeback(customers: QuerySet[Customer] | None, *, every_row: bool = 
         for part in settings.CUSTOMER_SOURCE_WRITEBACK_TABLE.split(".")
     )
     columns = writeback_columns(connection, table)
-    refused = current_refusals()
+    refused = source_refusals()
     ours = customers.order_by().values_list(
         "account_number", "zoho_billing_customer_id", "zoho_sync_status", "zoho_last_error"
     )
@@ -283,34 +295,6 @@ def writeback_columns(connection: BaseDatabaseWrapper, table: str) -> tuple[str,
             names = {column[0].casefold() for column in cursor.description}
         _REASON_COLUMN_FOUND[key] = REASON_COLUMN in names
     return (*WRITEBACK_COLUMNS, REASON_COLUMN) if _REASON_COLUMN_FOUND[key] else WRITEBACK_COLUMNS
-
-
-def current_refusals() -> dict[str, str]:
-    """The source rows the last completed import from the company's database refused, by
-    account number: why, in one line ("the import refused the row: email: ...")."""
-    last = latest_source_import()
-    if last is None:
-        return {}
-    reasons: dict[str, list[str]] = defaultdict(list)
-    for account, column, reason in last.refusals.exclude(account_number="").values_list(
-        "account_number", "column", "reason"
-    ):
-        reasons[account].append(f"{column}: {reason}" if column else reason)
-    return {
-        account: "the import refused the row: " + "; ".join(said)
-        for account, said in reasons.items()
-    }
-
-
-def latest_source_import() -> CustomerImport | None:
-    """The last import from the company's database that went through (not a dry run)."""
-    return (
-        CustomerImport.objects.filter(
-            source=ImportSource.DATABASE, status=ImportStatus.COMPLETED, dry_run=False
-        )
-        .order_by("-started_at", "-pk")
-        .first()
-    )
 
 
 def _texts(values: Iterable[Any]) -> tuple[str | None, ...]:
