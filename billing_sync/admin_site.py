@@ -9,6 +9,7 @@ from django.http import HttpRequest
 from django.template.response import TemplateResponse
 
 from billing_sync.selectors import sync_overview
+from billing_sync.services.estimate import backlog_estimate, finish_text, in_words
 from billing_sync.services.health import health_report
 
 
@@ -26,9 +27,17 @@ class BillingSyncAdminSite(admin.AdminSite):
     def index(
         self, request: HttpRequest, extra_context: dict[str, Any] | None = None
     ) -> TemplateResponse:
+        backlog, estimate = backlog_estimate()
         context = {
             "sync_overview": sync_overview(),
             "health": health_report(),
+            "backlog": {
+                "customers": backlog,
+                "requests": estimate.requests,
+                "finishes": finish_text(estimate),
+                "in_words": in_words(estimate),
+                "daily": estimate.limited_by == "daily",
+            },
             **(extra_context or {}),
         }
         return super().index(request, extra_context=context)

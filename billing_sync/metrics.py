@@ -31,6 +31,7 @@ from redis import RedisError
 
 from billing_sync.models import SyncRun, SyncRunKind, SyncStatus, ZohoAnswerCount, ZohoApiState
 from billing_sync.selectors import customer_status_counts
+from billing_sync.services.estimate import backlog_estimate
 from billing_sync.services.health import alive_clusters, last_successful_run
 from billing_sync.zoho.answers import is_refusal
 from billing_sync.zoho.pacing import daily_requests_counted
@@ -50,6 +51,7 @@ class SyncCollector(Collector):
         now = time.time()
         state = current_api_state()  # read once: the budget's and the blocks' metrics agree
         yield _customers()
+        yield from _backlog()
         yield from _answers()
         yield _run_requests()
         yield from _daily_budget(state, now)
@@ -64,6 +66,23 @@ def metrics_text() -> bytes:
     registry = CollectorRegistry(auto_describe=False)
     registry.register(SyncCollector())
     return generate_latest(registry)
+
+
+def _backlog() -> Iterator[Metric]:
+    """The customers the runs still have work for, and when it will be done (0: nothing left)."""
+    backlog, estimate = backlog_estimate()
+    yield GaugeMetricFamily(
+        "billing_sync_backlog_customers",
+        "Customers that belong in Zoho and still need a request (not in Zoho yet, or edited "
+        "since Zoho accepted them; those needing a person left out).",
+        value=backlog,
+    )
+    yield GaugeMetricFamily(
+        "billing_sync_estimated_finish_timestamp_seconds",
+        "When the backlog will be done at the current limits (per-minute budget, daily share, "
+        "the last 24 hours' use), as Unix time; 0 when nothing is left.",
+        value=estimate.finishes_at.timestamp() if backlog else 0,
+    )
 
 
 def _customers() -> Metric:

@@ -237,6 +237,9 @@ def test_a_run_after_a_day_turned_over_stops_until_the_last_24_hours_allow(
     assert report.run.status == SyncRunStatus.STOPPED
     next_at = datetime.fromtimestamp(next_request_at(went_at.timestamp()), tz=UTC)
     assert f"at {next_at:%Y-%m-%d %H:%M} UTC" in report.stop_reason
+    assert "; 1 customer(s) remain, which the schedule takes up again from then" in (
+        report.stop_reason
+    )
     assert Customer.objects.get(pk=customer.pk).zoho_sync_status == SyncStatus.FAILED
 
     # A quarter of an hour later those requests have left the last 24 hours.

@@ -73,7 +73,7 @@ DOCUMENTS: dict[str, dict[str, Any]] = {
     },
     "zoho_check_credentials": {"checks": []},
     "zoho_schedule": {"ensured": False, "schedules": []},
-    "zoho_plan": {"kind": None, "customers": [], "counts": {}, "requests": 0},
+    "zoho_plan": {"kind": None, "customers": [], "counts": {}, "requests": 0, "estimate": None},
     "zoho_load_demo": {"customers": 0, "created": 0, "already_present": 0},
     "import_customers": {
         "import_id": None,

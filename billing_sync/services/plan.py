@@ -3,7 +3,8 @@
 Each customer the run would take gets the decision the run would act on: `decide`, the very
 function a run calls (customer_sync.py), with the writes left out. Zoho is listed once (pages of
 200, within the shared budget; a candidate is read in full where its account number decides),
-and nothing is written: no run, no attempt, no customer row, nothing in Zoho.
+and nothing is written: no run, no attempt, no customer row, nothing in Zoho. It estimates when
+the run would be done (estimate.py): the requests each decision sends, and Zoho's reads again.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from billing_sync.services.customer_data import (
     zoho_held_fields,
 )
 from billing_sync.services.customer_sync import Action, Decision, decide
+from billing_sync.services.estimate import Estimate, estimate_finish, higher_daily_limit
 from billing_sync.services.matching import ZohoCustomerFinder
 from billing_sync.services.run_selection import RunSelection
 from billing_sync.zoho.client import ZohoClient
@@ -36,6 +38,7 @@ class PlannedCustomer:
     reason: str
     zoho_customer_id: str = ""  # adopt: the one found; update and skip: the one linked
     fields: tuple[str, ...] = ()  # update: the fields Zoho's list shows otherwise
+    requests: int = 0  # the writes (or reads) the run will send for it, the listing aside
 
 
 @dataclass
@@ -44,7 +47,10 @@ class Plan:
 
     kind: SyncRunKind
     customers: list[PlannedCustomer] = field(default_factory=list)
-    requests: int = 0
+    requests: int = 0  # what the plan read of Zoho (the run reads as much again)
+    estimate: Estimate | None = None  # when the run would be done, at the current limits
+    # Where the daily share binds: the next daily limit up, and the estimate with it.
+    higher: tuple[int, Estimate] | None = None
 
     @property
     def counts(self) -> dict[Action, int]:
@@ -75,6 +81,11 @@ def customers_plan(
     finally:
         plan.requests = client.request_count
         client.close()
+    needed = plan.requests + sum(planned.requests for planned in plan.customers)
+    plan.estimate = estimate_finish(needed)
+    higher = higher_daily_limit()
+    if plan.estimate.limited_by == "daily" and higher is not None:
+        plan.higher = (higher, estimate_finish(needed, daily_limit=higher))
     return plan
 
 
@@ -95,7 +106,26 @@ def _planned(
         decision.reason,
         zoho_id,
         fields,
+        _requests(decision),
     )
+
+
+def _requests(decision: Decision) -> int:
+    """The requests the run sends for one decision (a wait: a search, then a create)."""
+    if decision.action == Action.ADOPT:
+        return int(decision.writes_account_number)
+    if decision.action == Action.UPDATE:
+        return 1 + bool(decision.sets_status)
+    return REQUESTS_FOR.get(decision.action, 0)
+
+
+REQUESTS_FOR = {
+    Action.CREATE: 1,
+    Action.DEACTIVATE: 1,
+    Action.REACTIVATE: 1,
+    Action.WAIT: 2,
+    Action.GONE: 1,
+}
 
 
 def _fields_zoho_shows_otherwise(

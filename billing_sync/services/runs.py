@@ -98,7 +98,13 @@ from billing_sync.models import (
     SyncStatus,
     SyncTrigger,
 )
-from billing_sync.selectors import RUN_SELECTIONS, customers_syncable, requeue_q, sync_q
+from billing_sync.selectors import (
+    RUN_SELECTIONS,
+    customers_backlog,
+    customers_syncable,
+    requeue_q,
+    sync_q,
+)
 from billing_sync.services.account_numbers import (
     flag_account_number_missing,
     repair_before_creating,
@@ -123,7 +129,7 @@ from billing_sync.services.run_stops import (
 )
 from billing_sync.zoho.client import ZohoClient
 from billing_sync.zoho.config import ZohoConfig, zoho_config
-from billing_sync.zoho.errors import ZohoConfigError
+from billing_sync.zoho.errors import DailyBudgetUsed, ZohoConfigError
 
 logger = logging.getLogger(__name__)
 
@@ -504,6 +510,12 @@ class LiveRun:
         elif isinstance(exc, VatNumberNotKept):
             self.steps.take(exc.flag)
         reason = str(exc)
+        if isinstance(exc, DailyBudgetUsed):
+            remaining = self.steps.take(customers_backlog().count)
+            reason += (
+                f"; {remaining} customer(s) remain, which the schedule takes up again from then "
+                "(`zoho_plan` says when all are done)"
+            )
         self.run.stop_reason = reason
         self.run.stop_needs_setup = isinstance(exc, ZohoConfigError)
         unfinished = Q(zoho_claimed_by=self.run, zoho_sync_status=SyncStatus.SYNCING)

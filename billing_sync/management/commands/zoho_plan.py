@@ -15,6 +15,7 @@ from billing_sync.management.base import (
 from billing_sync.management.printing import Printer
 from billing_sync.models import SyncRunKind
 from billing_sync.services.customer_sync import Action
+from billing_sync.services.estimate import Estimate, finish_text, in_words
 from billing_sync.services.plan import Plan, PlannedCustomer, customers_plan
 
 KINDS = {
@@ -29,8 +30,9 @@ class Command(ZohoCommand):
         "Plan a run: per customer, what it would do (create; adopt, with the Zoho id and why; "
         "update, with the fields Zoho shows otherwise; skip, why; invalid, the field; wait, "
         "until when; gone, a linked customer Zoho's list no longer holds), decided by the same "
-        "code a run uses. Reads Zoho once, within the "
-        "budget, and writes nothing (no run, no attempt, no customer, nothing in Zoho)."
+        "code a run uses, and when the run would be done at the current limits. Reads Zoho "
+        "once, within the budget, and writes nothing (no run, no attempt, no customer, nothing "
+        "in Zoho)."
     )
 
     echoed_options = ("kind",)
@@ -59,6 +61,7 @@ class Command(ZohoCommand):
             customers=[_planned_object(planned) for planned in plan.customers],
             counts={str(action): count for action, count in plan.counts.items()},
             requests=plan.requests,
+            estimate=_estimate_object(plan.estimate),
         )
 
     def _print(self, p: Printer, plan: Plan, kind: str) -> None:
@@ -68,6 +71,38 @@ class Command(ZohoCommand):
         p.rule()
         totals = ", ".join(f"{action} {count}" for action, count in plan.counts.items())
         p.line(f"Plan: {totals} (Zoho read in {plan.requests} request(s))")
+        for line in estimate_lines(plan):
+            p.line(line)
+
+
+def estimate_lines(plan: Plan) -> list[str]:
+    """When the run would be done, and where the daily share binds, what a higher limit gives."""
+    estimate = plan.estimate
+    if estimate is None:
+        return []
+    bound = "the daily share" if estimate.limited_by == "daily" else "the per-minute budget"
+    lines = [
+        f"The run needs about {estimate.requests} request(s); at the current limits this "
+        f"finishes around {finish_text(estimate)}, {in_words(estimate)} (bound by {bound})."
+    ]
+    if plan.higher is not None:
+        limit, sooner = plan.higher
+        lines.append(
+            f"With ZOHO_DAILY_LIMIT {limit} (a higher plan, or Zoho support raising it) it would "
+            f"finish around {finish_text(sooner)}, {in_words(sooner)}."
+        )
+    return lines
+
+
+def _estimate_object(estimate: Estimate | None) -> dict[str, Any] | None:
+    if estimate is None:
+        return None
+    return {
+        "requests": estimate.requests,
+        "seconds": round(estimate.seconds, 3),
+        "finishes_at": estimate.finishes_at,
+        "limited_by": estimate.limited_by,
+    }
 
 
 def _planned_line(planned: PlannedCustomer) -> str:
@@ -81,7 +116,9 @@ def _planned_line(planned: PlannedCustomer) -> str:
 
 
 def _planned_object(planned: PlannedCustomer) -> dict[str, Any]:
-    return asdict(planned) | {
+    shown = asdict(planned)
+    del shown["requests"]  # counted in the estimate
+    return shown | {
         "action": str(planned.action),
         "zoho_customer_id": planned.zoho_customer_id or None,
         "fields": list(planned.fields),
