@@ -143,3 +143,20 @@ def test_check_credentials_checks_each_url_naming_only_its_service(emulator, set
     settings.ZOHO_ALERT_URLS = settings.ZOHO_ALERT_URLS[:1]
     output, code = run("zoho_check_credentials")
     assert (code, "ZOHO_ALERT_URLS: 1 notification service(s) (slack)" in output) == (0, True)
+
+
+def test_a_backlog_longer_than_a_run_says_when_it_will_be_done(emulator, settings, sink, tmp_path):
+    settings.ZOHO_DAILY_LIMIT, settings.ZOHO_DAILY_RESERVE = 30, 10  # 20 requests a day
+    path = tmp_path / "customers.csv"
+    path.write_text(
+        "account_number,email,first_name,last_name\n"
+        + "".join(f"CT-LATE-{n:05d},late{n}@example.co.za,Late,{n}\n" for n in range(25)),
+        encoding="utf-8",
+    )
+
+    run_json("import_customers", str(path))
+
+    (message,) = sink.received
+    assert message["type"] == "info"
+    assert message["title"].startswith("25 customers to send to Zoho: done around ")
+    assert "(bound by the daily share)" in message["message"]

@@ -19,8 +19,8 @@ database:
   naming the error (never a secret); it ends when one goes through.
 - completion: the backlog (customers that belong in Zoho and still need a request) was above 0
   at a check and is now 0: every customer that belongs in Zoho is in Zoho and in step. Told
-  once, as a success, with the counts and how long it took; nothing is told when a backlog
-  appears (every import makes one).
+  once, as a success, with the counts and how long it took. When a backlog appears that the next
+  scheduled run will not finish (estimate.py), an info notice says when it will be done.
 
 Another is told by the write-back itself (`alerts_writeback`), as it happens: writing our answer
 back into the company's database failed; it ends when a write-back succeeds.
@@ -54,6 +54,12 @@ from billing_sync.selectors import (
     latest_source_import_tried,
     source_refusals,
 )
+from billing_sync.services.estimate import (
+    backlog_requests,
+    estimate_finish,
+    finish_text,
+    in_words,
+)
 from billing_sync.services.notify import Notice, deliver
 from billing_sync.zoho.pacing import daily_requests_counted
 from billing_sync.zoho.state import active_block, current_api_state
@@ -86,11 +92,12 @@ class Alert:
     subject: str
     message: str
     link: str
+    kind: str = ""  # apprise's notify type where it is neither a problem nor a recovery
 
     @property
     def notice(self) -> Notice:
         """The alert as services are told it (its notify type: what kind of news it is)."""
-        kind = "success" if self.recovered else "warning"
+        kind = self.kind or ("success" if self.recovered else "warning")
         if not self.recovered and self.condition in FAILURES:
             kind = "failure"
         return Notice(self.subject, self.message, self.link, kind)
@@ -332,9 +339,10 @@ def _source_import_change(state: AlertState, now: _Conditions) -> Alert | None:
 
 def _completion_change(state: AlertState, now: _Conditions, checked_at: datetime) -> Alert | None:
     if now.backlog:
+        started = state.backlog_since is None
         state.backlog_since = state.backlog_since or checked_at
         state.backlog_peak = max(state.backlog_peak, now.backlog)
-        return None
+        return _backlog_started(now.backlog, checked_at) if started else None
     if state.backlog_since is None:
         return None
     since, peak = state.backlog_since, state.backlog_peak
@@ -351,6 +359,27 @@ def _completion_change(state: AlertState, now: _Conditions, checked_at: datetime
         message=(
             f"The backlog is done: {_customers(peak)} waited for a run at most (first seen "
             f"{_utc(since)}), and it took {_duration(checked_at - since)}.{waiting}"
+        ),
+        link=_admin_link("admin:index"),
+    )
+
+
+def _backlog_started(backlog: int, checked_at: datetime) -> Alert | None:
+    """A backlog the next scheduled run will not finish: when it will be done (info)."""
+    estimate = estimate_finish(backlog_requests(backlog), now=checked_at)
+    if estimate.seconds <= settings.ZOHO_SYNC_EVERY_MINUTES * 60:
+        return None
+    return Alert(
+        condition=AlertCondition.COMPLETION,
+        recovered=False,
+        kind="info",
+        subject=f"{_customers(backlog)} to send to Zoho: done around {finish_text(estimate)}",
+        message=(
+            f"{_customers(backlog)} wait for a run (about {estimate.requests} requests): at the "
+            f"current limits the work is done around {finish_text(estimate)}, "
+            f"{in_words(estimate)}"
+            + (" (bound by the daily share)" if estimate.limited_by == "daily" else "")
+            + ". A notice says when it is."
         ),
         link=_admin_link("admin:index"),
     )
