@@ -166,37 +166,37 @@ def _conditions(now: datetime) -> _Conditions:
     )
 
 
+def _counted(count: int, alerted: int) -> bool | None:
+    """A counted condition: True when it starts (the count leaves 0), False when it ends (back
+    at 0), None otherwise: its growth in between is not news (the alert's link shows the list)."""
+    if count and not alerted:
+        return True
+    if alerted and not count:
+        return False
+    return None
+
+
 def _needs_attention_change(state: AlertState, now: _Conditions) -> Alert | None:
     count, alerted = now.needs_attention, state.needs_attention_count
+    starts = _counted(count, alerted)
+    if starts is None:
+        return None
+    state.needs_attention_count = count
     link = _admin_link(
         "admin:billing_sync_customer_changelist",
         f"?zoho_sync_status__exact={SyncStatus.NEEDS_ATTENTION}",
     )
-    if count and not alerted:
-        state.needs_attention_count = count
-        return Alert(
-            condition=AlertCondition.NEEDS_ATTENTION,
-            recovered=False,
-            subject=f"{_customers(count)} {_need(count)} attention",
-            message=(
-                f"{_customers(count)} that belong in Zoho now {_need(count)} a person: Zoho or our "
-                "checks refused the data. Runs leave them alone until someone fixes and saves "
-                "each one (or re-queues it in the admin)."
-            ),
-            link=link,
+    if starts:
+        subject = f"{_customers(count)} {_need(count)} attention"
+        message = (
+            f"{_customers(count)} that belong in Zoho now {_need(count)} a person: Zoho or our "
+            "checks refused the data. Runs leave them alone until someone fixes and saves "
+            "each one (or re-queues it in the admin)."
         )
-    if alerted and not count:
-        state.needs_attention_count = 0
-        return Alert(
-            condition=AlertCondition.NEEDS_ATTENTION,
-            recovered=True,
-            subject="No customer needs attention any more",
-            message=(
-                f"No customer needs attention now ({_customers(alerted)} did when we alerted)."
-            ),
-            link=link,
-        )
-    return None
+    else:
+        subject = "No customer needs attention any more"
+        message = f"No customer needs attention now ({_customers(alerted)} did when we alerted)."
+    return Alert(AlertCondition.NEEDS_ATTENTION, not starts, subject, message, link)
 
 
 def _block_change(state: AlertState, now: _Conditions, checked_at: datetime) -> Alert | None:
@@ -278,35 +278,27 @@ def _daily_budget_change(state: AlertState, now: _Conditions) -> Alert | None:
 
 def _source_refused_change(state: AlertState, now: _Conditions) -> Alert | None:
     count, alerted = len(now.refused), state.source_refused_count
-    link = _import_link(now.refused_in)
-    if count and not alerted:
-        state.source_refused_count = count
+    starts = _counted(count, alerted)
+    if starts is None:
+        return None
+    state.source_refused_count = count
+    if starts:
         named = "; ".join(
             f"{account}: {reason.removeprefix('the import refused the row: ')}"
             for account, reason in list(now.refused.items())[:REFUSALS_NAMED]
         )
         more = f" (and {count - REFUSALS_NAMED} more)" if count > REFUSALS_NAMED else ""
-        return Alert(
-            condition=AlertCondition.SOURCE_REFUSED,
-            recovered=False,
-            subject=f"{_rows(count)} of the company's database refused",
-            message=(
-                f"The import from the company's database refused {_rows(count)}: they are not "
-                f"in Zoho, and read needs_attention there. {named}{more}. Fix them where they "
-                "are kept; the next import takes them."
-            ),
-            link=link,
+        subject = f"{_rows(count)} of the company's database refused"
+        message = (
+            f"The import from the company's database refused {_rows(count)}: they are not in "
+            f"Zoho, and read needs_attention there. {named}{more}. Fix them where they are "
+            "kept; the next import takes them."
         )
-    if alerted and not count:
-        state.source_refused_count = 0
-        return Alert(
-            condition=AlertCondition.SOURCE_REFUSED,
-            recovered=True,
-            subject="No row of the company's database is refused any more",
-            message=f"The last import refused no row ({_rows(alerted)} were when we alerted).",
-            link=link,
-        )
-    return None
+    else:
+        subject = "No row of the company's database is refused any more"
+        message = f"The last import refused no row ({_rows(alerted)} were when we alerted)."
+    link = _import_link(now.refused_in)
+    return Alert(AlertCondition.SOURCE_REFUSED, not starts, subject, message, link)
 
 
 def _source_import_change(state: AlertState, now: _Conditions) -> Alert | None:
