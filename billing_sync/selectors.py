@@ -134,6 +134,13 @@ def with_requeue_refusal(customers: QuerySet[Customer], stale_after_seconds: flo
     )
 
 
+def silent_longer_than(stale_seconds: float) -> Q:
+    """A run's or an import's record that showed no sign of life (its heartbeat, else its
+    start) for longer than `stale_seconds`: its process died, or lost the database for good."""
+    cutoff = timezone.now() - timedelta(seconds=stale_seconds)
+    return Q(heartbeat_at__lt=cutoff) | Q(heartbeat_at__isnull=True, started_at__lt=cutoff)
+
+
 def backlog_q() -> Q:
     """Customers that belong in Zoho and still need a request: not in Zoho yet, or edited since
     Zoho accepted them (those needing a person left out: they wait for one, not for a run)."""

@@ -117,17 +117,21 @@ class ZohoCommand(BaseCommand):
 
         def render() -> IO[str]:
             # In a temporary file past 1 MB: 100,000 customers hold no memory.
-            text = tempfile.SpooledTemporaryFile(  # noqa: SIM115 - closed below
+            text = tempfile.SpooledTemporaryFile(  # noqa: SIM115 - closed by the caller
                 max_size=2**20, mode="w+", encoding="ascii"
             )
-            write_document(
-                text.write,
-                self.empty_document() | values,
-                exit_code=exit_code,
-                problems=problems,
-                listed=listed,
-                items=items(),
-            )
+            try:
+                write_document(
+                    text.write,
+                    self.empty_document() | values,
+                    exit_code=exit_code,
+                    problems=problems,
+                    listed=listed,
+                    items=items(),
+                )
+            except BaseException:
+                text.close()  # read part way: taken again from the start, or not sent
+                raise
             return text
 
         text = render() if steps is None else steps.take(render)

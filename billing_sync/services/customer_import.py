@@ -24,13 +24,13 @@ import itertools
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from enum import StrEnum
 from typing import Any, TypeVar
 
 from django.conf import settings
 from django.db import DatabaseError, IntegrityError, reset_queries, transaction
-from django.db.models import F, Q
+from django.db.models import F
 from django.utils import timezone
 from django_q.tasks import async_task
 
@@ -42,6 +42,7 @@ from billing_sync.models import (
     ImportStatus,
     SyncTrigger,
 )
+from billing_sync.selectors import silent_longer_than
 from billing_sync.services.alerts import alerts_check
 from billing_sync.services.ctrl_c import ctrl_c_held
 from billing_sync.services.customer_data import customer_field_problems
@@ -173,8 +174,7 @@ def close_dead_imports(stale_seconds: float) -> int:
     """Close `failed` the record of every import that stopped writing batches more than
     `stale_seconds` ago (its process died, or lost the database for good); how many. Its
     committed batches stand: a rerun finishes it."""
-    cutoff = timezone.now() - timedelta(seconds=stale_seconds)
-    silent = Q(heartbeat_at__lt=cutoff) | Q(heartbeat_at__isnull=True, started_at__lt=cutoff)
+    silent = silent_longer_than(stale_seconds)
     return CustomerImport.objects.filter(silent, status=ImportStatus.RUNNING).update(
         status=ImportStatus.FAILED,
         problem=DIED,

@@ -90,7 +90,9 @@ def customers_import_source(*, options: ImportOptions, observer: ImportObserver)
     else:
         import_finished(record)
     if record.status == ImportStatus.COMPLETED and not options.dry_run and writeback_configured():
-        record.writeback_count, record.writeback_error = writeback_safely(every_row=True)
+        record.writeback_count, record.writeback_error = writeback_safely(
+            Customer.objects.all(), every_row=True
+        )
         record.save(update_fields=["writeback_count", "writeback_error"])
     if not options.dry_run:
         alerts_check()  # rows refused, the source unreadable, a backlog: told once
@@ -175,7 +177,9 @@ def writeback_after_run(run: SyncRun) -> None:
     if run.dry_run or not writeback_configured():
         return
     if run.status == SyncRunStatus.STOPPED or writeback_catch_up_due():
-        run.writeback_count, run.writeback_error = writeback_safely(every_row=True)
+        run.writeback_count, run.writeback_error = writeback_safely(
+            Customer.objects.all(), every_row=True
+        )
     else:
         its_own = Customer.objects.filter(
             pk__in=SyncAttempt.objects.filter(run=run).values("customer_id")
@@ -185,11 +189,11 @@ def writeback_after_run(run: SyncRun) -> None:
 
 
 def writeback_safely(
-    customers: QuerySet[Customer] | None = None, *, every_row: bool = False
+    customers: QuerySet[Customer], *, every_row: bool = False
 ) -> tuple[int | None, str]:
-    """Write back `customers` (`every_row`: every customer, and the rows the last import
-    refused): (rows written, "") or (None, why it failed); alerts when it starts or stops
-    failing."""
+    """Write back `customers` (`every_row`: they are all of them; the rows the last import
+    refused and made no customer of too): (rows written, "") or (None, why it failed); alerts
+    when it starts or stops failing."""
     try:
         written = source_writeback(customers, every_row=every_row)
     except DatabaseError as exc:
@@ -204,15 +208,12 @@ def writeback_safely(
     return written, ""
 
 
-def source_writeback(customers: QuerySet[Customer] | None, *, every_row: bool = False) -> int:
-    """Give the source's rows of `customers` (`every_row`: of every customer) our Zoho id, sync
-    status and (where the table has the column) the reason it is not synced, where they differ;
-    the source rows the last import refused become `needs_attention`, saying why (with
-    `every_row`, those it made no customer of too). The number of rows changed. Raises
+def source_writeback(customers: QuerySet[Customer], *, every_row: bool = False) -> int:
+    """Give the source's rows of `customers` our Zoho id, sync status and (where the table has
+    the column) the reason it is not synced, where they differ; the source rows the last import
+    refused become `needs_attention`, saying why (with `every_row`, `customers` being all of
+    them, those it made no customer of too). The number of rows changed. Raises
     DatabaseError."""
-    if every_row:
-        customers = Customer.objects.all()
-    assert customers is not None
     connection = connections[SOURCE]
     table = ".".join(
         connection.ops.quote_name(part)

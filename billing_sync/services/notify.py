@@ -56,6 +56,8 @@ def deliver(notices: list[Notice]) -> None:
                 mail_admins(notice.subject, notice.text)
             except (smtplib.SMTPException, OSError):
                 logger.exception("Could not mail the alert %r to ADMINS", notice.subject)
+    if not _urls():
+        return  # no service: nothing to send, nothing kept to try again
     pending = [(_digest(url), asdict(notice)) for url in _urls() for notice in notices]
     _send([*_taken_back(), *pending])
 

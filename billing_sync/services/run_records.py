@@ -10,11 +10,10 @@ that may be taken twice (`run_opened` takes its two itself).
 
 from __future__ import annotations
 
-from datetime import timedelta
 from functools import partial
 
 from django.db import transaction
-from django.db.models import Q
+from django.db.models import QuerySet
 from django.utils import timezone
 
 from billing_sync.models import (
@@ -25,6 +24,7 @@ from billing_sync.models import (
     SyncRunStatus,
     SyncTrigger,
 )
+from billing_sync.selectors import silent_longer_than
 from billing_sync.services.database import DatabaseSteps
 from billing_sync.services.run_report import RunReport
 
@@ -64,6 +64,13 @@ def run_opened(
     return run
 
 
+def cut_off(attempts: QuerySet[SyncAttempt]) -> None:
+    """Close these attempts left "sending" `interrupted`: their outcome was never written."""
+    attempts.filter(outcome=AttemptOutcome.SENDING).update(
+        outcome=AttemptOutcome.INTERRUPTED, finished_at=timezone.now(), error_message=CUT_OFF
+    )
+
+
 def run_alive(run: SyncRun) -> None:
     """The run is working: nobody may take it for dead before ZOHO_STALE_CLAIM_SECONDS."""
     SyncRun.objects.filter(pk=run.pk, status=SyncRunStatus.RUNNING).update(
@@ -78,8 +85,7 @@ def close_dead_runs(stale_seconds: float, *, closer: SyncRun) -> int:
     Its customers are not touched here: their claims are stale too, and the runs that take
     them over look in Zoho first (claims.py, customer_sync.py).
     """
-    cutoff = timezone.now() - timedelta(seconds=stale_seconds)
-    silent = Q(heartbeat_at__lt=cutoff) | Q(heartbeat_at__isnull=True, started_at__lt=cutoff)
+    silent = silent_longer_than(stale_seconds)
     dead = SyncRun.objects.filter(silent, status=SyncRunStatus.RUNNING).exclude(pk=closer.pk)
     reason = DIED.format(closer=closer.pk)
     closed = [run_closed(run, status=SyncRunStatus.INTERRUPTED, reason=reason) for run in dead]
@@ -94,9 +100,7 @@ def run_closed(
     a dead run's record, closed by another run: None when it is not running any more."""
     now = timezone.now()
     with transaction.atomic():
-        SyncAttempt.objects.filter(run=run, outcome=AttemptOutcome.SENDING).update(
-            outcome=AttemptOutcome.INTERRUPTED, finished_at=now, error_message=CUT_OFF
-        )
+        cut_off(SyncAttempt.objects.filter(run=run))
         if reason:
             run.stop_reason = reason
         closing_own = status is None

@@ -118,7 +118,7 @@ from billing_sync.services.customer_source import writeback_after_run
 from billing_sync.services.customer_sync import TAKEN_BY_ANOTHER, AnsweredCreates, CustomerSync
 from billing_sync.services.database import DatabaseSteps, DatabaseUnavailable, WaitAllowance
 from billing_sync.services.matching import ZohoCustomerFinder, lookup_prefers_index
-from billing_sync.services.run_records import CUT_OFF, run_alive, run_closed, run_opened
+from billing_sync.services.run_records import cut_off, run_alive, run_closed, run_opened
 from billing_sync.services.run_report import CustomerResult, RunObserver, RunReport
 from billing_sync.services.run_selection import RunSelection
 from billing_sync.services.run_stops import (
@@ -473,11 +473,7 @@ class LiveRun:
         if final is not None:  # its end is on record: report it (once)
             self.attempts.report([final])
             return None
-        SyncAttempt.objects.filter(
-            run=self.run, customer=customer, outcome=AttemptOutcome.SENDING
-        ).update(
-            outcome=AttemptOutcome.INTERRUPTED, finished_at=timezone.now(), error_message=CUT_OFF
-        )
+        cut_off(SyncAttempt.objects.filter(run=self.run, customer=customer))
         row = self.claims.held().filter(pk=customer.pk).first()
         if row is None:  # taken over by another run while the database was away
             self.customers.skip(customer, TAKEN_BY_ANOTHER)
