@@ -150,13 +150,13 @@ def create_in_step(emulator: ZohoEmulator, count: int) -> None:
     from django.utils import timezone
     from django_q.models import OrmQ
 
-    from billing_sync.models import Customer, SyncStatus, SyncTrigger
-    from billing_sync.services.customer_data import (
+    from billing_sync.customer_data import (
         customer_zoho_fields,
         customer_zoho_payload,
         zoho_fields_hash,
     )
-    from billing_sync.services.runs import customers_sync
+    from billing_sync.models import Customer, SyncStatus, SyncTrigger
+    from billing_sync.run.runs import customers_sync
     from billing_sync.zoho.config import zoho_config
 
     label = zoho_config().account_number_field
@@ -191,7 +191,7 @@ def create_in_step(emulator: ZohoEmulator, count: int) -> None:
 
 
 def wait_for_worker() -> None:
-    from billing_sync.services.health import alive_clusters
+    from billing_sync.operations.health import alive_clusters
 
     deadline = time.monotonic() + WORKER_START_SECONDS
     while not alive_clusters():

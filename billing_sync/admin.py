@@ -31,9 +31,9 @@ from billing_sync.models import (
     SyncStatus,
     SyncTrigger,
 )
-from billing_sync.services.queueing import RequeueResult, customers_requeue
-from billing_sync.services.run_report import ResultCollector
-from billing_sync.services.runs import customers_preview
+from billing_sync.operations.queueing import RequeueResult, customers_requeue
+from billing_sync.run.report import ResultCollector
+from billing_sync.run.runs import customers_preview
 from billing_sync.zoho.config import zoho_web_customer_url
 from billing_sync.zoho.errors import ZohoConfigError
 

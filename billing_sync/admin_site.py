@@ -8,9 +8,9 @@ from django.contrib import admin
 from django.http import HttpRequest
 from django.template.response import TemplateResponse
 
-from billing_sync.selectors import sync_overview
-from billing_sync.services.estimate import backlog_estimate, finish_text, in_words
-from billing_sync.services.health import health_report
+from billing_sync.operations.health import health_report
+from billing_sync.operations.overview import sync_overview
+from billing_sync.run.estimate import backlog_estimate, finish_text, in_words
 
 
 class BillingSyncAdminSite(admin.AdminSite):

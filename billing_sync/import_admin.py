@@ -24,8 +24,7 @@ from import_export.forms import ExportForm
 from import_export.resources import ModelResource
 from import_export.results import Error, Result, RowResult
 
-from billing_sync.models import Customer, CustomerImport, ImportRefusal, ImportSource, SyncTrigger
-from billing_sync.services.customer_import import (
+from billing_sync.imports.customer_import import (
     ImportObserver,
     ImportOptions,
     RowAction,
@@ -35,8 +34,9 @@ from billing_sync.services.customer_import import (
     import_started,
     import_summary,
 )
-from billing_sync.services.import_files import RowSource, SourceRow, UnreadableFile, text_rows
-from billing_sync.services.import_rows import IMPORT_FIELDS
+from billing_sync.imports.files import RowSource, SourceRow, UnreadableFile, text_rows
+from billing_sync.imports.rows import IMPORT_FIELDS
+from billing_sync.models import Customer, CustomerImport, ImportRefusal, ImportSource, SyncTrigger
 
 # What an export holds: the key, every other field an import reads, then where the customer
 # stands in Zoho (an import skips those two).

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 from django.db import models
 from django.db.models import Q
 from django.dispatch import Signal
+from django.utils import timezone
 
 
 class TimestampedModel(models.Model):
@@ -613,3 +615,10 @@ class AlertState(models.Model):
 
     def __str__(self) -> str:
         return "Alert state"
+
+
+def silent_longer_than(stale_seconds: float) -> Q:
+    """A run's or an import's record that showed no sign of life (its heartbeat, else its
+    start) for longer than `stale_seconds`: its process died, or lost the database for good."""
+    cutoff = timezone.now() - timedelta(seconds=stale_seconds)
+    return Q(heartbeat_at__lt=cutoff) | Q(heartbeat_at__isnull=True, started_at__lt=cutoff)

@@ -16,7 +16,7 @@ from django.db.models.signals import post_save
 from django.dispatch import receiver
 
 from billing_sync.models import ZOHO_DATA_FIELDS, AccountType, Customer, customers_edited
-from billing_sync.services.queueing import customers_queue_sync
+from billing_sync.operations.queueing import customers_queue_sync
 
 
 @receiver(post_save, sender=Customer)

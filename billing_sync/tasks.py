@@ -13,13 +13,13 @@ from datetime import UTC, timedelta
 from django.conf import settings
 from django.utils import timezone
 
+from billing_sync.imports.customer_import import ImportObserver, ImportOptions, import_summary
+from billing_sync.imports.source import customers_import_source
 from billing_sync.models import SyncTrigger
-from billing_sync.services.alerts import alerts_check
-from billing_sync.services.customer_import import ImportObserver, ImportOptions, import_summary
-from billing_sync.services.customer_source import customers_import_source
-from billing_sync.services.queueing import customers_task_started
-from billing_sync.services.run_report import RunReport
-from billing_sync.services.runs import customer_sync, customers_sync, customers_sync_selected
+from billing_sync.operations.alerts import alerts_check
+from billing_sync.operations.queueing import customers_task_started
+from billing_sync.run.report import RunReport
+from billing_sync.run.runs import customer_sync, customers_sync, customers_sync_selected
 from billing_sync.zoho.state import current_block
 
 

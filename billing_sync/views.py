@@ -12,8 +12,8 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_safe
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from billing_sync.metrics import metrics_text
-from billing_sync.services.health import health_report
+from billing_sync.operations.health import health_report
+from billing_sync.operations.metrics import metrics_text
 
 
 @require_safe

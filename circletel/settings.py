@@ -154,7 +154,7 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
-# --- The company's own customer database (billing_sync/services/customer_source.py) ---------------
+# --- The company's own customer database (billing_sync/imports/source.py) ---------------
 # Read by `import_customers --source` and the customers-import schedule (CUSTOMER_SOURCE_QUERY, a
 # SELECT whose column names are our field names), written only by the write-back: the Zoho id and
 # sync status of our customers into CUSTOMER_SOURCE_WRITEBACK_TABLE, matched by account_number.
@@ -271,7 +271,7 @@ ZOHO_CREATE_SETTLE_SECONDS = _number("ZOHO_CREATE_SETTLE_SECONDS", 120.0, float)
 # reads the customers Zoho got since (another integration may have created one of ours).
 ZOHO_INDEX_MAX_AGE_SECONDS = _number("ZOHO_INDEX_MAX_AGE_SECONDS", 600.0, float)
 
-# --- Alerts (billing_sync/services/alerts.py) ---------------------------------------------------
+# --- Alerts (billing_sync/operations/alerts.py) ---------------------------------------------------
 # Alerts go to the "billing_sync.alerts" logger, and by mail to ADMINS when ZOHO_ALERT_MAIL_ADMINS.
 ZOHO_ALERT_MAIL_ADMINS = _flag("ZOHO_ALERT_MAIL_ADMINS", False)
 # Where the site is reached, e.g. https://billing.example.com: links add the admin's path. Empty:
@@ -362,7 +362,7 @@ else:
     # The database is the broker: nothing else has to run.
     Q_CLUSTER["orm"] = "default"
 
-# --- Health and metrics (billing_sync/services/health.py, billing_sync/metrics.py) ---------------
+# --- Health and metrics (billing_sync/operations/health.py and metrics.py) -----------------------
 # /healthz answers 503 when no sync run has completed for longer than this: two schedule
 # intervals, plus half an hour for a long run (500 customers take ~17 min) or a Zoho block.
 ZOHO_HEALTH_MAX_RUN_AGE_SECONDS = _number(

@@ -16,7 +16,7 @@ import requests
 from django.utils import timezone
 
 from billing_sync.models import AccountStatus, Customer, SyncTrigger
-from billing_sync.services.runs import customers_backfill, customers_sync
+from billing_sync.run.runs import customers_backfill, customers_sync
 from tests.helpers import ZohoClock
 from tests.source_db import QUERY, SourceDatabase, source_alias, source_database
 from zoho_emulator import (

@@ -20,7 +20,7 @@ import pytest
 from django.db import connections
 from django.db.utils import load_backend
 
-from billing_sync.services.demo_data import DEMO_FILE
+from billing_sync.imports.demo import DEMO_FILE
 
 POSTGRES_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
 # The runbook's table, as the company keeps it: our field names, and the two columns we write.

@@ -27,9 +27,9 @@ from billing_sync.models import (
     SyncTrigger,
     ZohoApiState,
 )
-from billing_sync.selectors import edited_since_accepted_q
-from billing_sync.services.health import HealthCheck, HealthReport, health_report
-from billing_sync.services.schedules import schedules_ensure
+from billing_sync.operations.health import HealthCheck, HealthReport, health_report
+from billing_sync.operations.schedules import schedules_ensure
+from billing_sync.run.selection import edited_since_accepted_q
 from tests.helpers import logged_in, run_queued_tasks
 
 pytestmark = pytest.mark.django_db

@@ -32,7 +32,7 @@ from billing_sync.models import (
     SyncStatus,
     SyncTrigger,
 )
-from billing_sync.services.health import health_report
+from billing_sync.operations.health import health_report
 from tests.helpers import wait_for
 from tests.processes import (
     process_env,

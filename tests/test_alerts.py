@@ -15,8 +15,8 @@ from django.core import mail
 from django.db import connection
 
 from billing_sync.models import AccountType, Customer, SyncStatus, ZohoApiState
-from billing_sync.services import alerts
-from billing_sync.services.alerts import Alert, AlertCondition, alerts_check
+from billing_sync.operations import alerts
+from billing_sync.operations.alerts import Alert, AlertCondition, alerts_check
 from billing_sync.zoho.config import config_problems
 from billing_sync.zoho.errors import DailyBudgetUsed
 from billing_sync.zoho.pacing import DAY_SECONDS, LEASE_SECONDS, Budget, DailyBudget, RequestGate

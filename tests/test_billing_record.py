@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from django.utils import timezone
 
+from billing_sync.customer_data import address_not_kept, customer_zoho_payload
 from billing_sync.models import (
     AccountStatus,
     AttemptOutcome,
@@ -18,12 +19,11 @@ from billing_sync.models import (
     SyncAttempt,
     SyncStatus,
 )
-from billing_sync.services.customer_data import address_not_kept, customer_zoho_payload
-from billing_sync.services.customer_sync import CLOSED_NOT_CREATED
-from billing_sync.services.plan import customers_plan
-from billing_sync.services.queueing import customers_requeue
-from billing_sync.services.run_stops import AddressNotKept
-from billing_sync.services.runs import customers_backfill, customers_sync
+from billing_sync.operations.queueing import customers_requeue
+from billing_sync.run.customer.sync import CLOSED_NOT_CREATED
+from billing_sync.run.plan import customers_plan
+from billing_sync.run.runs import customers_backfill, customers_sync
+from billing_sync.run.stops import AddressNotKept
 from billing_sync.zoho.errors import ZohoConfigError
 from billing_sync.zoho.records import ZohoCustomer
 from tests.commands import run, run_json

@@ -14,7 +14,7 @@ from collections.abc import Iterator
 import pytest
 
 from billing_sync.models import Customer, SyncTrigger
-from billing_sync.services.runs import customers_backfill
+from billing_sync.run.runs import customers_backfill
 from tests.helpers import wait_for, zoho_account_counts
 from tests.processes import process_env, run_manage, start_manage, stop_process_group
 

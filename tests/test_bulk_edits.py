@@ -10,7 +10,7 @@ from django.db import transaction
 from django_q.models import OrmQ
 
 from billing_sync.models import AccountType, Customer, SyncRun, SyncRunKind, SyncTrigger
-from billing_sync.services.runs import customers_backfill
+from billing_sync.run.runs import customers_backfill
 from tests.helpers import run_queued_tasks
 
 pytestmark = pytest.mark.django_db(transaction=True)

@@ -23,8 +23,8 @@ from billing_sync.models import (
     SyncRun,
     SyncStatus,
 )
-from billing_sync.selectors import IMPORT_SCHEDULE, SYNC_SCHEDULE
-from billing_sync.services.health import health_report
+from billing_sync.operations.health import health_report
+from billing_sync.operations.schedules import IMPORT_SCHEDULE, SYNC_SCHEDULE
 from tests.commands import run_json
 from tests.helpers import run_queued_tasks
 from tests.processes import process_env, run_manage

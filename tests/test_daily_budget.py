@@ -11,7 +11,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
 from billing_sync.models import Customer, SyncRunStatus, SyncStatus, ZohoApiState
-from billing_sync.services.runs import customers_backfill, customers_retry_failed
+from billing_sync.run.runs import customers_backfill, customers_retry_failed
 from billing_sync.zoho.errors import DailyBudgetUsed
 from billing_sync.zoho.pacing import (
     DAY_SECONDS,

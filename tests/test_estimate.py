@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from billing_sync.models import ZohoApiState
-from billing_sync.services.estimate import estimate_finish
+from billing_sync.run.estimate import estimate_finish
 from tests.commands import run, run_json
 from tests.samples import samples_of, value
 

@@ -17,7 +17,7 @@ import requests
 from django.db.models import F
 
 from billing_sync.models import AttemptOutcome, Customer, SyncAttempt, SyncStatus, ZohoApiState
-from billing_sync.services.runs import customers_backfill, customers_retry_failed
+from billing_sync.run.runs import customers_backfill, customers_retry_failed
 from billing_sync.zoho.client import ZohoClient
 from billing_sync.zoho.config import zoho_config
 from tests.helpers import wait_for, zoho_account_counts

@@ -15,8 +15,8 @@ from typing import Any
 import pytest
 
 from billing_sync.models import AttemptOutcome, Customer, SyncAttempt, SyncStatus
-from billing_sync.services.run_report import RunObserver
-from billing_sync.services.runs import customer_sync, customers_backfill, customers_retry_failed
+from billing_sync.run.report import RunObserver
+from billing_sync.run.runs import customer_sync, customers_backfill, customers_retry_failed
 from tests.commands import run
 from tests.helpers import edit, zoho_account_counts, zoho_posts
 from zoho_emulator import EMULATOR_ORGANIZATION_ID

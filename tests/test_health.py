@@ -18,8 +18,8 @@ from django.utils import timezone
 from django_q.tasks import async_task
 
 from billing_sync.models import SyncRun, SyncStatus, ZohoApiState
-from billing_sync.services.health import alive_clusters, health_report
-from billing_sync.services.runs import customers_sync
+from billing_sync.operations.health import alive_clusters, health_report
+from billing_sync.run.runs import customers_sync
 from tests.helpers import wait_for
 from tests.processes import process_env, run_manage, start_manage, stop_process_group
 
@@ -240,7 +240,7 @@ def test_healthz_answers_get_and_head_only(client):
 
 PROBE = """
 import json
-from billing_sync.services.health import health_report
+from billing_sync.operations.health import health_report
 report = health_report()
 checks = {check.name: check.detail for check in report.checks}
 print(json.dumps({"failing": report.failing, "summary": report.summary, "checks": checks}))

@@ -20,7 +20,7 @@ from billing_sync.models import (
     ImportStatus,
     SyncStatus,
 )
-from billing_sync.services.runs import customers_sync
+from billing_sync.run.runs import customers_sync
 from tests.commands import run, run_json
 from tests.helpers import run_queued_tasks, wait_for
 from tests.processes import process_env, run_manage, start_manage

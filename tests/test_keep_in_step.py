@@ -6,8 +6,8 @@ import pytest
 from django.db import connection
 
 from billing_sync.models import AttemptOutcome, Customer, SyncAttempt, SyncStatus
-from billing_sync.services.run_report import RunObserver
-from billing_sync.services.runs import customers_backfill, customers_sync
+from billing_sync.run.report import RunObserver
+from billing_sync.run.runs import customers_backfill, customers_sync
 from billing_sync.tasks import sync_task
 from billing_sync.zoho.client import ZohoClient
 from billing_sync.zoho.config import zoho_config

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import re
 
 import pytest
 
@@ -53,3 +54,59 @@ def test_billing_sync_never_imports_the_emulator():
 )
 def test_the_check_reads_imports_not_words(source, imports):
     assert imports_emulator(source) is imports
+
+
+PACKAGES = ("run", "imports", "operations")
+
+
+def allowed_imports(package: str) -> list[str]:
+    """What a package's docstring says it may import: its "May import:" paragraph."""
+    source = (PROJECT / "billing_sync" / package / "__init__.py").read_text(encoding="utf-8")
+    doc = ast.get_docstring(ast.parse(source))
+    paragraph = doc.split("May import:", 1)[1].split("\n\n", 1)[0]
+    without_reasons = re.sub(r"\([^)]*\)", "", paragraph)
+    return [name.strip(" .\n") for name in without_reasons.split(",")]
+
+
+def app_imports(path) -> set[str]:
+    """The billing_sync modules a module imports, without the prefix ("run.claims")."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("billing_sync."):
+            found.add(node.module.removeprefix("billing_sync."))
+    return found
+
+
+@pytest.mark.parametrize("package", PACKAGES)
+def test_each_package_imports_only_what_its_docstring_allows(package):
+    allowed = [package, *allowed_imports(package)]
+    offenders = [
+        f"{path.relative_to(PROJECT)} imports {module}"
+        for path in sorted((PROJECT / "billing_sync" / package).rglob("*.py"))
+        for module in sorted(app_imports(path))
+        if not any(module == name or module.startswith(f"{name}.") for name in allowed)
+    ]
+
+    assert offenders == []
+
+
+def test_no_folder_of_the_app_holds_more_than_twelve_modules():
+    crowded = {
+        str(folder.relative_to(PROJECT)): count
+        for folder in [PROJECT / "billing_sync", *(PROJECT / "billing_sync").rglob("*")]
+        if folder.is_dir() and folder.name != "migrations"
+        if (count := len(list(folder.glob("*.py")))) > 12
+    }
+
+    assert crowded == {}
+
+
+def test_no_module_of_the_app_is_over_500_lines():
+    long = {
+        str(path.relative_to(PROJECT)): lines
+        for path in (PROJECT / "billing_sync").rglob("*.py")
+        if "migrations" not in path.parts and path.name != "models.py"
+        if (lines := len(path.read_text(encoding="utf-8").splitlines())) > 500
+    }
+
+    assert long == {}

@@ -15,8 +15,8 @@ import psycopg
 import pytest
 from django.db import IntegrityError, OperationalError, connection
 
+from billing_sync.database import Fault, fault_of
 from billing_sync.models import Customer, SyncRun, SyncStatus
-from billing_sync.services.database import Fault, fault_of
 from tests.commands import run
 
 pytestmark = pytest.mark.django_db(transaction=True)

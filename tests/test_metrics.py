@@ -11,7 +11,7 @@ from django.test import Client
 from django_q.tasks import async_task
 
 from billing_sync.models import SyncAttempt, SyncRun, SyncStatus
-from billing_sync.services.runs import customers_sync
+from billing_sync.run.runs import customers_sync
 from billing_sync.zoho.client import ZohoClient
 from billing_sync.zoho.config import zoho_config
 from billing_sync.zoho.pacing import Budget, RequestGate

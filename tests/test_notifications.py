@@ -12,7 +12,7 @@ from collections.abc import Iterator
 import pytest
 
 from billing_sync.models import AlertState
-from billing_sync.services.alerts import alerts_check
+from billing_sync.operations.alerts import alerts_check
 from tests.commands import run, run_json
 from tests.helpers import NotificationSink
 from tests.source_db import QUERY, source_alias, source_database

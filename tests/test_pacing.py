@@ -16,7 +16,7 @@ from billing_sync.models import (
     ZohoApiState,
     ZohoRequestLog,
 )
-from billing_sync.services.runs import customers_backfill, customers_retry_failed
+from billing_sync.run.runs import customers_backfill, customers_retry_failed
 from billing_sync.zoho.client import ZohoClient
 from billing_sync.zoho.config import zoho_config
 from billing_sync.zoho.errors import RateLimitWaitExceeded, ZohoRateLimited

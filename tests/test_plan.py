@@ -12,10 +12,10 @@ from billing_sync.models import (
     SyncRunKind,
     SyncTrigger,
 )
-from billing_sync.services.customer_sync import CLOSED_NOT_CREATED, Action
-from billing_sync.services.plan import customers_plan
-from billing_sync.services.run_report import ResultCollector
-from billing_sync.services.runs import customers_backfill, customers_retry_failed, customers_sync
+from billing_sync.run.customer.sync import CLOSED_NOT_CREATED, Action
+from billing_sync.run.plan import customers_plan
+from billing_sync.run.report import ResultCollector
+from billing_sync.run.runs import customers_backfill, customers_retry_failed, customers_sync
 from tests.commands import run, run_json
 
 pytestmark = pytest.mark.django_db

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 
 from billing_sync.models import AttemptOutcome, Customer, SyncAttempt, SyncStatus
-from billing_sync.services import run_selection
-from billing_sync.services.run_report import ResultCollector, RunObserver
-from billing_sync.services.runs import customers_backfill, customers_retry_failed
+from billing_sync.run import selection as run_selection
+from billing_sync.run.report import ResultCollector, RunObserver
+from billing_sync.run.runs import customers_backfill, customers_retry_failed
 from tests.helpers import zoho_account_counts, zoho_posts
 from zoho_emulator.customers import FIRST_CUSTOMER_ID
 

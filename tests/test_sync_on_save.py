@@ -8,7 +8,7 @@ from django.db import transaction
 from django_q.models import OrmQ
 
 from billing_sync.models import AccountType, Customer, SyncRun, SyncStatus, SyncTrigger
-from billing_sync.services.runs import customers_backfill
+from billing_sync.run.runs import customers_backfill
 from tests.helpers import run_queued_tasks, zoho_record
 
 pytestmark = pytest.mark.django_db(transaction=True)

@@ -18,7 +18,7 @@ from billing_sync.models import (
     SyncRunStatus,
     SyncStatus,
 )
-from billing_sync.services.runs import customer_sync, customers_backfill, customers_retry_failed
+from billing_sync.run.runs import customer_sync, customers_backfill, customers_retry_failed
 from tests.helpers import zoho_account_counts, zoho_posts
 
 pytestmark = pytest.mark.django_db

@@ -24,9 +24,9 @@ from billing_sync.models import (
     SyncTrigger,
     ZohoApiState,
 )
-from billing_sync.services.queueing import customers_requeue
-from billing_sync.services.run_report import ResultCollector
-from billing_sync.services.runs import customer_sync
+from billing_sync.operations.queueing import customers_requeue
+from billing_sync.run.report import ResultCollector
+from billing_sync.run.runs import customer_sync
 from billing_sync.tasks import sync_task
 from tests.helpers import run_queued_tasks, zoho_posts
 

@@ -9,8 +9,8 @@ import threading
 import pytest
 
 from billing_sync.models import AttemptOutcome, Customer, SyncAttempt, SyncRun, SyncStatus
-from billing_sync.services.run_report import RunObserver
-from billing_sync.services.runs import customers_backfill
+from billing_sync.run.report import RunObserver
+from billing_sync.run.runs import customers_backfill
 from billing_sync.zoho.client import ZohoClient
 from billing_sync.zoho.config import zoho_config
 from billing_sync.zoho.errors import ZohoUnreachable, ZohoUnreachableTooLong

@@ -44,7 +44,7 @@ from billing_sync.models import (
     ZohoApiState,
     ZohoRequestLog,
 )
-from billing_sync.services.runs import customers_backfill
+from billing_sync.run.runs import customers_backfill
 from billing_sync.zoho.client import ZohoClient
 from billing_sync.zoho.config import zoho_config
 from tests.helpers import StatementFault, edit, zoho_account_counts

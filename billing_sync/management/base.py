@@ -12,13 +12,13 @@ from typing import IO, Any, ClassVar
 from django.core.management.base import BaseCommand, CommandError, CommandParser, OutputWrapper
 from django.db import DatabaseError, connection
 
-from billing_sync.management.documents import empty_document, write_document
-from billing_sync.services.database import (
+from billing_sync.database import (
     DatabaseSteps,
     DatabaseUnavailable,
     database_steps,
     first_line,
 )
+from billing_sync.management.documents import empty_document, write_document
 from billing_sync.zoho.errors import ZohoConfigError, ZohoError
 
 EXIT_OK = 0

@@ -21,7 +21,7 @@ from typing import Any
 from django.db.models import F
 
 from billing_sync.models import CustomerImport, SyncAttempt, SyncRun
-from billing_sync.services.run_report import CustomerResult, RunReport
+from billing_sync.run.report import CustomerResult, RunReport
 
 Write = Callable[[str], None]
 

@@ -11,13 +11,13 @@ from collections import Counter
 from collections.abc import Iterator
 from typing import Any
 
+from billing_sync.imports.customer_import import ImportObserver, RowAction, RowOutcome
+from billing_sync.imports.rows import Columns
 from billing_sync.management.base import EXIT_FAILED, EXIT_SETUP
 from billing_sync.management.documents import IMPORT_COUNTS, json_text, writeback_object
 from billing_sync.management.printing import Printer, writeback_lines
 from billing_sync.management.progress import ProgressBar
 from billing_sync.models import CustomerImport, ImportStatus
-from billing_sync.services.customer_import import ImportObserver, RowAction, RowOutcome
-from billing_sync.services.import_rows import Columns
 
 
 def import_exit(record: CustomerImport) -> tuple[int, str]:

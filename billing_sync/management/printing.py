@@ -11,7 +11,7 @@ from django.core.management.base import OutputWrapper
 from django.core.management.color import Style
 
 from billing_sync.models import AttemptOutcome, Customer, CustomerImport, SyncRun
-from billing_sync.services.run_report import CustomerResult, RunObserver, RunReport
+from billing_sync.run.report import CustomerResult, RunObserver, RunReport
 
 if TYPE_CHECKING:  # the bar's module uses our clock
     from billing_sync.management.progress import ProgressBar

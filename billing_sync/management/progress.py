@@ -20,7 +20,7 @@ from tqdm import tqdm
 
 from billing_sync.management.printing import clock
 from billing_sync.models import Customer, SyncRun
-from billing_sync.services.run_report import CustomerResult, RunObserver
+from billing_sync.run.report import CustomerResult, RunObserver
 
 
 class ProgressBar:

@@ -8,6 +8,7 @@ from typing import Any, ClassVar, cast
 from django.core.management.base import CommandError, CommandParser
 from django.db import DatabaseError
 
+from billing_sync.database import database_steps
 from billing_sync.management.base import (
     EXIT_FAILED,
     EXIT_SETUP,
@@ -20,9 +21,8 @@ from billing_sync.management.documents import run_customers, run_document
 from billing_sync.management.printing import Printer, RunPrinter
 from billing_sync.management.progress import RunProgress
 from billing_sync.models import AttemptOutcome, Customer, SyncRun, SyncTrigger
-from billing_sync.services.database import database_steps
-from billing_sync.services.run_report import RunObserver, RunReport
-from billing_sync.services.run_stops import RunInterrupted
+from billing_sync.run.report import RunObserver, RunReport
+from billing_sync.run.stops import RunInterrupted
 
 
 class SyncCommand(ZohoCommand):

@@ -8,6 +8,16 @@ from typing import Any, cast
 from django.core.management.base import CommandError, CommandParser
 from django.db import DatabaseError
 
+from billing_sync.database import DatabaseUnavailable, first_line
+from billing_sync.imports.customer_import import (
+    INTERRUPTED,
+    ImportObserver,
+    ImportOptions,
+    customers_import_file,
+)
+from billing_sync.imports.files import FORMATS
+from billing_sync.imports.rows import IMPORT_FIELDS
+from billing_sync.imports.source import SourceNotConfigured, customers_import_source
 from billing_sync.management.base import EXIT_SETUP, Observers, ZohoCommand
 from billing_sync.management.import_output import (
     ImportPrinter,
@@ -19,16 +29,6 @@ from billing_sync.management.import_output import (
 )
 from billing_sync.management.printing import Printer
 from billing_sync.models import CustomerImport, ImportStatus
-from billing_sync.services.customer_import import (
-    INTERRUPTED,
-    ImportObserver,
-    ImportOptions,
-    customers_import_file,
-)
-from billing_sync.services.customer_source import SourceNotConfigured, customers_import_source
-from billing_sync.services.database import DatabaseUnavailable, first_line
-from billing_sync.services.import_files import FORMATS
-from billing_sync.services.import_rows import IMPORT_FIELDS
 
 
 def column_rename(value: str) -> tuple[str, str]:

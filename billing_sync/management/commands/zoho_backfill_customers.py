@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from billing_sync.management.sync_command import SyncCommand
-from billing_sync.services.runs import customers_backfill
+from billing_sync.run.runs import customers_backfill
 
 
 class Command(SyncCommand):

@@ -6,7 +6,7 @@ from typing import Any
 
 from billing_sync.management.base import EXIT_SETUP, ZohoCommand
 from billing_sync.management.printing import Printer
-from billing_sync.services.credentials import zoho_credentials_check
+from billing_sync.operations.credentials import zoho_credentials_check
 
 
 class Command(ZohoCommand):

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from billing_sync.imports.demo import DEMO_FILE, demo_customers_load
 from billing_sync.management.base import ZohoCommand
-from billing_sync.services.demo_data import DEMO_FILE, demo_customers_load
 
 
 class Command(ZohoCommand):

@@ -14,9 +14,9 @@ from billing_sync.management.base import (
 )
 from billing_sync.management.printing import Printer
 from billing_sync.models import SyncRunKind
-from billing_sync.services.customer_sync import Action
-from billing_sync.services.estimate import Estimate, finish_text, in_words
-from billing_sync.services.plan import Plan, PlannedCustomer, customers_plan
+from billing_sync.run.customer.sync import Action
+from billing_sync.run.estimate import Estimate, finish_text, in_words
+from billing_sync.run.plan import Plan, PlannedCustomer, customers_plan
 
 KINDS = {
     "sync": SyncRunKind.SYNC,

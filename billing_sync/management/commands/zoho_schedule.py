@@ -8,7 +8,7 @@ from django.core.management.base import CommandParser
 from django.utils import timezone
 
 from billing_sync.management.base import ZohoCommand
-from billing_sync.services.schedules import schedules_ensure, schedules_list
+from billing_sync.operations.schedules import schedules_ensure, schedules_list
 
 
 class Command(ZohoCommand):

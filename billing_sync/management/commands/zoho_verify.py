@@ -10,7 +10,7 @@ from django.core.management.base import CommandParser
 
 from billing_sync.management.base import EXIT_FAILED, ZohoCommand, add_max_wait_argument
 from billing_sync.management.printing import Printer
-from billing_sync.services.verify import VerifyReport, zoho_verify
+from billing_sync.operations.verify import VerifyReport, zoho_verify
 
 
 class Finding(NamedTuple):

@@ -10,13 +10,14 @@ from django.db import transaction
 from django.utils import timezone
 from django_q.models import Schedule
 
-from billing_sync.selectors import (
-    IMPORT_SCHEDULE,
-    RETIRED_SCHEDULES,
-    SCHEDULE_NAMES,
-    SYNC_SCHEDULE,
-)
-from billing_sync.services.customer_source import source_configured
+from billing_sync.imports.source import source_configured
+
+# The django-q schedules `zoho_schedule` keeps, by name (the import only with a source database).
+SYNC_SCHEDULE = "zoho-sync"
+IMPORT_SCHEDULE = "customers-import"
+SCHEDULE_NAMES = (SYNC_SCHEDULE, IMPORT_SCHEDULE)
+# Schedules of earlier versions, replaced by the sync: `zoho_schedule` removes them.
+RETIRED_SCHEDULES = ("zoho-retry-failed", "zoho-backfill")
 
 
 @dataclass(frozen=True)

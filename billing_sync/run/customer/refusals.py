@@ -19,7 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from billing_sync.models import Customer, SyncAttempt, SyncStatus
-from billing_sync.services.run_stops import SystemicRefusal
+from billing_sync.run.stops import SystemicRefusal
 from billing_sync.zoho.errors import CUSTOM_FIELD_CODES, ZohoInvalidData
 
 REFUSAL_STREAK = 3

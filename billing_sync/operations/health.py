@@ -38,10 +38,10 @@ from django_q.humanhash import humanize
 from django_q.status import Stat
 from redis import RedisError
 
+from billing_sync.imports.source import writeback_configured
 from billing_sync.models import SyncRun, SyncRunStatus, SyncStatus
-from billing_sync.selectors import customers_syncable
-from billing_sync.services.alerts import writeback_catch_up_due
-from billing_sync.services.customer_source import writeback_configured
+from billing_sync.operations.alerts import writeback_catch_up_due
+from billing_sync.run.selection import customers_syncable
 from billing_sync.zoho.state import active_block, current_api_state
 
 logger = logging.getLogger(__name__)

@@ -19,7 +19,7 @@ from datetime import UTC, datetime, timedelta
 from django.conf import settings
 from django.utils import timezone
 
-from billing_sync.selectors import customers_backlog
+from billing_sync.run.selection import customers_backlog
 from billing_sync.zoho.client import PAGE_SIZE
 from billing_sync.zoho.pacing import DAY_SECONDS, LEASE_SECONDS, MINUTE_SECONDS
 from billing_sync.zoho.state import current_api_state

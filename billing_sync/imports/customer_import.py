@@ -34,6 +34,22 @@ from django.db.models import F
 from django.utils import timezone
 from django_q.tasks import async_task
 
+from billing_sync.ctrl_c import ctrl_c_held
+from billing_sync.customer_data import customer_field_problems
+from billing_sync.imports.files import (
+    STDIN,
+    RowSource,
+    SourceRow,
+    UnreadableFile,
+    open_file,
+)
+from billing_sync.imports.rows import (
+    ColumnError,
+    Columns,
+    columns_for,
+    parse_cells,
+    problem_column,
+)
 from billing_sync.models import (
     Customer,
     CustomerImport,
@@ -41,25 +57,9 @@ from billing_sync.models import (
     ImportSource,
     ImportStatus,
     SyncTrigger,
+    silent_longer_than,
 )
-from billing_sync.selectors import silent_longer_than
-from billing_sync.services.alerts import alerts_check
-from billing_sync.services.ctrl_c import ctrl_c_held
-from billing_sync.services.customer_data import customer_field_problems
-from billing_sync.services.import_files import (
-    STDIN,
-    RowSource,
-    SourceRow,
-    UnreadableFile,
-    open_file,
-)
-from billing_sync.services.import_rows import (
-    ColumnError,
-    Columns,
-    columns_for,
-    parse_cells,
-    problem_column,
-)
+from billing_sync.operations.alerts import alerts_check
 
 BATCH_ROWS = 1000
 T = TypeVar("T")

@@ -5,12 +5,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from billing_sync.models import CustomerImport
-from billing_sync.services.customer_import import (
+from billing_sync.imports.customer_import import (
     ImportObserver,
     ImportOptions,
     customers_import_file,
 )
+from billing_sync.models import CustomerImport
 
 # Ordered by creation: the runbook's three rate-limited customers come last, so a block after
 # the tenth catches exactly them.

@@ -46,21 +46,20 @@ from django.db import transaction
 from django.urls import reverse
 from django.utils import timezone
 
-from billing_sync.models import AlertState, CustomerImport, ImportStatus, SyncStatus
-from billing_sync.selectors import (
-    customers_backlog,
-    customers_syncable,
+from billing_sync.imports.selectors import (
     latest_source_import,
     latest_source_import_tried,
     source_refusals,
 )
-from billing_sync.services.estimate import (
+from billing_sync.models import AlertState, CustomerImport, ImportStatus, SyncStatus
+from billing_sync.operations.notify import Notice, deliver
+from billing_sync.run.estimate import (
     backlog_requests,
     estimate_finish,
     finish_text,
     in_words,
 )
-from billing_sync.services.notify import Notice, deliver
+from billing_sync.run.selection import customers_backlog, customers_syncable
 from billing_sync.zoho.pacing import daily_requests_counted
 from billing_sync.zoho.state import active_block, current_api_state
 

@@ -21,8 +21,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
+from billing_sync.imports.rows import unnamed_column
 from billing_sync.models import ImportSource
-from billing_sync.services.import_rows import unnamed_column
 
 FORMATS = ("csv", "jsonl")
 EXTENSIONS = {".csv": "csv", ".txt": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl"}

@@ -16,6 +16,7 @@ from django.db import transaction
 from django.db.models import QuerySet
 from django.utils import timezone
 
+from billing_sync.database import DatabaseSteps
 from billing_sync.models import (
     AttemptOutcome,
     SyncAttempt,
@@ -23,10 +24,9 @@ from billing_sync.models import (
     SyncRunKind,
     SyncRunStatus,
     SyncTrigger,
+    silent_longer_than,
 )
-from billing_sync.selectors import silent_longer_than
-from billing_sync.services.database import DatabaseSteps
-from billing_sync.services.run_report import RunReport
+from billing_sync.run.report import RunReport
 
 CUT_OFF = (
     "interrupted: its outcome was never written (its run was cut off mid-attempt: a Ctrl-C, or "

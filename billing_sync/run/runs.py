@@ -89,6 +89,10 @@ from django.conf import settings
 from django.db.models import Q
 from django.utils import timezone
 
+from billing_sync.ctrl_c import ctrl_c_held
+from billing_sync.customer_data import customer_validation_errors
+from billing_sync.database import DatabaseSteps, DatabaseUnavailable, WaitAllowance
+from billing_sync.imports.source import writeback_after_run
 from billing_sync.models import (
     AttemptOutcome,
     Customer,
@@ -98,30 +102,26 @@ from billing_sync.models import (
     SyncStatus,
     SyncTrigger,
 )
-from billing_sync.selectors import (
+from billing_sync.operations.alerts import alerts_check
+from billing_sync.run.audit import RunAttempts, ended
+from billing_sync.run.claims import Claims
+from billing_sync.run.customer.account_numbers import (
+    flag_account_number_missing,
+    repair_before_creating,
+)
+from billing_sync.run.customer.matching import ZohoCustomerFinder, lookup_prefers_index
+from billing_sync.run.customer.sync import TAKEN_BY_ANOTHER, AnsweredCreates, CustomerSync
+from billing_sync.run.records import cut_off, run_alive, run_closed, run_opened
+from billing_sync.run.report import CustomerResult, RunObserver, RunReport
+from billing_sync.run.selection import (
     RUN_SELECTIONS,
+    RunSelection,
     customers_backlog,
     customers_syncable,
     requeue_q,
     sync_q,
 )
-from billing_sync.services.account_numbers import (
-    flag_account_number_missing,
-    repair_before_creating,
-)
-from billing_sync.services.alerts import alerts_check
-from billing_sync.services.audit import RunAttempts, ended
-from billing_sync.services.claims import Claims
-from billing_sync.services.ctrl_c import ctrl_c_held
-from billing_sync.services.customer_data import customer_validation_errors
-from billing_sync.services.customer_source import writeback_after_run
-from billing_sync.services.customer_sync import TAKEN_BY_ANOTHER, AnsweredCreates, CustomerSync
-from billing_sync.services.database import DatabaseSteps, DatabaseUnavailable, WaitAllowance
-from billing_sync.services.matching import ZohoCustomerFinder, lookup_prefers_index
-from billing_sync.services.run_records import cut_off, run_alive, run_closed, run_opened
-from billing_sync.services.run_report import CustomerResult, RunObserver, RunReport
-from billing_sync.services.run_selection import RunSelection
-from billing_sync.services.run_stops import (
+from billing_sync.run.stops import (
     RUN_STOPPERS,
     AccountNumberNotKept,
     RunInterrupted,

@@ -39,18 +39,7 @@ from typing import Any, Unpack
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from billing_sync.models import AccountStatus, AttemptOutcome, Customer, SyncAttempt, SyncStatus
-from billing_sync.services.account_numbers import check_account_number
-from billing_sync.services.audit import (
-    Ending,
-    RunAttempts,
-    close_interrupted_attempts,
-    describe,
-    ended,
-    refused_before_a_create,
-)
-from billing_sync.services.claims import Claims, InStep, unclaimed
-from billing_sync.services.customer_data import (
+from billing_sync.customer_data import (
     account_number_update,
     address_not_kept,
     customer_validation_errors,
@@ -62,9 +51,20 @@ from billing_sync.services.customer_data import (
     zoho_held_fields,
     zoho_status,
 )
-from billing_sync.services.matching import ZohoCustomerFinder
-from billing_sync.services.refusals import RefusalStreak, names_account_field, names_customer
-from billing_sync.services.run_stops import (
+from billing_sync.models import AccountStatus, AttemptOutcome, Customer, SyncAttempt, SyncStatus
+from billing_sync.run.audit import (
+    Ending,
+    RunAttempts,
+    close_interrupted_attempts,
+    describe,
+    ended,
+    refused_before_a_create,
+)
+from billing_sync.run.claims import Claims, InStep, unclaimed
+from billing_sync.run.customer.account_numbers import check_account_number
+from billing_sync.run.customer.matching import ZohoCustomerFinder
+from billing_sync.run.customer.refusals import RefusalStreak, names_account_field, names_customer
+from billing_sync.run.stops import (
     RUN_STOPPERS,
     AccountFieldRefused,
     AccountNumberNotKept,

@@ -30,9 +30,9 @@ from prometheus_client.utils import floatToGoString
 from redis import RedisError
 
 from billing_sync.models import SyncRun, SyncRunKind, SyncStatus, ZohoAnswerCount, ZohoApiState
-from billing_sync.selectors import customer_status_counts
-from billing_sync.services.estimate import backlog_estimate
-from billing_sync.services.health import alive_clusters, last_successful_run
+from billing_sync.operations.health import alive_clusters, last_successful_run
+from billing_sync.operations.overview import customer_status_counts
+from billing_sync.run.estimate import backlog_estimate
 from billing_sync.zoho.answers import is_refusal
 from billing_sync.zoho.pacing import daily_requests_counted
 from billing_sync.zoho.state import active_block, current_api_state, seconds_blocked

@@ -17,7 +17,7 @@ from django.utils import timezone
 from django_q.tasks import async_task
 
 from billing_sync.models import AccountType, Customer, SyncStatus, SyncTrigger
-from billing_sync.selectors import with_requeue_refusal
+from billing_sync.run.selection import with_requeue_refusal
 
 logger = logging.getLogger(__name__)
 

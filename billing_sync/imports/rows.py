@@ -15,6 +15,7 @@ from typing import Any
 from django.utils import timezone
 from django.utils.dateparse import parse_date, parse_datetime
 
+from billing_sync.customer_data import MAX_LENGTHS, FieldProblem
 from billing_sync.models import (
     SYNC_COLUMNS,
     ZOHO_DATA_FIELDS,
@@ -22,7 +23,6 @@ from billing_sync.models import (
     AccountType,
     Customer,
 )
-from billing_sync.services.customer_data import MAX_LENGTHS, FieldProblem
 
 # The fields an import sets: those we send Zoho, the account type, and a new customer's
 # creation time (runs take customers oldest first).

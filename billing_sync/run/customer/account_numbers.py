@@ -22,11 +22,11 @@ from django.db import transaction
 from django.db.models import QuerySet
 from django.utils import timezone
 
+from billing_sync.customer_data import account_number_update, customer_validation_errors
 from billing_sync.models import AttemptOutcome, Customer
-from billing_sync.services.audit import RunAttempts, ended
-from billing_sync.services.customer_data import account_number_update, customer_validation_errors
-from billing_sync.services.refusals import names_account_field
-from billing_sync.services.run_stops import (
+from billing_sync.run.audit import RunAttempts, ended
+from billing_sync.run.customer.refusals import names_account_field
+from billing_sync.run.stops import (
     RUN_STOPPERS,
     AccountFieldRefused,
     AccountFieldUnchecked,

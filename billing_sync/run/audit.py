@@ -15,9 +15,9 @@ from typing import Any, TypedDict, Unpack
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from billing_sync.database import DatabaseSteps
 from billing_sync.models import AttemptOutcome, Customer, SyncAttempt, SyncRun, SyncRunStatus
-from billing_sync.services.claims import value_by_pk
-from billing_sync.services.database import DatabaseSteps
+from billing_sync.run.claims import value_by_pk
 
 FINISHED_FIELDS = [
     "outcome",

@@ -20,8 +20,8 @@ from django.db.models import Case, DateTimeField, Expression, Field, Q, QuerySet
 from django.db.models.functions import Cast
 from django.utils import timezone
 
+from billing_sync.database import DatabaseSteps
 from billing_sync.models import Customer, SyncRun, SyncStatus
-from billing_sync.services.database import DatabaseSteps
 
 
 @dataclass(frozen=True)

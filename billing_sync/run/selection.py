@@ -1,35 +1,104 @@
-"""Reads: which customers a run takes, and summaries people look at."""
+"""Which customers a run works on, read in a fixed order a chunk at a time.
+
+The order is (created_at, pk): oldest first, as the runbook did. The selection's last key is
+fixed when the run starts, so customers added later wait for the next run; the selection is
+asked again for every chunk, so customers another process took meanwhile drop out. Memory stays
+flat however many customers a run has.
+"""
 
 from __future__ import annotations
 
-from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import partial
 
-from django.db.models import Case, CharField, Count, F, Q, QuerySet, Value, When
+from django.db.models import Case, CharField, F, Q, QuerySet, Value, When
 from django.utils import timezone
-from django_q.models import Schedule
 
+from billing_sync.database import DatabaseSteps
 from billing_sync.models import (
     AccountStatus,
     AccountType,
     Customer,
-    CustomerImport,
-    ImportSource,
-    ImportStatus,
-    SyncRun,
     SyncRunKind,
     SyncStatus,
 )
-from billing_sync.zoho.state import current_api_state
 
-# The django-q schedules `zoho_schedule` keeps, by name (the import only with a source database).
-SYNC_SCHEDULE = "zoho-sync"
-IMPORT_SCHEDULE = "customers-import"
-SCHEDULE_NAMES = (SYNC_SCHEDULE, IMPORT_SCHEDULE)
-# Schedules of earlier versions, replaced by the sync: `zoho_schedule` removes them.
-RETIRED_SCHEDULES = ("zoho-retry-failed", "zoho-backfill")
+# Customers read from the database at a time.
+CHUNK_SIZE = 200
+
+
+@dataclass(frozen=True)
+class RunSelection:
+    """A run's customers, read a chunk at a time in (created_at, pk) order up to a last key.
+
+    The last key is fixed when the run starts, so customers added later wait for the next run;
+    the selection is asked again for every chunk, so customers another process took meanwhile
+    drop out.
+    """
+
+    queryset: QuerySet[Customer]
+    count: int
+    last_key: tuple[datetime, int] | None
+
+    @classmethod
+    def take(cls, queryset: QuerySet[Customer], limit: int | None) -> RunSelection:
+        """The selection as it stands now, limited to its first `limit` customers."""
+        count = queryset.count()
+        if limit is not None:
+            count = min(count, limit)
+        keys = queryset.values_list("created_at", "pk")
+        last = None
+        if count and count == limit:
+            last = keys.order_by("created_at", "pk")[limit - 1 : limit].first()
+        if count and last is None:  # no limit, or another process took some since the count
+            last = keys.order_by("-created_at", "-pk").first()
+        return cls(queryset=queryset, count=count, last_key=last)
+
+    def chunks(self, steps: DatabaseSteps | None = None) -> Iterator[list[Customer]]:
+        """The customers in order, CHUNK_SIZE at a time (never the whole selection in memory);
+        each chunk read as one of `steps` (a lost database waited for) when given."""
+        after: Customer | None = None
+        while True:
+            read = partial(self.chunk_after, after)
+            chunk = read() if steps is None else steps.take(read)
+            if not chunk:
+                return
+            yield chunk
+            after = chunk[-1]
+
+    def chunk_after(self, after: Customer | None) -> list[Customer]:
+        """The next CHUNK_SIZE customers after `after` (None: from the first); empty at the end.
+        One query, so a step that fails may be taken again."""
+        if self.last_key is None:
+            return []
+        queryset = self.queryset.filter(_key_at_most(self.last_key)).order_by("created_at", "pk")
+        if after is not None:
+            queryset = queryset.filter(_key_after((after.created_at, after.pk)))
+        return list(queryset[:CHUNK_SIZE])
+
+    def customers(self, steps: DatabaseSteps | None = None) -> Iterator[Customer]:
+        """The customers one by one, read lazily (through `steps` when given)."""
+        for chunk in self.chunks(steps):
+            yield from chunk
+
+    def rest(self, after: Customer) -> QuerySet[Customer]:
+        """The customers after `after`, up to the last key."""
+        if self.last_key is None:
+            return self.queryset.none()
+        key = (after.created_at, after.pk)
+        return self.queryset.filter(_key_after(key), _key_at_most(self.last_key))
+
+
+def _key_after(key: tuple[datetime, int]) -> Q:
+    created_at, pk = key
+    return Q(created_at__gte=created_at) & (Q(created_at__gt=created_at) | Q(pk__gt=pk))
+
+
+def _key_at_most(key: tuple[datetime, int]) -> Q:
+    created_at, pk = key
+    return Q(created_at__lte=created_at) & (Q(created_at__lt=created_at) | Q(pk__lte=pk))
 
 
 def customers_syncable() -> QuerySet[Customer]:
@@ -134,13 +203,6 @@ def with_requeue_refusal(customers: QuerySet[Customer], stale_after_seconds: flo
     )
 
 
-def silent_longer_than(stale_seconds: float) -> Q:
-    """A run's or an import's record that showed no sign of life (its heartbeat, else its
-    start) for longer than `stale_seconds`: its process died, or lost the database for good."""
-    cutoff = timezone.now() - timedelta(seconds=stale_seconds)
-    return Q(heartbeat_at__lt=cutoff) | Q(heartbeat_at__isnull=True, started_at__lt=cutoff)
-
-
 def backlog_q() -> Q:
     """Customers that belong in Zoho and still need a request: not in Zoho yet, or edited since
     Zoho accepted them (those needing a person left out: they wait for one, not for a run)."""
@@ -152,86 +214,3 @@ def backlog_q() -> Q:
 def customers_backlog() -> QuerySet[Customer]:
     """The backlog: customers the runs still have work for (backlog_q)."""
     return customers_syncable().filter(backlog_q())
-
-
-def latest_source_import() -> CustomerImport | None:
-    """The last import from the company's database that went through (not a dry run)."""
-    return (
-        CustomerImport.objects.filter(
-            source=ImportSource.DATABASE, status=ImportStatus.COMPLETED, dry_run=False
-        )
-        .order_by("-started_at", "-pk")
-        .first()
-    )
-
-
-def latest_source_import_tried() -> CustomerImport | None:
-    """The last import from the company's database that ended, whatever its end."""
-    return (
-        CustomerImport.objects.filter(source=ImportSource.DATABASE, dry_run=False)
-        .exclude(status=ImportStatus.RUNNING)
-        .order_by("-started_at", "-pk")
-        .first()
-    )
-
-
-def source_refusals() -> dict[str, str]:
-    """The source rows the last completed import from the company's database refused, by
-    account number: why, in one line ("the import refused the row: email: ...")."""
-    last = latest_source_import()
-    if last is None:
-        return {}
-    reasons: dict[str, list[str]] = defaultdict(list)
-    refused = last.refusals.exclude(account_number="").order_by("line", "pk")
-    for account, column, reason in refused.values_list("account_number", "column", "reason"):
-        reasons[account].append(f"{column}: {reason}" if column else reason)
-    return {
-        account: "the import refused the row: " + "; ".join(said)
-        for account, said in reasons.items()
-    }
-
-
-def customer_status_counts() -> list[tuple[str, int]]:
-    """The runbook's status summary: (status, count) over customers that belong in Zoho (not
-    those closed before they reached it)."""
-    rows = (
-        customers_syncable()
-        .exclude(closed_before_zoho_q())
-        .values("zoho_sync_status")
-        .annotate(count=Count("id"))
-        .order_by("zoho_sync_status")
-    )
-    return [(row["zoho_sync_status"], row["count"]) for row in rows]
-
-
-@dataclass(frozen=True)
-class SyncOverview:
-    """What a person needs first: where customers stand, what ran, what runs next, any block."""
-
-    status_counts: list[tuple[str, str, int]]
-    internal_test_count: int
-    last_run: SyncRun | None
-    next_schedule: Schedule | None
-    blocked_until: datetime | None
-    block_reason: str
-
-    @property
-    def blocked(self) -> bool:
-        return self.blocked_until is not None and self.blocked_until > timezone.now()
-
-
-def sync_overview() -> SyncOverview:
-    """The admin overview's figures."""
-    counts = dict(customer_status_counts())
-    state = current_api_state()
-    return SyncOverview(
-        status_counts=[(value, label, counts.get(value, 0)) for value, label in SyncStatus.choices],
-        internal_test_count=Customer.objects.filter(account_type=AccountType.INTERNAL_TEST).count(),
-        last_run=SyncRun.objects.exclude(dry_run=True).order_by("-started_at", "-id").first(),
-        next_schedule=Schedule.objects.filter(name__in=SCHEDULE_NAMES)
-        .exclude(next_run__isnull=True)
-        .order_by("next_run")
-        .first(),
-        blocked_until=state.blocked_until if state else None,
-        block_reason=state.block_reason if state else "",
-    )

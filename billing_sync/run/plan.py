@@ -12,17 +12,16 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field
 
-from billing_sync.models import Customer, SyncRunKind
-from billing_sync.selectors import RUN_SELECTIONS, customers_syncable
-from billing_sync.services.customer_data import (
+from billing_sync.customer_data import (
     customer_zoho_fields,
     fields_that_differ,
     zoho_held_fields,
 )
-from billing_sync.services.customer_sync import Action, Decision, decide
-from billing_sync.services.estimate import Estimate, estimate_finish, higher_daily_limit
-from billing_sync.services.matching import ZohoCustomerFinder
-from billing_sync.services.run_selection import RunSelection
+from billing_sync.models import Customer, SyncRunKind
+from billing_sync.run.customer.matching import ZohoCustomerFinder
+from billing_sync.run.customer.sync import Action, Decision, decide
+from billing_sync.run.estimate import Estimate, estimate_finish, higher_daily_limit
+from billing_sync.run.selection import RUN_SELECTIONS, RunSelection, customers_syncable
 from billing_sync.zoho.client import ZohoClient
 from billing_sync.zoho.config import ZohoConfig, zoho_config
 

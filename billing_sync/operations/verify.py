@@ -21,21 +21,21 @@ from dataclasses import dataclass, field
 from django.db import IntegrityError
 from django.db.models import BooleanField, Count, ExpressionWrapper
 
-from billing_sync.models import ZOHO_DATA_FIELDS, AccountStatus, Customer, SyncStatus, SyncTrigger
-from billing_sync.selectors import (
-    closed_before_zoho_q,
-    customer_status_counts,
-    customers_syncable,
-    edited_since_accepted_q,
-)
-from billing_sync.services.customer_data import (
+from billing_sync.customer_data import (
     customer_zoho_fields,
     fields_that_differ,
     zoho_held_fields,
     zoho_status,
 )
-from billing_sync.services.run_report import RunReport
-from billing_sync.services.runs import customers_sync
+from billing_sync.models import ZOHO_DATA_FIELDS, AccountStatus, Customer, SyncStatus, SyncTrigger
+from billing_sync.operations.overview import customer_status_counts
+from billing_sync.run.report import RunReport
+from billing_sync.run.runs import customers_sync
+from billing_sync.run.selection import (
+    closed_before_zoho_q,
+    customers_syncable,
+    edited_since_accepted_q,
+)
 from billing_sync.zoho.client import ZohoClient
 from billing_sync.zoho.config import zoho_config
 from billing_sync.zoho.records import ZohoCustomer, email_key

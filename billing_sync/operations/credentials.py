@@ -7,9 +7,9 @@ from urllib.parse import urlsplit
 
 from django.conf import settings
 
-from billing_sync.selectors import customers_syncable
-from billing_sync.services.notify import service_name, url_problems
-from billing_sync.services.run_stops import account_field_fix
+from billing_sync.operations.notify import service_name, url_problems
+from billing_sync.run.selection import customers_syncable
+from billing_sync.run.stops import account_field_fix
 from billing_sync.zoho.client import ZohoClient
 from billing_sync.zoho.config import DATA_CENTERS, REQUIRED_SETTINGS, config_problems, zoho_config
 from billing_sync.zoho.errors import ZohoAuthError, ZohoError

@@ -25,6 +25,17 @@ from django.db import DatabaseError, connections, transaction
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.models import QuerySet
 
+from billing_sync.imports.customer_import import (
+    ImportObserver,
+    ImportOptions,
+    import_finished,
+    import_refused,
+    import_rows,
+    import_started,
+    in_batches,
+)
+from billing_sync.imports.files import RowSource, SourceRow
+from billing_sync.imports.selectors import source_refusals
 from billing_sync.models import (
     Customer,
     CustomerImport,
@@ -35,18 +46,7 @@ from billing_sync.models import (
     SyncRunStatus,
     SyncStatus,
 )
-from billing_sync.selectors import source_refusals
-from billing_sync.services.alerts import alerts_check, alerts_writeback, writeback_catch_up_due
-from billing_sync.services.customer_import import (
-    ImportObserver,
-    ImportOptions,
-    import_finished,
-    import_refused,
-    import_rows,
-    import_started,
-    in_batches,
-)
-from billing_sync.services.import_files import RowSource, SourceRow
+from billing_sync.operations.alerts import alerts_check, alerts_writeback, writeback_catch_up_due
 
 SOURCE = "source"
 QUERY_SETTING = "CUSTOMER_SOURCE_QUERY"

@@ -1,1 +1,0 @@
-"""Services: every write the app makes, one module per job."""
