@@ -10,6 +10,8 @@ from django.db.models import Q
 from django.dispatch import Signal
 from django.utils import timezone
 
+from billing_sync.times import in_utc
+
 
 class TimestampedModel(models.Model):
     """Adds creation and update times."""
@@ -282,7 +284,7 @@ class SyncRunStatus(models.TextChoices):
 
 
 class SyncRun(models.Model):
-    """One backfill or retry invocation, whoever started it."""
+    """One run (a backfill, a retry or a sync), whoever started it."""
 
     kind = models.CharField(max_length=20, choices=SyncRunKind.choices)
     trigger = models.CharField(max_length=20, choices=SyncTrigger.choices)
@@ -537,7 +539,7 @@ class ZohoRequestLog(models.Model):
     http_status = models.PositiveSmallIntegerField(null=True, blank=True)
 
     def __str__(self) -> str:
-        return f"{self.method} {self.path} at {self.sent_at:%H:%M:%S}"
+        return f"{self.method} {self.path} at {in_utc(self.sent_at)}"
 
 
 class ZohoAnswerCount(models.Model):

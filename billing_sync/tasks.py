@@ -8,7 +8,7 @@ until when; one that meets a longer block mid-run stops, and the customers stay 
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import UTC, timedelta
+from datetime import timedelta
 
 from django.conf import settings
 from django.utils import timezone
@@ -20,6 +20,7 @@ from billing_sync.operations.alerts import alerts_check
 from billing_sync.operations.queueing import customers_task_started
 from billing_sync.run.report import RunReport
 from billing_sync.run.runs import customer_sync, customers_sync, customers_sync_selected
+from billing_sync.times import in_utc
 from billing_sync.zoho.state import current_block
 
 
@@ -63,7 +64,7 @@ def _unless_blocked(run: Callable[[float], RunReport]) -> str:
     if until is not None and until > timezone.now() + timedelta(seconds=max_wait):
         alerts_check()
         return (
-            f"Zoho is blocking requests until {until.astimezone(UTC):%H:%M:%S} UTC, longer than "
+            f"Zoho is blocking requests until {in_utc(until)}, longer than "
             f"a scheduled run waits ({max_wait:g} s): nothing done"
         )
     return _summary(run(max_wait))

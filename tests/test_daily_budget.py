@@ -110,7 +110,7 @@ def test_the_message_names_when_the_next_request_may_go():
     assert "(4 of 5 requests in the last 24 hours, 1 kept for other integrations)" in str(
         caught.value
     )
-    assert "at 2026-12-02 14:02 UTC" in str(caught.value)
+    assert "at 2026-12-02 14:02:00 UTC" in str(caught.value)
     clock.now = caught.value.resets_at.timestamp() - 60
     with pytest.raises(DailyBudgetUsed):
         send(gate, 1)
@@ -119,7 +119,7 @@ def test_the_message_names_when_the_next_request_may_go():
     with pytest.raises(DailyBudgetUsed) as caught:
         send(gate, 1)
     # Now the two of 14:03 are next: they leave at 14:04:00 + 24 h + 5.5 s.
-    assert "at 2026-12-02 14:05 UTC" in str(caught.value)
+    assert "at 2026-12-02 14:05:00 UTC" in str(caught.value)
 
 
 def test_the_count_frees_up_once_the_last_24_hours_have_passed():
@@ -236,7 +236,7 @@ def test_a_run_after_a_day_turned_over_stops_until_the_last_24_hours_allow(
     assert emulator.request_log == []
     assert report.run.status == SyncRunStatus.STOPPED
     next_at = datetime.fromtimestamp(next_request_at(went_at.timestamp()), tz=UTC)
-    assert f"at {next_at:%Y-%m-%d %H:%M} UTC" in report.stop_reason
+    assert f"at {next_at:%Y-%m-%d %H:%M:%S} UTC" in report.stop_reason
     assert "; 1 customer(s) remain, which the schedule takes up again from then" in (
         report.stop_reason
     )

@@ -250,7 +250,7 @@ def test_daily_budget_stops_a_run_cleanly_and_says_when_the_next_request_may_go(
     )
     # A day after the end of the minute they went, plus the 5 s they may have taken to arrive.
     next_at = first_minute + timedelta(days=1, minutes=2)
-    assert f"at {next_at:%Y-%m-%d %H:%M} UTC" in report.stop_reason
+    assert f"at {next_at:%Y-%m-%d %H:%M:%S} UTC" in report.stop_reason
     statuses = [Customer.objects.get(pk=c.pk).zoho_sync_status for c in customers]
     assert statuses == [SyncStatus.SYNCED] * 2 + [SyncStatus.FAILED] * 2
 

@@ -38,7 +38,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from enum import StrEnum
 
 from django.conf import settings
@@ -60,6 +60,7 @@ from billing_sync.run.estimate import (
     in_words,
 )
 from billing_sync.run.selection import customers_backlog, customers_syncable
+from billing_sync.times import in_utc
 from billing_sync.zoho.pacing import daily_requests_counted
 from billing_sync.zoho.state import active_block, current_api_state
 
@@ -207,13 +208,14 @@ def _block_change(state: AlertState, now: _Conditions, checked_at: datetime) -> 
         state.block_alerted = False
         if not alerted:
             return None
+        ran_until = in_utc(last_until, with_date=True) if last_until else "-"
         return Alert(
             condition=AlertCondition.ZOHO_BLOCK,
             recovered=True,
             subject="Zoho's block has ended",
             message=(
                 f"Zoho no longer blocks our requests (the block we alerted about ran until "
-                f"{_utc(last_until)}). Customers a run left failed are retried by the next run."
+                f"{ran_until}). Customers a run left failed are retried by the next run."
             ),
             link=link,
         )
@@ -226,12 +228,13 @@ def _block_change(state: AlertState, now: _Conditions, checked_at: datetime) -> 
         return None
     state.block_alerted = True
     remaining = max(round((until - checked_at).total_seconds() / 60), 1)
+    blocked_until = in_utc(until, with_date=True)
     return Alert(
         condition=AlertCondition.ZOHO_BLOCK,
         recovered=False,
-        subject=f"Zoho blocks every request until {_utc(until)}",
+        subject=f"Zoho blocks every request until {blocked_until}",
         message=(
-            f"Zoho refuses every request from the organization until {_utc(until)} (about "
+            f"Zoho refuses every request from the organization until {blocked_until} (about "
             f"{remaining} min from now; alerting on blocks over "
             f"{settings.ZOHO_ALERT_BLOCK_SECONDS:g} s). Zoho said: {now.block_reason or '-'}. "
             "Runs wait for it or stop; customers they leave failed are retried afterwards."
@@ -349,7 +352,8 @@ def _completion_change(state: AlertState, now: _Conditions, checked_at: datetime
         subject="Every customer that belongs in Zoho is in Zoho and in step",
         message=(
             f"The backlog is done: {_customers(peak)} waited for a run at most (first seen "
-            f"{_utc(since)}), and it took {_duration(checked_at - since)}.{waiting}"
+            f"{in_utc(since, with_date=True)}), and it took {_duration(checked_at - since)}."
+            f"{waiting}"
         ),
         link=_admin_link("admin:index"),
     )
@@ -438,7 +442,3 @@ def _customers(count: int) -> str:
 
 def _need(count: int) -> str:
     return "needs" if count == 1 else "need"
-
-
-def _utc(moment: datetime | None) -> str:
-    return f"{moment.astimezone(UTC):%Y-%m-%d %H:%M:%S} UTC" if moment else "-"

@@ -26,7 +26,6 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
 
 from django.conf import settings
 from django.db import DatabaseError, connection
@@ -42,6 +41,7 @@ from billing_sync.imports.source import writeback_configured
 from billing_sync.models import SyncRun, SyncRunStatus, SyncStatus
 from billing_sync.operations.alerts import writeback_catch_up_due
 from billing_sync.run.selection import customers_syncable
+from billing_sync.times import in_utc
 from billing_sync.zoho.state import active_block, current_api_state
 
 logger = logging.getLogger(__name__)
@@ -224,11 +224,11 @@ def _zoho_block() -> _Checked:
             return _Checked(HealthCheck("zoho_block", True, detail, False), "Zoho not blocking")
         reason = (state.block_reason or "-")[:REASON_MAX_CHARS]
         detail = (
-            f"Zoho blocks every request until {_utc(until)} (in "
+            f"Zoho blocks every request until {in_utc(until, with_date=True)} (in "
             f"{_span((until - now).total_seconds())}); runs wait or stop, and the next run "
             f"retries. Zoho said: {reason}"
         )
-        phrase = f"Zoho blocking until {until.astimezone(UTC):%H:%M} UTC"
+        phrase = f"Zoho blocking until {in_utc(until)}"
         return _Checked(HealthCheck("zoho_block", False, detail, False), phrase)
 
     return _guarded("zoho_block", "database", check)
@@ -276,7 +276,3 @@ def _span(seconds: float) -> str:
     if seconds < 48 * 3600:
         return f"{seconds / 3600:.0f} h"
     return f"{seconds / 86400:.0f} days"
-
-
-def _utc(moment: datetime) -> str:
-    return f"{moment.astimezone(UTC):%Y-%m-%d %H:%M:%S} UTC"

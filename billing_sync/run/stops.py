@@ -14,9 +14,10 @@ for the next run."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 
 from billing_sync.models import Customer
+from billing_sync.times import in_utc
 from billing_sync.zoho.errors import ZOHO_RUN_STOPPERS, ZohoConfigError, ZohoError, ZohoInvalidData
 from billing_sync.zoho.records import ZohoCustomer
 
@@ -66,8 +67,8 @@ class AccountNumbersNotKeptYet(ZohoConfigError):
     def __init__(self, *, checked_at: datetime, next_at: datetime) -> None:
         super().__init__(
             f"Zoho did not keep our account number when it was last written "
-            f"({checked_at.astimezone(UTC):%H:%M:%S} UTC): no customer is created until it "
-            f"does. The schedule writes it again after {next_at.astimezone(UTC):%H:%M:%S} UTC; "
+            f"({in_utc(checked_at)}): no customer is created until it "
+            f"does. The schedule writes it again after {in_utc(next_at)}; "
             "once the custom field is fixed in Zoho, `manage.py zoho_sync_customers` does it "
             "at once"
         )

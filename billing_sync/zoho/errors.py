@@ -7,10 +7,12 @@ stays a plain `ZohoError` and is treated as a failure, never as success.
 from __future__ import annotations
 
 import math
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import requests
+
+from billing_sync.times import in_utc
 
 RATE_LIMIT_CODES = {44: "minute", 45: "daily", 1070: "concurrency"}
 AUTH_CODES = {14, 57}
@@ -142,7 +144,7 @@ class RateLimitWaitExceeded(ZohoRateLimited):
     """Zoho is blocking us for longer than this run may wait (`--max-wait`)."""
 
     def __init__(self, *, until: datetime, reason: str = "") -> None:
-        super().__init__(f"rate limited by Zoho until {until.astimezone(UTC):%H:%M:%S} UTC")
+        super().__init__(f"rate limited by Zoho until {in_utc(until)}")
         self.until = until
         self.reason = reason
 
@@ -155,7 +157,7 @@ class DailyBudgetUsed(ZohoError):
         super().__init__(
             f"the daily Zoho budget is used ({used} of {daily.limit} requests in the last 24 "
             f"hours, {daily.reserve} kept for other integrations); the next request may go at "
-            f"{resets_at.astimezone(UTC):%Y-%m-%d %H:%M} UTC"
+            f"{in_utc(resets_at, with_date=True)}"
         )
         self.resets_at = resets_at
 
