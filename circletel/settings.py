@@ -75,7 +75,7 @@ DEBUG = _flag("DJANGO_DEBUG", not IS_PRODUCTION)
 ALLOWED_HOSTS = env.list("DJANGO_ALLOWED_HOSTS", default=[] if IS_PRODUCTION else ["*"])
 
 INSTALLED_APPS = [
-    "billing_sync.admin_config.BillingSyncAdminConfig",
+    "circletel.apps.BillingSyncAdminConfig",
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
@@ -176,9 +176,9 @@ if CUSTOMER_SOURCE_WRITEBACK_TABLE and not re.fullmatch(
     )
 DATABASE_ROUTERS = ["billing_sync.routers.DefaultDatabaseOnly"]
 
-# The admin's Import and Export (django-import-export, billing_sync/import_admin.py): exporting
-# needs the right to view customers (importing, to add and change them). The upload waits between
-# preview and confirm in the temporary folder (one host; MediaStorage for several).
+# The admin's Import and Export (django-import-export, billing_sync/admin/import_and_export.py):
+# exporting needs the right to view customers (importing, to add and change them). The upload
+# waits between preview and confirm in the temporary folder (one host; MediaStorage for several).
 IMPORT_EXPORT_EXPORT_PERMISSION_CODE = "view"
 
 # Monitors and Prometheus often probe over plain HTTP inside the private network: no redirect.

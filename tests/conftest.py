@@ -17,7 +17,7 @@ from django.utils import timezone
 
 from billing_sync.models import AccountStatus, Customer, SyncTrigger
 from billing_sync.run.runs import customers_backfill, customers_sync
-from tests.helpers import ZohoClock
+from tests.helpers import ZohoClock, authorize
 from tests.source_db import QUERY, SourceDatabase, source_alias, source_database
 from zoho_emulator import (
     EMULATOR_CLIENT_ID,
@@ -179,3 +179,9 @@ def http() -> Iterator[requests.Session]:
     """A plain HTTP session (to speak to the emulator as any client would)."""
     with requests.Session() as session:
         yield session
+
+
+@pytest.fixture
+def api(emulator: ZohoEmulator, http: requests.Session) -> requests.Session:
+    """A session carrying a fresh access token and the organization header."""
+    return authorize(http, emulator)

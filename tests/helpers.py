@@ -1,11 +1,13 @@
 """Helpers the test modules share (fixtures are in conftest.py): the one way to wait for
-another process or thread, speaking to the emulator over plain HTTP, what Zoho holds, a staff
-client, and django-q's queue run in this process."""
+another process or thread, a free port for one, speaking to the emulator over plain HTTP, what
+Zoho holds, a staff client, django-q's queue run in this process, and the request gate on a
+clock the test moves."""
 
 from __future__ import annotations
 
 import http.server
 import json
+import socket
 import threading
 import time
 from collections import Counter
@@ -22,6 +24,7 @@ from django_q.pusher import pusher
 from django_q.queues import Queue
 from django_q.worker import worker
 
+from billing_sync.zoho.pacing import Budget, RequestGate
 from zoho_emulator import (
     EMULATOR_CLIENT_ID,
     EMULATOR_CLIENT_SECRET,
@@ -49,6 +52,10 @@ NOT_FOUND_ANSWERS = [
     ),
     ("404/1002", 404, {"code": 1002, "message": "Customer does not exist."}),
 ]
+CLOCK_START = 1_000_000.0  # 1970-01-12 13:46:40 UTC
+GATE_TIMEOUT = 5.0
+# A per-window budget that never binds (1,000 requests a second).
+UNBOUNDED = Budget(1000, 1.0)
 
 
 class ZohoClock:
@@ -64,6 +71,35 @@ class ZohoClock:
         self.now += seconds
 
 
+class FakeClock:
+    """The request gate's clock and sleep, moved on by the test: each wait is recorded in
+    `slept` and passes at once."""
+
+    def __init__(self) -> None:
+        self.now = CLOCK_START
+        self.slept: list[float] = []
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.slept.append(seconds)
+        self.now += seconds
+
+
+def new_gate(clock: FakeClock, budget: Budget = UNBOUNDED, **options: Any) -> RequestGate:
+    """A request gate on `clock`: requests time out after GATE_TIMEOUT seconds and a block is
+    never waited for. The default `budget` never binds, so a `daily` share is alone at work."""
+    return RequestGate(
+        budget=budget,
+        request_timeout=GATE_TIMEOUT,
+        max_wait=0,
+        clock=clock,
+        sleep=clock.sleep,
+        **options,
+    )
+
+
 def wait_for(
     condition: Callable[[], Any], what: str, *, timeout: float = 60, interval: float = 0.05
 ) -> Any:
@@ -75,6 +111,13 @@ def wait_for(
             raise AssertionError(f"timed out after {timeout} s waiting for {what}")
         time.sleep(interval)
     return result
+
+
+def free_port() -> int:
+    """A loopback port no one listens on now, for a process the test starts."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
 
 
 def most_in_any_window(times: list[float], window: float) -> int:

@@ -15,7 +15,6 @@ from django.utils import timezone
 from django.utils.html import escape
 from django_q.models import OrmQ
 
-from billing_sync import admin_site
 from billing_sync.models import (
     AccountStatus,
     AttemptOutcome,
@@ -30,6 +29,7 @@ from billing_sync.models import (
 from billing_sync.operations.health import HealthCheck, HealthReport, health_report
 from billing_sync.operations.schedules import schedules_ensure
 from billing_sync.run.selection import edited_since_accepted_q
+from circletel import admin as admin_site
 from tests.helpers import logged_in, run_queued_tasks
 
 pytestmark = pytest.mark.django_db

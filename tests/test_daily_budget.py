@@ -16,41 +16,15 @@ from billing_sync.zoho.errors import DailyBudgetUsed
 from billing_sync.zoho.pacing import (
     DAY_SECONDS,
     LEASE_SECONDS,
-    Budget,
     DailyBudget,
     RequestGate,
 )
-from tests.helpers import most_in_any_window
+from tests.helpers import CLOCK_START, GATE_TIMEOUT, FakeClock, most_in_any_window, new_gate
 
 pytestmark = pytest.mark.django_db
 
-TIMEOUT = 5.0
 # The longest a request can take to arrive at Zoho after its lease: it counts that much longer.
-ARRIVAL = TIMEOUT + LEASE_SECONDS
-START = 1_000_000.0  # 1970-01-12 13:46:40 UTC
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = START
-
-    def __call__(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.now += seconds
-
-
-def new_gate(clock: FakeClock, daily: DailyBudget) -> RequestGate:
-    """A gate whose per-window budget never binds, so only the daily cap is at work."""
-    return RequestGate(
-        budget=Budget(1000, 1.0),
-        request_timeout=TIMEOUT,
-        max_wait=0,
-        clock=clock,
-        sleep=clock.sleep,
-        daily=daily,
-    )
+ARRIVAL = GATE_TIMEOUT + LEASE_SECONDS
 
 
 def send(gate: RequestGate, count: int) -> None:
@@ -79,13 +53,13 @@ def test_requests_late_in_one_day_still_count_early_in_the_next():
     # The old rule began a day with its first request and reset the count 24 hours later: the
     # seven requests sent in that day's last minutes would have been forgotten at its end.
     clock = FakeClock()
-    gate = new_gate(clock, DailyBudget(10, 2))  # a share of 8 a day
+    gate = new_gate(clock, daily=DailyBudget(10, 2))  # a share of 8 a day
     send(gate, 1)
-    clock.now = START + DAY_SECONDS - 120
+    clock.now = CLOCK_START + DAY_SECONDS - 120
     send(gate, 7)
     late = clock.now
 
-    clock.now = START + DAY_SECONDS + 120  # the first request has left the last 24 hours
+    clock.now = CLOCK_START + DAY_SECONDS + 120  # the first request has left the last 24 hours
     send(gate, 1)
     with pytest.raises(DailyBudgetUsed) as caught:
         send(gate, 1)
@@ -97,7 +71,7 @@ def test_requests_late_in_one_day_still_count_early_in_the_next():
 def test_the_message_names_when_the_next_request_may_go():
     clock = FakeClock()
     clock.now = datetime(2026, 12, 1, 14, 0, 30, tzinfo=UTC).timestamp()
-    gate = new_gate(clock, DailyBudget(5, 1))
+    gate = new_gate(clock, daily=DailyBudget(5, 1))
     send(gate, 2)
     clock.now += 3 * 60
     send(gate, 2)
@@ -124,9 +98,9 @@ def test_the_message_names_when_the_next_request_may_go():
 
 def test_the_count_frees_up_once_the_last_24_hours_have_passed():
     clock = FakeClock()
-    gate = new_gate(clock, DailyBudget(3, 0))
+    gate = new_gate(clock, daily=DailyBudget(3, 0))
     send(gate, 3)
-    clock.now = leaves_count_at(START) - 0.5
+    clock.now = leaves_count_at(CLOCK_START) - 0.5
     with pytest.raises(DailyBudgetUsed):
         send(gate, 1)
 
@@ -139,11 +113,11 @@ def test_the_count_frees_up_once_the_last_24_hours_have_passed():
 def test_never_more_than_the_share_in_any_24_hours_over_days_of_bursts():
     clock = FakeClock()
     share = 50
-    gates = [new_gate(clock, DailyBudget(share + 10, 10)) for _ in range(2)]  # two processes
+    gates = [new_gate(clock, daily=DailyBudget(share + 10, 10)) for _ in range(2)]  # two processes
     draw = random.Random(7)
     sent: list[float] = []
     refused: list[tuple[float, float]] = []  # (when, the time the message named)
-    while clock.now < START + 4 * DAY_SECONDS:
+    while clock.now < CLOCK_START + 4 * DAY_SECONDS:
         clock.now += draw.choice([1, 30, 600, 3600, 5 * 3600])
         gate = draw.choice(gates)
         try:
@@ -163,34 +137,34 @@ def test_never_more_than_the_share_in_any_24_hours_over_days_of_bursts():
 
 def test_unsent_requests_given_back_leave_the_count():
     clock = FakeClock()
-    gate = new_gate(clock, DailyBudget(100, 0))  # a lease takes up to 50
+    gate = new_gate(clock, daily=DailyBudget(100, 0))  # a lease takes up to 50
     gate.release(gate.acquire("GET", "/customers"), 200)
     assert sum(ZohoApiState.objects.get().day_counts.values()) == 50  # the whole lease counts
 
     gate.close()
 
-    assert ZohoApiState.objects.get().day_counts == {str(math.floor(START / 60)): 1}
+    assert ZohoApiState.objects.get().day_counts == {str(math.floor(CLOCK_START / 60)): 1}
 
 
 def test_a_block_gives_the_lease_back_to_the_day_too():
     clock = FakeClock()
-    gate = new_gate(clock, DailyBudget(100, 0))
+    gate = new_gate(clock, daily=DailyBudget(100, 0))
     gate.release(gate.acquire("GET", "/customers"), 429)
 
     gate.record_block(seconds=60, reason="code 44")
 
-    assert ZohoApiState.objects.get().day_counts == {str(math.floor(START / 60)): 1}
+    assert ZohoApiState.objects.get().day_counts == {str(math.floor(CLOCK_START / 60)): 1}
 
 
 def test_a_lease_prunes_the_minutes_that_left_and_stays_flat():
     clock = FakeClock()
-    clock.now = START + 2 * DAY_SECONDS
+    clock.now = CLOCK_START + 2 * DAY_SECONDS
     minutes_back = 30 * 60  # a request in every minute of the last 30 hours
     now_minute = math.floor(clock.now / 60)
     ZohoApiState.objects.create(
         singleton=1, day_counts={str(now_minute - m): 1 for m in range(1, minutes_back + 1)}
     )
-    gate = new_gate(clock, DailyBudget(5000, 0))
+    gate = new_gate(clock, daily=DailyBudget(5000, 0))
 
     with CaptureQueriesContext(connection) as full:
         gate.acquire("GET", "/customers")
@@ -201,13 +175,13 @@ def test_a_lease_prunes_the_minutes_that_left_and_stays_flat():
     assert min(map(int, counts)) == math.floor((clock.now - DAY_SECONDS - ARRIVAL) / 60)
     ZohoApiState.objects.update(day_counts={})
     with CaptureQueriesContext(connection) as empty:
-        new_gate(clock, DailyBudget(5000, 0)).acquire("GET", "/customers")
+        new_gate(clock, daily=DailyBudget(5000, 0)).acquire("GET", "/customers")
     assert len(full) == len(empty)
 
 
 def test_with_the_daily_limit_off_the_state_row_is_not_written():
     clock = FakeClock()
-    gate = new_gate(clock, DailyBudget(0, 0))
+    gate = new_gate(clock, daily=DailyBudget(0, 0))
 
     with CaptureQueriesContext(connection) as queries:
         send(gate, 3)

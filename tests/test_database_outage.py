@@ -20,7 +20,7 @@ import requests
 from django.db import connection
 
 from tests.forwarder import Forwarder
-from tests.helpers import wait_for, zoho_account_counts, zoho_posts
+from tests.helpers import free_port, wait_for, zoho_account_counts, zoho_posts
 from tests.processes import (
     ZOHO_SETTINGS,
     run_manage,
@@ -217,14 +217,6 @@ def status_of(url: str) -> int | None:
         return requests.get(url, timeout=10).status_code
     except requests.RequestException:
         return None
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def test_claims_taken_over_during_an_outage_are_left_to_the_run_that_took_them(

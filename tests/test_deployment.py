@@ -13,7 +13,6 @@ import os
 import re
 import runpy
 import shlex
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -28,7 +27,7 @@ import pytest
 import redis
 import yaml
 
-from tests.helpers import wait_for
+from tests.helpers import free_port, wait_for
 from tests.processes import (
     PROJECT,
     ZOHO_SETTINGS,
@@ -257,12 +256,6 @@ def start_command(name: str, env: Mapping[str, str], log: Path) -> subprocess.Po
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 @pytest.fixture(scope="module")

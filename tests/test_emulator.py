@@ -84,7 +84,8 @@ def emu(emulator_server: ZohoEmulator) -> Iterator[ZohoEmulator]:
 
 @pytest.fixture
 def api(emu: ZohoEmulator, http: requests.Session) -> requests.Session:
-    """A session carrying a fresh access token and the organization header."""
+    """A session carrying a fresh access token and the organization header: conftest's, on
+    `emu` (no Django settings) rather than `emulator`."""
     return authorize(http, emu)
 
 

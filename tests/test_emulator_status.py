@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 import requests
 
-from tests.helpers import ACME, NOT_AUTHORIZED, NOT_FOUND_ANSWERS, ZohoClock, authorize, call
+from tests.helpers import ACME, NOT_AUTHORIZED, NOT_FOUND_ANSWERS, ZohoClock, call
 from zoho_emulator import ZohoEmulator
 
 SCOPE = "ZohoSubscriptions.customers."
@@ -20,12 +20,6 @@ HAS_SUBSCRIPTIONS = {
     "code": 3063,
     "message": "The customer cannot be marked as inactive as it has active subscriptions.",
 }
-
-
-@pytest.fixture
-def api(emulator: ZohoEmulator, http: requests.Session) -> requests.Session:
-    """A session carrying a fresh access token and the organization header."""
-    return authorize(http, emulator)
 
 
 def mark(

@@ -14,7 +14,6 @@ from tests.helpers import (
     NOT_AUTHORIZED,
     ORG_HEADER,
     ZohoClock,
-    authorize,
     call,
     create,
     request_token,
@@ -31,12 +30,6 @@ PLAN_LIMIT = {
 }
 SCOPE = "ZohoSubscriptions.customers."
 ALL_SCOPES = tuple(SCOPE + action for action in ("CREATE", "READ", "UPDATE"))
-
-
-@pytest.fixture
-def api(emulator: ZohoEmulator, http: requests.Session) -> requests.Session:
-    """A session carrying a fresh access token and the organization header."""
-    return authorize(http, emulator)
 
 
 def listed(api: requests.Session, emulator: ZohoEmulator, **params: Any) -> dict[str, Any]:

@@ -21,22 +21,9 @@ from billing_sync.zoho.client import ZohoClient
 from billing_sync.zoho.config import zoho_config
 from billing_sync.zoho.errors import RateLimitWaitExceeded, ZohoRateLimited
 from billing_sync.zoho.pacing import LEASE_SECONDS, Budget, DailyBudget, RequestGate
-from tests.helpers import most_in_any_window
+from tests.helpers import FakeClock, most_in_any_window, new_gate
 
 pytestmark = pytest.mark.django_db
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 1_000_000.0
-        self.slept: list[float] = []
-
-    def __call__(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.slept.append(seconds)
-        self.now += seconds
 
 
 def test_gate_admits_the_budget_then_waits_for_the_oldest_to_leave_the_window():
@@ -64,12 +51,6 @@ def test_gate_counts_an_unanswered_request_until_its_timeout():
 
     # Its timeout, plus the most it can have waited in its lease before going out, plus the window.
     assert sum(clock.slept) == pytest.approx(5 + LEASE_SECONDS + 10, abs=0.1)
-
-
-def new_gate(clock: FakeClock, budget: Budget, **kwargs) -> RequestGate:
-    return RequestGate(
-        budget=budget, request_timeout=5, max_wait=0, clock=clock, sleep=clock.sleep, **kwargs
-    )
 
 
 def test_gates_in_two_processes_share_the_budget_lease_by_lease():

@@ -1,4 +1,9 @@
-"""The admin site: its index opens on an overview of the Zoho sync."""
+"""The admin site: its index opens on an overview of the Zoho sync.
+
+Here, in the project, as Django's documentation places a custom site (and circletel/apps.py its
+config): Django imports this module to make `admin.site`, and a module inside billing_sync/admin/
+would import that package, whose admins would then register on a site about to be replaced.
+"""
 
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """Import and export on the admin's customer list, with django-import-export's pages.
 
 The library shows the upload form, the preview and the confirm step, and writes the export; the
-rows themselves go through our import service (services/customer_import.py), the command's own
+rows themselves go through our import service (imports/customer_import.py), the command's own
 path: the same columns, checks, refusals and counts, one sync task, a CustomerImport record. The
 preview is that service's dry run; confirming runs it for real. Refused rows are shown with
 their line, column and reason, and never stop the other rows from being imported.
