@@ -5,5 +5,5 @@ Owns: alerts and their delivery (`alerts`, `notify`), /healthz (`health`) and /m
 schedules (`schedules`) and queue (`queueing`), the credentials check (`credentials`), and the
 drift check against Zoho with its repair (`verify`).
 
-May import: models, database, customer_data, zoho, run, imports.
+May import: models, database, customer_data, times, zoho, run, imports.
 """

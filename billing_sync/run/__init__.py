@@ -6,7 +6,7 @@ SyncAttempt rows (`audit`), what stops it (`stops`), its record opened and close
 and what it reports, read from those rows (`report`); the plan of a run not yet made (`plan`)
 and when the work will be done (`estimate`). One customer's sync lives in `run.customer`.
 
-May import: models, database, ctrl_c, customer_data, zoho, operations.alerts (a run ends by
+May import: models, database, ctrl_c, customer_data, times, zoho, operations.alerts (a run ends by
 telling the team what started or stopped going wrong), imports.source (a run ends by writing
 the Zoho ids back into the company's database).
 

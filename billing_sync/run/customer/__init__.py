@@ -5,6 +5,6 @@ wait, gone; pure, as `zoho_plan` shows them), acting on them, finding the custom
 (`matching`), whose fault a refusal is (`refusals`) and our account number in Zoho's custom
 field (`account_numbers`).
 
-May import: models, database, customer_data, zoho, run (the package above: its claims, audit
+May import: models, database, customer_data, times, zoho, run (the package above: its claims, audit
 and stops).
 """
