@@ -9,7 +9,7 @@ missing PostgreSQL one is created), an emulator in this process allowing 100 req
 that Zoho already holds, seeded in the emulator and bulk-created here linked and in step (with
 ZOHO_SYNC_ON_SAVE off: nothing queued); a `customers_sync` run right after must select none.
 Then, with the worker up, ONE `Customer.objects.update(phone=...)` over every row, timed: in
-autocommit its commit, and so the queueing of the edits (services/queueing.py), happens inside
+autocommit its commit, and so the queueing of the edits (operations/queueing.py), happens inside
 the call. Zoho is polled every 0.5 s until it holds the new phone for every customer. Prints:
   update()             seconds the call took, the queueing included
   tasks queued         django-q tasks waiting right after it (OrmQ rows), and done at the end

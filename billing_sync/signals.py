@@ -2,7 +2,7 @@
 
 Any save through the ORM (the admin, the shell, code) and any update() of the fields we send
 queues its sync once the transaction commits, together with the other edits of that
-transaction: one task for one customer, one per batch for many (services/queueing.py); the
+transaction: one task for one customer, one per batch for many (operations/queueing.py); the
 schedule stays the safety net for edits made outside the ORM (a database trigger marks those for
 it).
 """

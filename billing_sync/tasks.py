@@ -25,7 +25,7 @@ from billing_sync.zoho.state import current_block
 
 
 def sync_customer_task(customer_id: int, trigger: str = SyncTrigger.EDIT) -> str:
-    """Sync one customer: queued by its saved edit (services/queueing.py)."""
+    """Sync one customer: queued by its saved edit (operations/queueing.py)."""
     customers_task_started([customer_id])
     return _unless_blocked(
         lambda max_wait: customer_sync(
@@ -36,7 +36,7 @@ def sync_customer_task(customer_id: int, trigger: str = SyncTrigger.EDIT) -> str
 
 def sync_selected_task(customer_ids: list[int], trigger: str = SyncTrigger.ADMIN) -> str:
     """Sync a selection of customers in one run: re-queued by a person from the admin, or
-    edited together (an update(), a transaction: services/queueing.py)."""
+    edited together (an update(), a transaction: operations/queueing.py)."""
     customers_task_started(customer_ids)
     return _unless_blocked(
         lambda max_wait: customers_sync_selected(

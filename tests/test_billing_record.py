@@ -20,7 +20,7 @@ from billing_sync.models import (
     SyncStatus,
 )
 from billing_sync.operations.queueing import customers_requeue
-from billing_sync.run.customer.sync import CLOSED_NOT_CREATED
+from billing_sync.run.customer.decisions import CLOSED_NOT_CREATED
 from billing_sync.run.plan import customers_plan
 from billing_sync.run.runs import customers_backfill, customers_sync
 from billing_sync.run.stops import AddressNotKept

@@ -12,7 +12,7 @@ from billing_sync.models import (
     SyncRunKind,
     SyncTrigger,
 )
-from billing_sync.run.customer.sync import CLOSED_NOT_CREATED, Action
+from billing_sync.run.customer.decisions import CLOSED_NOT_CREATED, Action
 from billing_sync.run.plan import customers_plan
 from billing_sync.run.report import ResultCollector
 from billing_sync.run.runs import customers_backfill, customers_retry_failed, customers_sync

@@ -1,9 +1,12 @@
 """The audit trail: every attempt at a customer is one `SyncAttempt` row, written through here.
 
-An attempt begins "sending" and unsaved (`RunAttempts.begin`); it is saved before the first
-request that belongs to it goes out, so a crash mid-request leaves it on record; it ends once,
-with its outcome (`RunAttempts.finish`). Rows outlive their customer: email and account number
-are copied onto them.
+An attempt begins "sending" and unsaved (`RunAttempts.begin`); it is saved (`open`, or a
+group's at once: `open_all`) before the first request that belongs to it goes out, so a crash
+mid-request leaves it on record, and one whose request never went out is deleted (`withdraw`);
+it ends once, with its outcome: `set_ended` sets how on the object, `write` writes attempts so
+set (with the customer rows that go with them), `finish` does both for one. Once written, the
+final ones are reported (`report`). Rows outlive their customer: email and account number are
+copied onto them. The verbs are in docs/glossary.md.
 """
 
 from __future__ import annotations
@@ -85,12 +88,12 @@ class RunAttempts:
     def finish(
         self, attempt: SyncAttempt, outcome: AttemptOutcome, **how: Unpack[Ending]
     ) -> SyncAttempt:
-        """Record how an attempt ended (see `ended`), and write it."""
-        self.write([ended(attempt, outcome, **how)])
+        """Set how an attempt ended (`set_ended`), and write it."""
+        self.write([set_ended(attempt, outcome, **how)])
         return attempt
 
     def write(self, attempts: list[SyncAttempt], *, also: Callable[[], None] | None = None) -> None:
-        """Write attempts `ended` here (the new ones in one INSERT, the opened ones in one
+        """Write attempts `set_ended` (the new ones in one INSERT, the opened ones in one
         UPDATE) and `also`'s writes in one transaction, taken again whole after a lost
         database; then report the final ones."""
         self.steps.take(lambda: self._write_together(attempts, also))
@@ -136,8 +139,9 @@ class Ending(TypedDict, total=False):
     waiting_until: datetime
 
 
-def ended(attempt: SyncAttempt, outcome: AttemptOutcome, **how: Unpack[Ending]) -> SyncAttempt:
-    """Set how an attempt ended, to be written by `RunAttempts.write`."""
+def set_ended(attempt: SyncAttempt, outcome: AttemptOutcome, **how: Unpack[Ending]) -> SyncAttempt:
+    """Set how an attempt ended, on the object only: written by `RunAttempts.write` (or
+    `finish`, which does both)."""
     error = how.get("error")
     attempt.outcome = outcome
     attempt.final = how.get("final", False)

@@ -1,10 +1,11 @@
 """The plan: what a run would do with each customer, from one read of Zoho, written nowhere.
 
 Each customer the run would take gets the decision the run would act on: `decide`, the very
-function a run calls (customer_sync.py), with the writes left out. Zoho is listed once (pages of
-200, within the shared budget; a candidate is read in full where its account number decides),
-and nothing is written: no run, no attempt, no customer row, nothing in Zoho. It estimates when
-the run would be done (estimate.py): the requests each decision sends, and Zoho's reads again.
+function a run calls (customer/decisions.py), with the writes left out. Zoho is listed once
+(pages of 200, within the shared budget; a candidate is read in full where its account number
+decides), and nothing is written: no run, no attempt, no customer row, nothing in Zoho. It
+estimates when the run would be done (estimate.py): the requests each decision sends, and
+Zoho's reads again.
 """
 
 from __future__ import annotations
@@ -18,8 +19,8 @@ from billing_sync.customer_data import (
     zoho_held_fields,
 )
 from billing_sync.models import Customer, SyncRunKind
+from billing_sync.run.customer.decisions import Action, Decision, decide
 from billing_sync.run.customer.matching import ZohoCustomerFinder
-from billing_sync.run.customer.sync import Action, Decision, decide
 from billing_sync.run.estimate import Estimate, estimate_finish, higher_daily_limit
 from billing_sync.run.selection import RUN_SELECTIONS, RunSelection, customers_syncable
 from billing_sync.zoho.client import ZohoClient

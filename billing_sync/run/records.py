@@ -83,7 +83,7 @@ def close_dead_runs(stale_seconds: float, *, closer: SyncRun) -> int:
     "sending" interrupted, its counts read from its final attempts); how many.
 
     Its customers are not touched here: their claims are stale too, and the runs that take
-    them over look in Zoho first (claims.py, customer_sync.py).
+    them over look in Zoho first (claims.py, customer/decisions.py).
     """
     silent = silent_longer_than(stale_seconds)
     dead = SyncRun.objects.filter(silent, status=SyncRunStatus.RUNNING).exclude(pk=closer.pk)

@@ -124,9 +124,9 @@ def closed_before_zoho_q() -> Q:
     return Q(account_status=AccountStatus.CLOSED, zoho_billing_customer_id__isnull=True)
 
 
-def settled_closed_q() -> Q:
-    """Closed before it reached Zoho, and a run has said so for its data as it is (with no
-    create of it in doubt): no run takes it again until it is edited."""
+def closed_not_created_q() -> Q:
+    """Closed before it reached Zoho, and a run has decided so for its data as it is (skipped,
+    not created; with no create of it in doubt): no run takes it again until it is edited."""
     return closed_before_zoho_q() & ~edited_since_accepted_q() & Q(zoho_create_sent_at__isnull=True)
 
 
@@ -135,13 +135,13 @@ def backfill_q(stale_after_seconds: float) -> Q:
     takeable = Q(zoho_sync_status__in=[SyncStatus.PENDING, SyncStatus.FAILED]) | stale_claim_q(
         stale_after_seconds
     )
-    return Q(zoho_billing_customer_id__isnull=True) & takeable & ~settled_closed_q()
+    return Q(zoho_billing_customer_id__isnull=True) & takeable & ~closed_not_created_q()
 
 
 def retry_q(stale_after_seconds: float) -> Q:
     """Whose last sync failed, or whose run died while working on them."""
     takeable = Q(zoho_sync_status=SyncStatus.FAILED) | stale_claim_q(stale_after_seconds)
-    return Q(zoho_billing_customer_id__isnull=True) & takeable & ~settled_closed_q()
+    return Q(zoho_billing_customer_id__isnull=True) & takeable & ~closed_not_created_q()
 
 
 def changed_q(stale_after_seconds: float) -> Q:

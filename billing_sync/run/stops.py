@@ -8,7 +8,7 @@ scope). The sync's, defined here: Zoho refusing the custom field that carries ou
 number, refusing creates alike several times in a row, or not keeping the account number, the
 VAT number or the billing address as sent; and the account number that could not be checked.
 A run that meets one leaves what it had not finished `failed` with the error's message
-(runs.py `LiveRun._stop`); a ZohoConfigError exits 2. A database that stays away
+(live_run.py `LiveRun._stop`); a ZohoConfigError exits 2. A database that stays away
 (database.DatabaseLost) ends a run too, but as a crash does: what it could not write is left
 for the next run."""
 

@@ -76,7 +76,7 @@ class ZohoClient:
         self.writes_answered = 0
 
     def close(self) -> None:
-        """Settle the budget's books (answers held, requests leased) and close the connections."""
+        """Square the budget's books (answers held, requests leased) and close the connections."""
         try:
             self.gate.close()
         finally:

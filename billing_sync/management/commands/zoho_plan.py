@@ -14,7 +14,7 @@ from billing_sync.management.base import (
 )
 from billing_sync.management.printing import Printer
 from billing_sync.models import SyncRunKind
-from billing_sync.run.customer.sync import Action
+from billing_sync.run.customer.decisions import Action
 from billing_sync.run.estimate import Estimate, finish_text, in_words
 from billing_sync.run.plan import Plan, PlannedCustomer, customers_plan
 

@@ -24,7 +24,7 @@ from django.utils import timezone
 
 from billing_sync.customer_data import account_number_update, customer_validation_errors
 from billing_sync.models import AttemptOutcome, Customer
-from billing_sync.run.audit import RunAttempts, ended
+from billing_sync.run.audit import RunAttempts, set_ended
 from billing_sync.run.customer.refusals import names_account_field
 from billing_sync.run.stops import (
     RUN_STOPPERS,
@@ -141,6 +141,6 @@ def _write_account_number(
         raise
     repaired = Customer.objects.filter(pk=customer.pk)
     attempts.write(
-        [ended(attempt, AttemptOutcome.UPDATED, zoho_customer_id=answer.customer_id)],
+        [set_ended(attempt, AttemptOutcome.UPDATED, zoho_customer_id=answer.customer_id)],
         also=lambda: repaired.update(zoho_account_number_missing=False, zoho_last_error=""),
     )

@@ -12,13 +12,19 @@ decide it. What decides it is what the request carried and whether the refusal r
   and message, the organization is refusing (a plan limit, a setting): the run stops and the
   customers stay retryable. When Zoho creates another customer after refusing this one, the
   refusal was about this customer after all.
+A held refusal's final attempt is written once its fault is known (`HeldRefusals.end_held`):
+the customer's data (invalid), the organization's (failed, saying why the run stops), or not
+known by the end of the run (failed, to be retried).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from billing_sync.models import Customer, SyncAttempt, SyncStatus
+from billing_sync.models import AttemptOutcome, Customer, SyncAttempt, SyncStatus
+from billing_sync.run.audit import RunAttempts, describe, set_ended
+from billing_sync.run.claims import Claims, unclaimed
 from billing_sync.run.stops import SystemicRefusal
 from billing_sync.zoho.errors import CUSTOM_FIELD_CODES, ZohoInvalidData
 
@@ -42,6 +48,11 @@ FIELD_WORDS = (
 CUSTOM_FIELD_WORDS = ("custom field", "custom_field", "customfield")
 # Values shorter than this say nothing about whom a message is about.
 MIN_VALUE_LENGTH = 3
+# Said of a refusal that named nothing of the customer's, while its fault is not known.
+RETRIED_NOTE = (
+    "; Zoho named none of this customer's fields, so it is retried: if Zoho refuses other "
+    "customers the same way, the organization is refusing creates"
+)
 
 
 def names_account_field(exc: ZohoInvalidData, *, account_field: str) -> bool:
@@ -87,7 +98,7 @@ class RefusalStreak:
         if self._in_a_row >= self.threshold:
             raise SystemicRefusal(exc, customers=self._in_a_row)
 
-    def interrupt(self) -> None:
+    def break_streak(self) -> None:
         """A create ended otherwise: the refusals are no longer in a row."""
         self._answer, self._in_a_row = None, 0
 
@@ -95,3 +106,76 @@ class RefusalStreak:
         """The refusals held so far, no longer held."""
         held, self.held = self.held, []
         return held
+
+
+class HeldRefusals:
+    """The refusals one run holds until their fault is known; then their final attempts are
+    written, once, with the changes to their customers' rows."""
+
+    def __init__(self, attempts: RunAttempts, claims: Claims) -> None:
+        self.attempts = attempts
+        self.claims = claims
+        self.streak = RefusalStreak()
+
+    def hold(
+        self, customer: Customer, attempt: SyncAttempt, error: ZohoInvalidData, left_as: SyncStatus
+    ) -> None:
+        """A refusal that named nothing of the customer's: the customer is let go retryable
+        (`left_as`), its final attempt held. On a streak the organization is refusing: every
+        refusal held ends saying why the run stops, and SystemicRefusal is raised."""
+        self.claims.release(customer, left_as, describe(error) + RETRIED_NOTE)
+        set_ended(attempt, AttemptOutcome.FAILED, final=True, error=error)
+        try:
+            self.streak.hold(customer, attempt, error, left_as)
+        except SystemicRefusal as stop:
+            why = str(stop)
+            held = list(self.streak.held)
+
+            def say_why() -> None:
+                for customer_id, _, status in held:
+                    unclaimed([customer_id], status).update(zoho_last_error=why)
+
+            self.end_held(AttemptOutcome.FAILED, message=why, rows=say_why)
+            raise
+
+    def were_their_own(self) -> None:
+        """Zoho created a customer after refusing others: those refusals were about their data."""
+        self.streak.break_streak()
+        held = list(self.streak.held)
+        if not held:
+            return
+
+        def need_attention() -> None:
+            for customer_id, attempt, status in held:
+                unclaimed([customer_id], status).update(
+                    zoho_sync_status=SyncStatus.NEEDS_ATTENTION,
+                    zoho_last_error=attempt.error_message,
+                )
+
+        self.end_held(AttemptOutcome.INVALID, rows=need_attention)
+
+    def end_held(
+        self,
+        outcome: AttemptOutcome,
+        *,
+        message: str = "",
+        rows: Callable[[], None] | None = None,
+    ) -> None:
+        """Write the final attempts of the refusals held, now that their fault is known: the
+        customer's data (invalid), or not known by the end of the run (failed, to be retried),
+        or the organization's (`message`: why the run stops); `rows`' changes to their rows
+        in the same transaction. They stay held until that is written."""
+        held = [attempt for _, attempt, _ in self.streak.held]
+        if not held:
+            return
+        for attempt in held:
+            said = attempt.error_message.removesuffix(RETRIED_NOTE)
+            attempt.outcome = outcome
+            if message:
+                attempt.error_message = message
+            elif outcome == AttemptOutcome.FAILED:
+                attempt.error_message = said + RETRIED_NOTE
+            else:
+                attempt.error_message = said
+        self.attempts.write(held, also=rows)
+        self.streak.take_held()
