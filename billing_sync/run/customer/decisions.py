@@ -16,7 +16,7 @@ No HTTP of its own and no database write: acting on a decision is acting.py's.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from enum import StrEnum
 
 from django.utils import timezone
@@ -29,6 +29,7 @@ from billing_sync.customer_data import (
 )
 from billing_sync.models import AccountStatus, Customer
 from billing_sync.run.customer.matching import ZohoCustomerFinder
+from billing_sync.times import in_utc
 from billing_sync.zoho.config import ZohoConfig
 from billing_sync.zoho.records import ZohoCustomer
 
@@ -130,5 +131,5 @@ def not_settled_message(settles: datetime) -> str:
     """What a customer waiting for its earlier create to settle says."""
     return (
         "Zoho may still be creating this customer (a create got no clear answer); looking in "
-        f"Zoho after {settles.astimezone(UTC):%H:%M:%S} UTC, before creating again"
+        f"Zoho after {in_utc(settles)}, before creating again"
     )
