@@ -276,6 +276,27 @@ class StatementFault:
         self._until = None
 
 
+class ElsewhereAt:
+    """What another process does (`meanwhile`, in a thread of its own, on its own connection)
+    before the first statement outside a transaction from the `at`-th on (Django's
+    execute_wrapper); this connection never fails, so the run sees nothing happen."""
+
+    def __init__(self, at: int, meanwhile: Callable[[], None]):
+        self.at = at
+        self.meanwhile: Callable[[], None] | None = meanwhile
+        self.seen = 0
+
+    def __call__(self, execute: Callable[..., Any], sql: str, params: Any, many: bool, context):
+        self.seen += 1
+        in_transaction = context["connection"].in_atomic_block
+        if self.seen >= self.at and self.meanwhile is not None and not in_transaction:
+            meanwhile, self.meanwhile = self.meanwhile, None
+            elsewhere = threading.Thread(target=_on_its_own_connection, args=(meanwhile,))
+            elsewhere.start()
+            elsewhere.join()
+        return execute(sql, params, many, context)
+
+
 def _on_its_own_connection(work: Callable[[], None]) -> None:
     from django.db import connection
 

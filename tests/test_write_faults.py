@@ -47,7 +47,7 @@ from billing_sync.models import (
 from billing_sync.run.runs import customers_backfill
 from billing_sync.zoho.client import ZohoClient
 from billing_sync.zoho.config import zoho_config
-from tests.helpers import StatementFault, edit, zoho_account_counts
+from tests.helpers import ElsewhereAt, StatementFault, edit, zoho_account_counts
 from zoho_emulator import EmulatorConfig, ZohoEmulator
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -383,6 +383,29 @@ def test_customers_taken_over_while_the_database_is_away_are_never_sent_again(
         flow = FLOWS[flow_name](emulator, make_customer, tmp_path)
         fault = StatementFault(at, meanwhile=another_run_finishes_them(emulator))
         outcome = run_with(emulator, flow.command, fault)
+        problems = document_problems(outcome) + problems_after(flow, emulator, expected)
+        if problems:
+            failures[at] = problems
+    assert failures == {}, f"{len(failures)} of {counter.seen}: {failures}"
+
+
+def test_a_run_too_slow_to_renew_its_claims_sends_nothing_another_run_took_over(
+    emulator, make_customer, fast, tmp_path
+):
+    # Its database never fails: the run is starved (a stalled process, a paused machine) for
+    # longer than its claims' fence, and learns nothing from its own statements. A fence of 0
+    # (the stale interval no longer than the settle interval) puts every write in that place.
+    fast.ZOHO_STALE_CLAIM_SECONDS = fast.ZOHO_CREATE_SETTLE_SECONDS = 60
+    flow = backfill_flow(emulator, make_customer, tmp_path)
+    counter = StatementFault()
+    run_with(emulator, flow.command, counter)
+    expected = state(flow)
+    failures = {}
+    for at in range(1, counter.seen + 1):
+        reset(emulator)
+        flow = backfill_flow(emulator, make_customer, tmp_path)
+        elsewhere = ElsewhereAt(at, another_run_finishes_them(emulator))
+        outcome = run_with(emulator, flow.command, elsewhere)
         problems = document_problems(outcome) + problems_after(flow, emulator, expected)
         if problems:
             failures[at] = problems

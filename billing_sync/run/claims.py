@@ -6,10 +6,17 @@ a person's edit made meanwhile survives, and a run that lost its claim (it was t
 taken for dead) never overwrites the work of the run that took over. A run renews its claims
 while it waits. Each change is one step of the run's `steps` (database.py): a conditional
 UPDATE, safe to take again after a lost database.
+
+A run that cannot renew its claims (its database is away, its process starved) may be taken
+for dead while it still has requests to send. So it keeps the time it last stamped each claim,
+and before a write to Zoho a claim stamped longer ago than `fence_seconds` is stamped again
+(`keep`), or found lost: a run taking it over (after ZOHO_STALE_CLAIM_SECONDS) then looks in
+Zoho at least ZOHO_CREATE_SETTLE_SECONDS after the last create its first holder can have sent.
 """
 
 from __future__ import annotations
 
+import time
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from datetime import datetime
@@ -51,9 +58,12 @@ def released_columns(status: SyncStatus, error: str) -> dict[str, Any]:
 class Claims:
     """The customers one run holds."""
 
-    def __init__(self, run: SyncRun, steps: DatabaseSteps) -> None:
+    def __init__(self, run: SyncRun, steps: DatabaseSteps, *, fence_seconds: float) -> None:
         self.run = run
         self.steps = steps
+        self.fence_seconds = fence_seconds
+        # When (time.monotonic) each claim was last stamped, no later than the database's stamp.
+        self._stamped: dict[int, float] = {}
 
     def take(self, customers: list[Customer], wanted: Q) -> dict[int, Customer]:
         """Claim those of `customers` the run still wants; their rows as claimed, by id.
@@ -61,6 +71,7 @@ class Claims:
         A customer another run took meanwhile is simply not among them.
         """
         ids = [customer.pk for customer in customers]
+        stamped = time.monotonic()
 
         def claim() -> dict[int, Customer]:
             Customer.objects.filter(pk__in=ids).filter(wanted).update(
@@ -70,7 +81,9 @@ class Claims:
             )
             return {customer.pk: customer for customer in self.held().filter(pk__in=ids)}
 
-        return self.steps.take(claim)
+        claimed = self.steps.take(claim)
+        self._stamped.update(dict.fromkeys(claimed, stamped))
+        return claimed
 
     def holding(self, customer: Customer) -> Customer | None:
         """The customer's row as it stands, while this run holds it (None: it does not)."""
@@ -84,7 +97,24 @@ class Claims:
 
     def renew(self) -> None:
         """Keep the claims fresh while the run waits, so nobody takes them for abandoned."""
+        stamped = time.monotonic()
         self.steps.take(lambda: self.held().update(zoho_claimed_at=timezone.now()))
+        self._stamped.update(dict.fromkeys(self._stamped, stamped))
+
+    def fresh(self, customer: Customer) -> bool:
+        """Whether the customer's claim was stamped within `fence_seconds`: no other run can
+        take it over before a request sent now has long reached Zoho."""
+        stamped = self._stamped.get(customer.pk)
+        return stamped is not None and time.monotonic() - stamped < self.fence_seconds
+
+    def keep(self, customer: Customer) -> bool:
+        """Stamp the customer's claim again, if this run still holds it; whether it does."""
+        stamped = time.monotonic()
+        held = self.held().filter(pk=customer.pk)
+        if not self.steps.take(lambda: held.update(zoho_claimed_at=timezone.now())):
+            return False
+        self._stamped[customer.pk] = stamped
+        return True
 
     def update(self, customer: Customer, **columns: Any) -> bool:
         """Change sync columns of a customer, only while this run holds it."""
@@ -223,3 +253,13 @@ def value_by_pk(values: dict[int, Any], output_field: Field | None = None) -> Ex
     if output_field is None or all(value is not None for value in values.values()):
         return case
     return Cast(case, output_field)
+
+
+def claim_fence_seconds(*, stale_claim_seconds: float, create_settle_seconds: float) -> float:
+    """How old a claim may be when a write to Zoho goes on it unchecked: half of what is left
+    of ZOHO_STALE_CLAIM_SECONDS once a create has had ZOHO_CREATE_SETTLE_SECONDS to show in
+    Zoho's search (90 s at the defaults, 300 and 120). A run taking the customer over looks
+    in Zoho no sooner than the stale interval after the stamp, so a create sent unchecked has
+    had more than the settle interval by then. 0 (every write checked) when the settle
+    interval is not the shorter."""
+    return max(stale_claim_seconds - create_settle_seconds, 0.0) / 2

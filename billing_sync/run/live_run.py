@@ -16,7 +16,7 @@ from billing_sync.ctrl_c import ctrl_c_held
 from billing_sync.database import DatabaseSteps, DatabaseUnavailable
 from billing_sync.models import Customer, SyncAttempt, SyncRun, SyncStatus, SyncTrigger
 from billing_sync.run.audit import RunAttempts
-from billing_sync.run.claims import Claims
+from billing_sync.run.claims import Claims, claim_fence_seconds
 from billing_sync.run.customer.account_numbers import (
     flag_account_number_missing,
     repair_before_creating,
@@ -96,7 +96,14 @@ class LiveRun:
         self.observer = observer
         self.reporter = Reporter(observer, selected.count)
         self.attempts = RunAttempts(run, steps, on_final=self.reporter.finished)
-        self.claims = Claims(run, steps)
+        self.claims = Claims(
+            run,
+            steps,
+            fence_seconds=claim_fence_seconds(
+                stale_claim_seconds=config.stale_claim_seconds,
+                create_settle_seconds=config.create_settle_seconds,
+            ),
+        )
         self.answered = AnsweredCreates(self.claims, self.attempts)
         # Wired after both are built (each needs the other): before final attempts are reported,
         # the answered creates are written, so customers are reported in the order they ended.

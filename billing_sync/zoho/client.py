@@ -6,6 +6,7 @@ import logging
 import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -28,6 +29,9 @@ from billing_sync.zoho.pacing import Budget, DailyBudget, RequestGate, WaitObser
 from billing_sync.zoho.records import CustomerPage, ZohoCustomer, email_key
 
 logger = logging.getLogger(__name__)
+
+# Called just before a write goes (the run makes sure the customer is still its own).
+BeforeSending = Callable[[], None] | None
 
 ORG_HEADER = "X-com-zoho-subscriptions-organizationid"
 PAGE_SIZE = 200
@@ -116,26 +120,37 @@ class ZohoClient:
         path = f"/customers/{customer_id}"
         return self._customer_in(self._request("GET", path), "GET", path)
 
-    def create_customer(self, payload: dict[str, Any]) -> ZohoCustomer:
+    def create_customer(
+        self, payload: dict[str, Any], *, before_sending: BeforeSending = None
+    ) -> ZohoCustomer:
         """Create a customer. Not idempotent: never retry blindly after an unknown outcome.
 
         Only a 2xx that holds the new customer says it was created; any answer without one
         is an unknown outcome (ZohoTransient), since Zoho may have written it all the same.
+        `before_sending` (on every write) is called once the budget admits the request, just
+        before it goes: what it raises, the request does not go.
         """
-        body = self._request("POST", "/customers", json=payload)
+        body = self._request("POST", "/customers", before_sending=before_sending, json=payload)
         return self._customer_in(body, "POST", "/customers")
 
-    def update_customer(self, customer_id: str, payload: dict[str, Any]) -> ZohoCustomer:
+    def update_customer(
+        self, customer_id: str, payload: dict[str, Any], *, before_sending: BeforeSending = None
+    ) -> ZohoCustomer:
         """Update the given fields of a customer."""
         path = f"/customers/{customer_id}"
-        return self._customer_in(self._request("PUT", path, json=payload), "PUT", path)
+        body = self._request("PUT", path, before_sending=before_sending, json=payload)
+        return self._customer_in(body, "PUT", path)
 
-    def mark_customer_status(self, customer_id: str, status: str) -> None:
+    def mark_customer_status(
+        self, customer_id: str, status: str, *, before_sending: BeforeSending = None
+    ) -> None:
         """Mark a customer "inactive" or "active" again (one POST; Zoho refuses to deactivate a
         customer with an active subscription)."""
         if status not in ("active", "inactive"):
             raise ValueError(f"no Zoho status {status!r}")
-        self._request("POST", f"/customers/{customer_id}/markas{status}")
+        self._request(
+            "POST", f"/customers/{customer_id}/markas{status}", before_sending=before_sending
+        )
 
     def _customer_in(self, body: dict[str, Any], method: str, path: str) -> ZohoCustomer:
         node = body.get("customer")
@@ -150,7 +165,9 @@ class ZohoClient:
 
     # --- the choke point ------------------------------------------------------------------
 
-    def _request(self, method: str, path: str, **body: Any) -> dict[str, Any]:
+    def _request(
+        self, method: str, path: str, *, before_sending: BeforeSending = None, **body: Any
+    ) -> dict[str, Any]:
         """Send one API request under the budget and return Zoho's parsed answer (`body`:
         its `params` or `json`).
 
@@ -159,7 +176,7 @@ class ZohoClient:
         """
         while True:
             try:
-                return self._request_once(method, path, **body)
+                return self._request_once(method, path, before_sending=before_sending, **body)
             except ZohoUnreachable as error:
                 self._wait_until_reachable(error)
 
@@ -191,18 +208,20 @@ class ZohoClient:
         *,
         params: dict[str, Any] | None = None,
         json: dict[str, Any] | None = None,
+        before_sending: BeforeSending = None,
     ) -> dict[str, Any]:
         """One request; a 401 gets one fresh token and one more try."""
         token = self.tokens.get_token()
+        sent = partial(self._send, method, path, params=params, json=json, before=before_sending)
         try:
-            return self._send(method, path, token, params=params, json=json)
+            return sent(token)
         except ZohoAuthError as exc:
             if exc.status != 401:
                 raise
             logger.info("Zoho rejected the access token; refreshing once")
         token = self.tokens.replace_rejected(token)
         try:
-            return self._send(method, path, token, params=params, json=json)
+            return sent(token)
         except ZohoAuthError as exc:
             if exc.status != 401:
                 raise
@@ -225,6 +244,7 @@ class ZohoClient:
         *,
         params: dict[str, Any] | None,
         json: dict[str, Any] | None,
+        before: BeforeSending,
     ) -> dict[str, Any]:
         headers = {
             "Authorization": f"Zoho-oauthtoken {token}",
@@ -237,6 +257,8 @@ class ZohoClient:
         status: int | None = None
         body: dict[str, Any] | None = None
         try:
+            if before is not None:
+                before()
             response = self.session.request(
                 method,
                 url,

@@ -11,8 +11,9 @@ and billing address back as sent (kept), else the run stops (account_numbers.py,
 What happens after an error is decided in one place: `next_step` (errors.py). A closing or a
 reopening is its own request (`_mark_status`), and Zoho's refusal of it is the customer's
 (`StatusRefused`). A customer ends in one transaction (`_end`: its final attempt and its row,
-taken again whole after a lost database); before a write to Zoho after such an outage, its
-claim is looked at again (`_ensure_held`).
+taken again whole after a lost database); just before a write to Zoho goes after such an
+outage, or when its claim's stamp is old, its claim is stamped again or found lost
+(`_ensure_held`).
 """
 
 from __future__ import annotations
@@ -276,12 +277,12 @@ class CustomerSync:
                 if not intent_on_record:
                     self.attempts.open(attempt)
                     self.claims.set_create_sent(customer, timezone.now())
-                self._ensure_held(customer)
                 created = send_create(
                     customer,
                     client=self.client,
                     claims=self.claims,
                     account_field=self.config.account_number_field,
+                    before_sending=partial(self._ensure_held, customer),
                 )
                 self.answered.add(
                     customer, attempt, created.customer_id, self._in_step_if_kept(customer, created)
@@ -298,15 +299,16 @@ class CustomerSync:
         repeated safely. A change of status is its own request: a reopened account is marked
         active before its fields are sent, a closed one inactive after."""
         self.attempts.open(attempt)
-        self._ensure_held(customer)
         zoho_id = customer.zoho_billing_customer_id
         if decision.sets_status == "active":
-            self._mark_status(zoho_id, "active")
+            self._mark_status(customer, "active")
         answer = None
         if decision.action == Action.UPDATE:
-            answer = self.client.update_customer(zoho_id, self._fields(customer))
+            answer = self.client.update_customer(
+                zoho_id, self._fields(customer), before_sending=partial(self._ensure_held, customer)
+            )
         if decision.sets_status == "inactive":
-            self._mark_status(zoho_id, "inactive")
+            self._mark_status(customer, "inactive")
         in_step = (
             self._in_step(customer) if answer is None else self._in_step_if_kept(customer, answer)
         )
@@ -325,10 +327,14 @@ class CustomerSync:
             self.refusals.were_their_own()
             self._check_answer(customer, answer)
 
-    def _mark_status(self, zoho_id: str, status: str) -> None:
+    def _mark_status(self, customer: Customer, status: str) -> None:
         """Mark the Zoho customer inactive or active; Zoho's refusal is the customer's."""
         try:
-            self.client.mark_customer_status(zoho_id, status)
+            self.client.mark_customer_status(
+                customer.zoho_billing_customer_id,
+                status,
+                before_sending=partial(self._ensure_held, customer),
+            )
         except ZohoInvalidData as error:
             if isinstance(error, RUN_STOPPERS):
                 raise
@@ -339,7 +345,6 @@ class CustomerSync:
         found = decision.found
         assert found is not None
         self.attempts.open(attempt)
-        self._ensure_held(customer)
         if decision.writes_account_number:
             payload = account_number_update(
                 customer,
@@ -347,7 +352,9 @@ class CustomerSync:
                 email=found.email,
                 account_field=self.config.account_number_field,
             )
-            found = self.client.update_customer(found.customer_id, payload)
+            found = self.client.update_customer(
+                found.customer_id, payload, before_sending=partial(self._ensure_held, customer)
+            )
         inactive = found.status == "inactive"
         in_step = self._in_step(customer) if self._holds_ours(customer, found) else None
         # Else the next sync sends ours (and marks it active or inactive as ours says).
@@ -402,12 +409,14 @@ class CustomerSync:
         return InStep(customer.updated_at, zoho_fields_hash(self._fields(customer)))
 
     def _ensure_held(self, customer: Customer) -> None:
-        """Before a write to Zoho: when the database went away since the customer was last
-        seen held (a write taken again meanwhile), it must still be this run's; another run may
-        have taken it over and sent it already. Raise ClaimLost when it is not."""
-        if self._held_since == self.steps.outages:
+        """Just before a write to Zoho goes (the budget has admitted it): the customer must still
+        be this run's, as another run may have taken it over and sent it already. Its claim is
+        stamped again (claims.py `keep`) when the database went away since it was last seen
+        held, or when its stamp is older than the claims' fence. Raise ClaimLost when it is
+        not."""
+        if self._held_since == self.steps.outages and self.claims.fresh(customer):
             return
-        if self.claims.holding(customer) is None:
+        if not self.claims.keep(customer):
             raise ClaimLost
         self._held_since = self.steps.outages
 

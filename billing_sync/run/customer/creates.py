@@ -17,7 +17,7 @@ from billing_sync.models import AccountStatus, AttemptOutcome, Customer, SyncAtt
 from billing_sync.run.audit import RunAttempts, describe, set_ended
 from billing_sync.run.claims import Claims, InStep
 from billing_sync.run.customer.matching import ZohoCustomerFinder
-from billing_sync.zoho.client import ZohoClient
+from billing_sync.zoho.client import BeforeSending, ZohoClient
 from billing_sync.zoho.errors import ZohoError, ZohoTransient
 from billing_sync.zoho.records import ZohoCustomer
 
@@ -92,7 +92,12 @@ class IntentsAhead:
 
 
 def send_create(
-    customer: Customer, *, client: ZohoClient, claims: Claims, account_field: str
+    customer: Customer,
+    *,
+    client: ZohoClient,
+    claims: Claims,
+    account_field: str,
+    before_sending: BeforeSending = None,
 ) -> ZohoCustomer:
     """Send the create, whose intent (attempt and create-sent mark) is on record.
 
@@ -104,7 +109,7 @@ def send_create(
     """
     payload = customer_zoho_payload(customer, account_field=account_field)
     try:
-        return client.create_customer(payload)
+        return client.create_customer(payload, before_sending=before_sending)
     except ZohoTransient as error:
         claims.set_create_sent(customer, timezone.now() if error.request_sent else None)
         raise
