@@ -110,3 +110,38 @@ def test_no_module_of_the_app_is_over_500_lines():
     }
 
     assert long == {}
+
+
+def readme_layout() -> dict[str, str]:
+    """The README's Layout block: each entry's text, by the path it starts with."""
+    readme = (PROJECT / "README.md").read_text(encoding="utf-8")
+    block = readme.split("## Layout", 1)[1].split("```")[1]
+    entries: dict[str, str] = {}
+    path = ""
+    for line in block.splitlines():
+        if line and not line.startswith(" "):
+            path, _, line = line.partition(" ")
+        entries[path] = entries.get(path, "") + " " + line
+    return entries
+
+
+@pytest.mark.parametrize(
+    "folder", ["run", "run/customer", "imports", "operations", "admin", "management"]
+)
+def test_the_readme_layout_names_each_package_and_its_modules(folder):
+    text = readme_layout()[f"billing_sync/{folder}/"]
+    modules = [
+        path.stem
+        for path in sorted((PROJECT / "billing_sync" / folder).glob("*.py"))
+        if path.stem != "__init__"
+    ]
+
+    assert [stem for stem in modules if not re.search(rf"\b{stem}\b", text)] == []
+
+
+def test_the_readme_layout_names_the_modules_at_the_apps_root():
+    at_the_root = [f"billing_sync/{name}" for name in ("*.py", "models.py")]
+    text = " ".join(path + readme_layout()[path] for path in at_the_root)
+    modules = [path.stem for path in sorted((PROJECT / "billing_sync").glob("*.py"))]
+
+    assert [m for m in modules if m != "__init__" and not re.search(rf"\b{m}\b", text)] == []
