@@ -13,7 +13,7 @@ import contextlib
 from collections.abc import Iterable
 from contextlib import AbstractContextManager
 from datetime import datetime
-from typing import Self, TextIO
+from typing import Any, Self
 
 from django.core.management.base import OutputWrapper
 from tqdm import tqdm
@@ -32,9 +32,7 @@ class ProgressBar:
     min_interval = 0.1
 
     def __init__(self, stream: OutputWrapper, *, label: str) -> None:
-        # tqdm writes its own "\r" and escapes: the stream under Django's wrapper, which would
-        # add a line ending and (on stderr) colour every write.
-        self.file: TextIO = getattr(stream, "_out", stream)
+        self.file = _AsWritten(stream)
         self.label = label
         self.total: int | None = 0
         self.bar: tqdm | None = None
@@ -111,3 +109,25 @@ class RunProgress(ProgressBar, RunObserver):
 
     def _waiting(self, reason: str, until: datetime) -> None:
         self._shown().set_postfix_str(f"waiting: {reason} until {clock(until)}")
+
+
+class _AsWritten:
+    """`stream` as tqdm wants it: its text written as it is. tqdm writes its own "\r" and
+    escapes, where Django's wrapper would add a line ending and (on stderr) colour every write;
+    what else tqdm asks of a file (its encoding, its fileno) the wrapper answers."""
+
+    def __init__(self, stream: OutputWrapper) -> None:
+        self.stream = stream
+
+    def write(self, text: str) -> None:
+        self.stream.write(text, style_func=_as_it_is, ending="")
+
+    def flush(self) -> None:
+        self.stream.flush()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.stream, name)
+
+
+def _as_it_is(text: str) -> str:
+    return text
