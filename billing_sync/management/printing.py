@@ -11,7 +11,7 @@ from django.core.management.base import OutputWrapper
 from django.core.management.color import Style
 
 from billing_sync.models import AttemptOutcome, Customer, CustomerImport, SyncRun
-from billing_sync.run.report import CustomerResult, RunObserver, RunReport
+from billing_sync.run.report import CustomerResult, RunObserver, RunReport, WaitKind
 
 if TYPE_CHECKING:  # the bar's module uses our clock
     from billing_sync.management.progress import ProgressBar
@@ -144,17 +144,22 @@ class RunPrinter(RunObserver):
             self.p.mark("fail", f"Failed: {result.error}", indent="  ")
         self.p.line()
 
-    def block_wait(self, until: datetime, reason: str) -> None:
-        seconds = max(0.0, until.timestamp() - datetime.now(tz=UTC).timestamp())
-        self._waiting(f"Zoho is blocking requests until {clock(until)}; waiting {seconds:.0f} s...")
-
-    def unreachable_wait(self, until: datetime, reason: str) -> None:
-        self._waiting(f"{reason}; looking again at {clock(until)}...")
-
-    def database_wait(self, reason: str) -> None:
-        self._waiting(
-            f"Lost the database ({reason}); waiting for it (ZOHO_DB_OUTAGE_WAIT_SECONDS)..."
-        )
+    def waiting(self, kind: WaitKind, until: datetime | None = None, reason: str = "") -> None:
+        if kind == WaitKind.DATABASE:
+            text = f"Lost the database ({reason}); waiting for it (ZOHO_DB_OUTAGE_WAIT_SECONDS)..."
+        elif kind == WaitKind.PACE or until is None:
+            return  # the budget's pauses are the bar's: a line each would drown the run's
+        elif kind == WaitKind.BLOCK:
+            seconds = max(0.0, until.timestamp() - datetime.now(tz=UTC).timestamp())
+            text = f"Zoho is blocking requests until {clock(until)}; waiting {seconds:.0f} s..."
+        elif kind == WaitKind.UNREACHABLE:
+            text = f"{reason}; looking again at {clock(until)}..."
+        else:
+            text = (
+                f"Waiting until {clock(until)} for its earlier create to settle in Zoho, then "
+                "looking for it..."
+            )
+        self._waiting(text)
 
     def customer_waiting(self, index: int, total: int, customer: Customer, until: datetime) -> None:
         self.p.line(f"[{index}/{total}] {self.verb}: {customer.email}")
@@ -163,12 +168,6 @@ class RunPrinter(RunObserver):
             "looking again at the end of the run"
         )
         self.p.line()
-
-    def settle_wait(self, until: datetime) -> None:
-        self._waiting(
-            f"Waiting until {clock(until)} for its earlier create to settle in Zoho, then "
-            "looking for it..."
-        )
 
     def _waiting(self, text: str) -> None:
         self.p.mark("wait", text, indent="  ")

@@ -20,7 +20,7 @@ from tqdm import tqdm
 
 from billing_sync.management.printing import clock
 from billing_sync.models import Customer, SyncRun
-from billing_sync.run.report import CustomerResult, RunObserver
+from billing_sync.run.report import CustomerResult, RunObserver, WaitKind
 
 
 class ProgressBar:
@@ -71,6 +71,16 @@ class ProgressBar:
             self.bar = None
 
 
+# What the bar calls each wait.
+WAITS = {
+    WaitKind.BLOCK: "Zoho block",
+    WaitKind.UNREACHABLE: "Zoho unreachable",
+    WaitKind.DATABASE: "the database",
+    WaitKind.SETTLE: "create settling",
+    WaitKind.PACE: "request budget",
+}
+
+
 class RunProgress(ProgressBar, RunObserver):
     """Counts finished customers on a bar under the run's lines; shows each wait's reason.
 
@@ -91,24 +101,12 @@ class RunProgress(ProgressBar, RunObserver):
         bar.set_postfix_str("", refresh=False)
         bar.update(1)
 
-    # Zoho's own words for a block go to the run's lines and the log; the bar names the wait.
-    def block_wait(self, until: datetime, reason: str) -> None:
-        self._waiting("Zoho block", until)
-
-    def settle_wait(self, until: datetime) -> None:
-        self._waiting("create settling", until)
-
-    def unreachable_wait(self, until: datetime, reason: str) -> None:
-        self._waiting("Zoho unreachable", until)
-
-    def database_wait(self, reason: str) -> None:
-        self._shown().set_postfix_str("waiting: the database")
-
-    def pace_wait(self, until: datetime) -> None:
-        self._waiting("request budget", until)
-
-    def _waiting(self, reason: str, until: datetime) -> None:
-        self._shown().set_postfix_str(f"waiting: {reason} until {clock(until)}")
+    def waiting(self, kind: WaitKind, until: datetime | None = None, reason: str = "") -> None:
+        # Zoho's own words for a block go to the run's lines and the log; the bar names the wait.
+        shown = f"waiting: {WAITS[kind]}"
+        if until is not None:
+            shown += f" until {clock(until)}"
+        self._shown().set_postfix_str(shown)
 
 
 class _AsWritten:

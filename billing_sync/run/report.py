@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
+from enum import StrEnum
 
 from django.db.models import Count
 
@@ -57,6 +58,16 @@ class CustomerResult:
         return self.outcome in FAILED_OUTCOMES
 
 
+class WaitKind(StrEnum):
+    """What a run waits for."""
+
+    BLOCK = "block"  # Zoho is blocking the organization's requests (a 429)
+    UNREACHABLE = "unreachable"  # Zoho cannot be reached: looked at again then
+    DATABASE = "database"  # the database went away: waited for, then the run goes on
+    SETTLE = "settle"  # the customer's earlier create may still be settling in Zoho
+    PACE = "pace"  # the shared budget allows the next request then
+
+
 class RunObserver:
     """Hears about a run's progress (commands print it); every hook is optional."""
 
@@ -73,20 +84,9 @@ class RunObserver:
         """An earlier create of this customer may still be settling in Zoho until `until`:
         the run comes back to it at its end."""
 
-    def block_wait(self, until: datetime, reason: str) -> None:
-        """Zoho is blocking us; the run waits until `until`."""
-
-    def unreachable_wait(self, until: datetime, reason: str) -> None:
-        """Zoho cannot be reached (`reason`): the run looks again at `until`."""
-
-    def database_wait(self, reason: str) -> None:
-        """The database went away (`reason`): the run waits for it, then goes on."""
-
-    def settle_wait(self, until: datetime) -> None:
-        """The run waits until `until` for the customer's earlier create to settle."""
-
-    def pace_wait(self, until: datetime) -> None:
-        """The run waits until `until` for the shared budget to allow its next request."""
+    def waiting(self, kind: WaitKind, until: datetime | None = None, reason: str = "") -> None:
+        """The run waits for `kind` until `until` (None: until the database answers) because
+        of `reason` (Zoho's or the database's words; empty where `kind` says all)."""
 
 
 class ResultCollector(RunObserver):

@@ -112,7 +112,7 @@ from billing_sync.run.customer.account_numbers import (
 from billing_sync.run.customer.matching import ZohoCustomerFinder, lookup_prefers_index
 from billing_sync.run.customer.sync import TAKEN_BY_ANOTHER, AnsweredCreates, CustomerSync
 from billing_sync.run.records import cut_off, run_alive, run_closed, run_opened
-from billing_sync.run.report import CustomerResult, RunObserver, RunReport
+from billing_sync.run.report import CustomerResult, RunObserver, RunReport, WaitKind
 from billing_sync.run.selection import (
     RUN_SELECTIONS,
     RunSelection,
@@ -234,7 +234,7 @@ def _run(
     max_wait = config.max_wait_seconds if max_wait is None else max_wait
     steps = DatabaseSteps(
         WaitAllowance(settings.ZOHO_DB_OUTAGE_WAIT_SECONDS, max_wait),
-        on_wait=observer.database_wait,
+        on_wait=partial(observer.waiting, WaitKind.DATABASE, None),
     )
     selected = steps.take(lambda: RunSelection.take(customers_syncable().filter(wanted), limit))
     run = run_opened(
@@ -339,10 +339,10 @@ class LiveRun:
         self.client = ZohoClient(
             config,
             max_wait=steps.allowance.max_wait,
-            on_block_wait=observer.block_wait,
-            on_pace_wait=observer.pace_wait,
+            on_block_wait=partial(observer.waiting, WaitKind.BLOCK),
+            on_pace_wait=partial(observer.waiting, WaitKind.PACE),
             heartbeat=self._heartbeat,
-            on_unreachable_wait=observer.unreachable_wait,
+            on_unreachable_wait=partial(observer.waiting, WaitKind.UNREACHABLE),
         )
         # One count of the seconds waited, for Zoho's blocks and for the database alike.
         steps.allowance.share_with(self.client.gate)
@@ -490,7 +490,7 @@ class LiveRun:
             if not self.client.gate.may_wait_until(settles_at):
                 self.customers.leave_waiting(customer, settles_at)
                 return
-            self.observer.settle_wait(settles_at)
+            self.observer.waiting(WaitKind.SETTLE, settles_at)
             self.client.gate.wait_until(settles_at)
         settles_again = self._sync_one(customer, partial(self.customers.sync_settled, customer))
         if settles_again is not None:
