@@ -20,7 +20,8 @@ from billing_sync.management.base import (
 from billing_sync.management.documents import run_customers, run_document
 from billing_sync.management.printing import Printer, RunPrinter
 from billing_sync.management.progress import RunProgress
-from billing_sync.models import AttemptOutcome, Customer, SyncRun, SyncTrigger
+from billing_sync.management.run_words import CHECKING, RUN_WORDS
+from billing_sync.models import AttemptOutcome, Customer, SyncRun, SyncRunKind, SyncTrigger
 from billing_sync.run.report import RunObserver, RunReport
 from billing_sync.run.stops import RunInterrupted
 
@@ -30,15 +31,11 @@ class SyncCommand(ZohoCommand):
 
     trigger = SyncTrigger.COMMAND
     echoed_options = ("dry_run",)
-    # The sync service this command runs (runs.py), and whether it takes --limit.
+    # The kind of run (its words: RUN_WORDS), the sync service that runs it (runs.py), and
+    # whether it takes --limit.
+    kind: ClassVar[SyncRunKind]
     service: ClassVar[Callable[..., RunReport]]
     takes_limit = False
-    title = ""
-    noun = ""
-    verb = ""
-    action = ""
-    results_heading = ""
-    success_message = ""
 
     def add_arguments(self, parser: CommandParser) -> None:
         super().add_arguments(parser)
@@ -61,16 +58,14 @@ class SyncCommand(ZohoCommand):
         dry_run = options["dry_run"]
         # The bar goes where a person watches: stdout, or stderr when stdout is the document.
         watched = self.stderr if self.as_json else self.stdout
-        progress = RunProgress.on_terminal(watched, label="Checking" if dry_run else self.verb)
+        words = RUN_WORDS[self.kind]
+        progress = RunProgress.on_terminal(watched, label=CHECKING if dry_run else words.doing)
         self.started = RunStarted()
         printer: RunPrinter | None = None
         if not self.as_json:
             printer = RunPrinter(
                 Printer(self.stdout, self.style, progress),
-                title=self.title,
-                noun=self.noun,
-                verb=self.verb,
-                action=self.action,
+                words=words,
                 dry_run=dry_run,
             )
             printer.header()
@@ -82,9 +77,9 @@ class SyncCommand(ZohoCommand):
                 progress.close()
         exit_code, message = run_exit(report, dry_run=dry_run)
         if printer is not None and not dry_run and report.selected_count:
-            printer.results(report, heading=self.results_heading)
+            printer.results(report)
             if not exit_code:
-                printer.p.mark("ok", self.success_message)
+                printer.p.mark("ok", words.success_message)
         self.end_run(report, exit_code)
         if exit_code:
             raise CommandError(message, returncode=exit_code)
