@@ -10,11 +10,12 @@ from collections.abc import Callable, Iterable
 from typing import IO, Any, ClassVar
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser, OutputWrapper
-from django.db import DatabaseError, connection
+from django.db import DatabaseError
 
 from billing_sync.database import (
     DatabaseSteps,
     DatabaseUnavailable,
+    database_look,
     database_steps,
     first_line,
 )
@@ -64,7 +65,7 @@ class ZohoCommand(BaseCommand):
             self.stderr = OutputWrapper(options["stderr"])
         try:
             database_steps(max_wait=options.get("max_wait"), on_wait=self._database_wait).take(
-                _database_answers
+                database_look
             )
             return super().execute(*args, **options)
         except CommandError as exc:
@@ -173,12 +174,6 @@ def _ending(exc: BaseException) -> tuple[int, str, bool]:
     if isinstance(exc, KeyboardInterrupt):
         return EXIT_INTERRUPTED, "Interrupted (Ctrl-C) before the command ended", True
     return EXIT_FAILED, f"The command failed: {exc}", False
-
-
-def _database_answers() -> None:
-    """One look at the database (a new connection if there is none)."""
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT 1")
 
 
 class _Writer:

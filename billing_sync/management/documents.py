@@ -18,10 +18,8 @@ from collections.abc import Callable, Iterable
 from datetime import datetime
 from typing import Any
 
-from django.db.models import F
-
-from billing_sync.models import CustomerImport, SyncAttempt, SyncRun
-from billing_sync.run.report import CustomerResult, RunReport
+from billing_sync.models import CustomerImport, SyncRun
+from billing_sync.run.report import CustomerResult, RunReport, run_finished_customers
 
 Write = Callable[[str], None]
 
@@ -155,15 +153,9 @@ def customer_object(result: CustomerResult, status: str | None) -> dict[str, Any
 
 
 def run_customers(run: SyncRun) -> Iterable[str]:
-    """Each customer the run finished, as JSON text, from its final attempt and the customer's
-    status as it stands now, in the order they were written."""
-    finals = (
-        SyncAttempt.objects.filter(run=run, final=True)
-        .annotate(status_after=F("customer__zoho_sync_status"))
-        .order_by("pk")
-    )
-    for attempt in finals.iterator(chunk_size=2000):
-        yield json_text(customer_object(CustomerResult.of(attempt), attempt.status_after))
+    """Each customer the run finished, as JSON text (`run_finished_customers`)."""
+    for result, status in run_finished_customers(run):
+        yield json_text(customer_object(result, status))
 
 
 def run_document(command: str, report: RunReport) -> dict[str, Any]:

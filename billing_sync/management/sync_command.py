@@ -21,7 +21,7 @@ from billing_sync.management.documents import run_customers, run_document
 from billing_sync.management.printing import Printer, RunPrinter
 from billing_sync.management.progress import RunProgress
 from billing_sync.management.run_words import CHECKING, RUN_WORDS
-from billing_sync.models import AttemptOutcome, Customer, SyncRun, SyncRunKind, SyncTrigger
+from billing_sync.models import Customer, SyncRun, SyncRunKind, SyncTrigger
 from billing_sync.run.report import RunObserver, RunReport
 from billing_sync.run.stops import RunInterrupted
 
@@ -169,11 +169,8 @@ def run_problems(report: RunReport) -> list[str]:
         problems.append(
             f"{report.unaccounted_count} customer(s) taken up without a final attempt on record"
         )
-    if report.run.dry_run:
-        refused = report.run.attempts.filter(final=True, outcome=AttemptOutcome.DRY_RUN)
-        refused_count = refused.exclude(error_message="").count()
-        if refused_count:
-            problems.append(f"{refused_count} customer(s) have data our checks refuse")
+    if report.run.dry_run and report.refused_count:
+        problems.append(f"{report.refused_count} customer(s) have data our checks refuse")
     return problems
 
 

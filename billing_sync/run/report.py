@@ -3,12 +3,12 @@ final SyncAttempt, the run's counts from those rows and the SyncRun, and who lis
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 
-from django.db.models import Count
+from django.db.models import Count, F, Q
 
 from billing_sync.models import AttemptOutcome, Customer, SyncAttempt, SyncRun
 
@@ -89,6 +89,19 @@ class RunObserver:
         of `reason` (Zoho's or the database's words; empty where `kind` says all)."""
 
 
+def run_finished_customers(run: SyncRun) -> Iterator[tuple[CustomerResult, str | None]]:
+    """Each customer the run finished, from its final attempt, with the customer's status as it
+    stands now (None: deleted since), in the order they were written; read in chunks, so any
+    size of run fits."""
+    finals = (
+        SyncAttempt.objects.filter(run=run, final=True)
+        .annotate(status_after=F("customer__zoho_sync_status"))
+        .order_by("pk")
+    )
+    for attempt in finals.iterator(chunk_size=2000):
+        yield CustomerResult.of(attempt), attempt.status_after
+
+
 class ResultCollector(RunObserver):
     """Keeps every customer's result: for runs over a few customers (an admin selection)."""
 
@@ -122,16 +135,23 @@ class RunReport:
     unreached_count: int = 0
     # Left for a later run: an earlier create may still be settling in Zoho.
     waiting_count: int = 0
+    # Of a dry run's customers, those whose data our checks refuse.
+    refused_count: int = 0
 
     @classmethod
     def of(cls, run: SyncRun) -> RunReport:
         """Count what `run` recorded: one SELECT over its final attempts."""
-        by_outcome = dict(
+        by_outcome: dict[str, int] = {}
+        refused = 0
+        for outcome, customers, with_error in (
             SyncAttempt.objects.filter(run=run, final=True)
             .values_list("outcome")
-            .annotate(customers=Count("pk"))
+            .annotate(customers=Count("pk"), with_error=Count("pk", filter=~Q(error_message="")))
             .order_by()
-        )
+        ):
+            by_outcome[outcome] = customers
+            if outcome == AttemptOutcome.DRY_RUN:
+                refused = with_error
 
         def counted(outcomes: Iterable[str]) -> int:
             return sum(by_outcome.get(outcome, 0) for outcome in outcomes)
@@ -149,6 +169,7 @@ class RunReport:
             failed_count=counted(FAILED_OUTCOMES) + run.unreached_count,
             unreached_count=run.unreached_count,
             waiting_count=counted([AttemptOutcome.WAITING]),
+            refused_count=refused,
         )
 
     @property
