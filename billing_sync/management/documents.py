@@ -4,7 +4,7 @@ Every document has `command` (first), its command's keys (always all of them, va
 when the command never got to them), `exit_code` and `problems` (last). docs/json-output.md
 lists the same keys (tests/test_docs.py holds the two together). A document's one long list (a
 run's `customers`, an import's `rows`) is written item by item, each by the encoder, into a
-temporary file past 1 MB (management/base.py `send_document`), so a run over 100,000 customers
+temporary file past 1 MB (management/base.py `ZohoCommand.end`), so a run over 100,000 customers
 holds none of them in memory for its output; the document reaches stdout once it is whole, so
 a failure while it is read never leaves half a document there. Times are ISO 8601 with their
 offset; ASCII only, so any terminal encoding carries it.

@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from dataclasses import replace
 from typing import Any, ClassVar, cast
 
-from django.core.management.base import CommandError, CommandParser
+from django.core.management.base import CommandParser
 from django.db import DatabaseError
 
 from billing_sync.database import database_steps
 from billing_sync.management.base import (
     EXIT_FAILED,
     EXIT_SETUP,
+    Ending,
     Observers,
     ZohoCommand,
     add_max_wait_argument,
@@ -80,51 +82,53 @@ class SyncCommand(ZohoCommand):
             printer.results(report)
             if not exit_code:
                 printer.p.mark("ok", words.success_message)
-        self.end_run(report, exit_code)
-        if exit_code:
-            raise CommandError(message, returncode=exit_code)
+        self.end(self.run_ending(report, exit_code, message, run_problems(report)))
 
-    def ending(self, exc: BaseException) -> tuple[int, str, bool]:
-        exit_code, problem, said_in_full = super().ending(exc)
+    def stopped_by(self, exc: BaseException) -> tuple[int, str, bool]:
+        exit_code, problem, said_in_full = super().stopped_by(exc)
         run = self._run()
         if isinstance(exc, KeyboardInterrupt) and run is not None:
             problem = f"{RunInterrupted()} (run #{run.pk})."
         return exit_code, problem, said_in_full
 
-    def ended_early(self, exit_code: int, problem: str, **known: Any) -> None:
+    def ended_early(self, exit_code: int, problem: str) -> Ending:
         """The run did not end normally: its document says what its record holds so far (one
-        look: the database may be what failed)."""
+        look, no waiting: the database may be what failed; where it cannot be read, the
+        document says why, no more)."""
+        early = super().ended_early(exit_code, problem)
         run = self._run()
-        if run is None or not self.as_json or self.document_sent:
-            super().ended_early(exit_code, problem)
-            return
+        if run is None or not self.as_json:
+            return early
+        unread = replace(early, values={"run_id": run.pk})
         try:
-            self.end_run(RunReport.of(run), exit_code, [problem], patient=False)
-        except DatabaseError:  # the record cannot be read: the document says why, no more
-            super().ended_early(exit_code, problem, run_id=run.pk)
+            report = RunReport.of(run)
+        except DatabaseError:
+            return unread
+        ending = self.run_ending(report, exit_code, problem, [problem], patient=False)
+        return replace(ending, unread=unread)
 
     def _run(self) -> SyncRun | None:
         return getattr(self, "started", RunStarted()).run
 
-    def end_run(
+    def run_ending(
         self,
         report: RunReport,
         exit_code: int,
-        problems: list[str] | None = None,
+        message: str,
+        problems: list[str],
         *,
         patient: bool = True,
-    ) -> None:
-        """With --json, the run's document, read from its record (`patient`: riding out a
-        lost database)."""
-        if not self.as_json:
-            return
-        self.send_document(
-            exit_code=exit_code,
-            problems=run_problems(report) if problems is None else problems,
+    ) -> Ending:
+        """The run's ending, its document read from its record (`patient`: riding out a lost
+        database)."""
+        return Ending(
+            exit_code,
+            message,
+            problems,
+            values=run_document(self.command_name, report),
             listed="customers",
             items=lambda: run_customers(report.run),
             steps=database_steps() if patient else None,
-            **run_document(self.command_name, report),
         )
 
     def run_service(self, options: dict[str, Any], observer: RunObserver) -> RunReport:

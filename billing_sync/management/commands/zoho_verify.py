@@ -8,7 +8,13 @@ from typing import Any
 
 from django.core.management.base import CommandParser
 
-from billing_sync.management.base import EXIT_FAILED, ZohoCommand, add_max_wait_argument
+from billing_sync.management.base import (
+    EXIT_FAILED,
+    EXIT_OK,
+    Ending,
+    ZohoCommand,
+    add_max_wait_argument,
+)
 from billing_sync.management.printing import Printer
 from billing_sync.operations.verify import VerifyReport, WrongAccount, zoho_verify
 
@@ -98,10 +104,12 @@ class Command(ZohoCommand):
             _print(printer, report, findings)
         problems = [f"{len(f.rows(report))} {f.problem}" for f in findings if f.rows(report)]
         self.end(
-            EXIT_FAILED if problems else 0,
-            f"{report.problems} problem(s) found.",
-            problems,
-            **_document(report, findings),
+            Ending(
+                EXIT_FAILED if problems else EXIT_OK,
+                f"{report.problems} problem(s) found.",
+                problems,
+                values=_document(report, findings),
+            )
         )
 
 
