@@ -203,9 +203,9 @@ class Observers:
     def __getattr__(self, hook: str) -> Callable[..., None]:
         hooks = [getattr(observer, hook) for observer in self.observers]
 
-        def tell(*args: Any) -> None:
+        def tell(*args: Any, **kwargs: Any) -> None:
             for told in hooks:
-                told(*args)
+                told(*args, **kwargs)
 
         return tell
 

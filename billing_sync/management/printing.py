@@ -1,4 +1,5 @@
-"""How the zoho_* commands write to a terminal: the runbook's layout, emoji when they survive."""
+"""How our commands write to a terminal (zoho_* and import_customers): the runbook's layout, emoji
+when they survive."""
 
 from __future__ import annotations
 
