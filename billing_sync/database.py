@@ -236,6 +236,13 @@ def wait_for_database(
         delay = min(delay * 2, LONGEST_LOOK_SECONDS)
 
 
+def database_look() -> None:
+    """One look at the database (a new connection if there is none): a step that says it
+    answers."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT 1")
+
+
 def database_steps(
     *, max_wait: float | None = None, on_wait: Callable[[str], None] | None = None
 ) -> DatabaseSteps:

@@ -1,20 +1,22 @@
-"""What every command of ours shares: `--json`, the exit codes, and the one handler for what
-ends a command early (it still closes the JSON document, then exits with the right code)."""
+"""What every command of ours shares: `--json`, the exit codes, and the one way a command ends
+(`ZohoCommand.end`: the JSON document, then the exit code), whether it got to its end or not."""
 
 from __future__ import annotations
 
 import argparse
 import shutil
 import tempfile
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import IO, Any, ClassVar
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser, OutputWrapper
-from django.db import DatabaseError, connection
+from django.db import DatabaseError
 
 from billing_sync.database import (
     DatabaseSteps,
     DatabaseUnavailable,
+    database_look,
     database_steps,
     first_line,
 )
@@ -30,8 +32,25 @@ EXIT_SETUP = 2
 EXIT_INTERRUPTED = 130
 
 
+@dataclass(frozen=True)
+class Ending:
+    """How a command ends: its exit code, the line said with a non-zero one, what is wrong,
+    and its --json document: `values` over the empty one, its member `listed` written from
+    `items()` (JSON texts, maybe read from the database: through `steps` when given)."""
+
+    exit_code: int = EXIT_OK
+    message: str = ""
+    problems: Sequence[str] = ()
+    values: Mapping[str, Any] = field(default_factory=dict)
+    listed: str = ""
+    items: Callable[[], Iterable[str]] = tuple
+    steps: DatabaseSteps | None = None
+    # The document instead, when this one's record cannot be read (the database failed).
+    unread: Ending | None = None
+
+
 class ZohoCommand(BaseCommand):
-    """Base of our commands: `--json`, and one way to end in either mode."""
+    """Base of our commands: `--json`, and one way to end in either mode (`end`)."""
 
     # Options a document carries whatever happens (e.g. "dry_run").
     echoed_options: ClassVar[tuple[str, ...]] = ()
@@ -50,13 +69,12 @@ class ZohoCommand(BaseCommand):
 
     def execute(self, *args: Any, **options: Any) -> str | None:
         """Run the command once the database answers (waited for as when it is lost mid-run);
-        whatever ends it early still ends its document (with --json) and leaves with its exit
-        code and one line: Zoho refusing the set-up 2, Ctrl-C 130 (the process then ends by
-        the signal, as a shell expects), Zoho unreadable or the database lost 1, any other
-        failure 1 (its traceback kept for the log)."""
+        whatever ends it early ends it through `end` too: Zoho refusing the set-up 2, Ctrl-C
+        130 (the process then ends by the signal, as a shell expects), Zoho unreadable or the
+        database lost 1, any other failure 1 (its traceback kept for the log)."""
         self.options = options
         self.as_json = bool(options.get("json"))
-        self.document_sent = False
+        self.ended = False
         # As BaseCommand.execute sets them, for what is said before it runs.
         if options.get("stdout"):
             self.stdout = OutputWrapper(options["stdout"])
@@ -64,100 +82,89 @@ class ZohoCommand(BaseCommand):
             self.stderr = OutputWrapper(options["stderr"])
         try:
             database_steps(max_wait=options.get("max_wait"), on_wait=self._database_wait).take(
-                _database_answers
+                database_look
             )
             return super().execute(*args, **options)
-        except CommandError as exc:
-            self.ended_early(exc.returncode, str(exc))
-            raise
         except (Exception, KeyboardInterrupt) as exc:
-            exit_code, problem, said_in_full = self.ending(exc)
-            self.ended_early(exit_code, problem)
-            if isinstance(exc, KeyboardInterrupt):
-                self.stderr.write(problem)
+            if self.ended:  # by `end`: its exit
                 raise
-            if said_in_full:
-                raise CommandError(problem, returncode=exit_code) from exc
-            raise
+            exit_code, problem, said_in_full = self.stopped_by(exc)
+            foreseen = said_in_full and not isinstance(exc, CommandError | KeyboardInterrupt)
+            self.end(self.ended_early(exit_code, problem), cause=None if foreseen else exc)
+            raise  # not reached: `end` raises for every early ending
 
-    def ending(self, exc: BaseException) -> tuple[int, str, bool]:
+    def stopped_by(self, exc: BaseException) -> tuple[int, str, bool]:
         """How `exc` ends this command: its exit code, the problem in a line, and whether that
         line says all (else the traceback follows, for the log)."""
-        return _ending(exc)
+        return _stopped_by(exc)
+
+    def ended_early(self, exit_code: int, problem: str) -> Ending:
+        """How the command ends when it did not reach its end: its document says why, with
+        what it knows so far."""
+        return Ending(exit_code, problem, [problem])
 
     def _database_wait(self, reason: str) -> None:
         self.stderr.write(
             f"Waiting for the database ({reason}) (ZOHO_DB_OUTAGE_WAIT_SECONDS)...", ending="\n"
         )
 
-    def ended_early(self, exit_code: int, problem: str, **known: Any) -> None:
-        """The command did not reach its end: with --json, close the document saying why
-        (with the values `known` of it)."""
-        if self.as_json and not self.document_sent:
-            self.send_document(exit_code=exit_code, problems=[problem], **known)
+    def end(self, ending: Ending, *, cause: BaseException | None = None) -> None:
+        """Every command ends here, once, having got to its end or not, in text or with
+        --json: with --json the one document, written whole (stdout never holds a document
+        cut short); then its exit, a non-zero code by CommandError with `ending.message`.
+        `cause`, what ended the command early, is raised again instead where the message
+        would not do: a Ctrl-C (said in a line first), a CommandError of its own, a failure
+        whose traceback the log keeps."""
+        if self.as_json:
+            try:
+                self._write_document(ending)
+            except DatabaseError:
+                if ending.unread is None:
+                    raise
+                self._write_document(ending.unread)
+        self.ended = True
+        if isinstance(cause, KeyboardInterrupt):
+            self.stderr.write(ending.message)
+        if cause is not None:
+            raise cause
+        if ending.exit_code:
+            raise CommandError(ending.message, returncode=ending.exit_code)
 
-    def empty_document(self) -> dict[str, Any]:
-        """This command's document, valued as when it never got to anything."""
+    def _write_document(self, ending: Ending) -> None:
+        """The document, read whole (in a temporary file past 1 MB: 100,000 customers hold no
+        memory), then written to stdout as it is."""
         echoed = {name: self.options.get(name) for name in self.echoed_options}
-        return empty_document(self.command_name, **echoed)
-
-    def send_document(
-        self,
-        *,
-        exit_code: int,
-        problems: list[str],
-        listed: str = "",
-        items: Callable[[], Iterable[str]] = tuple,
-        steps: DatabaseSteps | None = None,
-        **values: Any,
-    ) -> None:
-        """Write the whole document: `values` over the empty one; `listed` from `items()`
-        (JSON texts, maybe read from the database: through `steps` when given). It is written
-        whole, once read whole: stdout never holds a document cut short."""
+        document = empty_document(self.command_name, **echoed) | dict(ending.values)
 
         def render() -> IO[str]:
-            # In a temporary file past 1 MB: 100,000 customers hold no memory.
             text = tempfile.SpooledTemporaryFile(  # noqa: SIM115 - closed by the caller
                 max_size=2**20, mode="w+", encoding="ascii"
             )
             try:
                 write_document(
                     text.write,
-                    self.empty_document() | values,
-                    exit_code=exit_code,
-                    problems=problems,
-                    listed=listed,
-                    items=items(),
+                    document,
+                    exit_code=ending.exit_code,
+                    problems=list(ending.problems),
+                    listed=ending.listed,
+                    items=ending.items(),
                 )
             except BaseException:
                 text.close()  # read part way: taken again from the start, or not sent
                 raise
             return text
 
-        text = render() if steps is None else steps.take(render)
+        text = render() if ending.steps is None else ending.steps.take(render)
         with text:
             text.seek(0)
-            shutil.copyfileobj(text, _Writer(self.write_text))
-        self.document_sent = True
-
-    def write_text(self, text: str) -> None:
-        """Part of the JSON document, to stdout as it is."""
-        self.stdout.write(text, ending="")
-        self.stdout.flush()
-
-    def end(
-        self, exit_code: int, message: str = "", problems: list[str] | None = None, **values: Any
-    ) -> None:
-        """Finish: the document (with --json), then exit with `exit_code` (`message` to stderr)."""
-        if self.as_json:
-            self.send_document(exit_code=exit_code, problems=problems or [], **values)
-        if exit_code:
-            raise CommandError(message, returncode=exit_code)
+            shutil.copyfileobj(text, _Writer(self.stdout))
 
 
-def _ending(exc: BaseException) -> tuple[int, str, bool]:
+def _stopped_by(exc: BaseException) -> tuple[int, str, bool]:
     """How `exc` ends a command: its exit code, the problem in a line, and whether that line
     says all (else the traceback follows, for the log)."""
+    if isinstance(exc, CommandError):
+        return exc.returncode, str(exc), True
     if isinstance(exc, ZohoConfigError):
         return EXIT_SETUP, str(exc), True
     if isinstance(exc, ZohoError):  # Zoho could not be read (a run's own failures never get here)
@@ -175,17 +182,15 @@ def _ending(exc: BaseException) -> tuple[int, str, bool]:
     return EXIT_FAILED, f"The command failed: {exc}", False
 
 
-def _database_answers() -> None:
-    """One look at the database (a new connection if there is none)."""
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT 1")
-
-
 class _Writer:
-    """A file-like `write` over a function that writes text (for shutil.copyfileobj)."""
+    """A file-like `write` of text to a command's output as it is (for shutil.copyfileobj)."""
 
-    def __init__(self, write: Callable[[str], None]) -> None:
-        self.write = write
+    def __init__(self, stdout: OutputWrapper) -> None:
+        self.stdout = stdout
+
+    def write(self, text: str) -> None:
+        self.stdout.write(text, ending="")
+        self.stdout.flush()
 
 
 class Observers:
@@ -198,9 +203,9 @@ class Observers:
     def __getattr__(self, hook: str) -> Callable[..., None]:
         hooks = [getattr(observer, hook) for observer in self.observers]
 
-        def tell(*args: Any) -> None:
+        def tell(*args: Any, **kwargs: Any) -> None:
             for told in hooks:
-                told(*args)
+                told(*args, **kwargs)
 
         return tell
 

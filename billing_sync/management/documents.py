@@ -4,7 +4,7 @@ Every document has `command` (first), its command's keys (always all of them, va
 when the command never got to them), `exit_code` and `problems` (last). docs/json-output.md
 lists the same keys (tests/test_docs.py holds the two together). A document's one long list (a
 run's `customers`, an import's `rows`) is written item by item, each by the encoder, into a
-temporary file past 1 MB (management/base.py `send_document`), so a run over 100,000 customers
+temporary file past 1 MB (management/base.py `ZohoCommand.end`), so a run over 100,000 customers
 holds none of them in memory for its output; the document reaches stdout once it is whole, so
 a failure while it is read never leaves half a document there. Times are ISO 8601 with their
 offset; ASCII only, so any terminal encoding carries it.
@@ -18,10 +18,8 @@ from collections.abc import Callable, Iterable
 from datetime import datetime
 from typing import Any
 
-from django.db.models import F
-
-from billing_sync.models import CustomerImport, SyncAttempt, SyncRun
-from billing_sync.run.report import CustomerResult, RunReport
+from billing_sync.models import CustomerImport, SyncRun
+from billing_sync.run.report import CustomerResult, RunReport, run_finished_customers
 
 Write = Callable[[str], None]
 
@@ -155,15 +153,9 @@ def customer_object(result: CustomerResult, status: str | None) -> dict[str, Any
 
 
 def run_customers(run: SyncRun) -> Iterable[str]:
-    """Each customer the run finished, as JSON text, from its final attempt and the customer's
-    status as it stands now, in the order they were written."""
-    finals = (
-        SyncAttempt.objects.filter(run=run, final=True)
-        .annotate(status_after=F("customer__zoho_sync_status"))
-        .order_by("pk")
-    )
-    for attempt in finals.iterator(chunk_size=2000):
-        yield json_text(customer_object(CustomerResult.of(attempt), attempt.status_after))
+    """Each customer the run finished, as JSON text (`run_finished_customers`)."""
+    for result, status in run_finished_customers(run):
+        yield json_text(customer_object(result, status))
 
 
 def run_document(command: str, report: RunReport) -> dict[str, Any]:

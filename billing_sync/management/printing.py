@@ -1,4 +1,5 @@
-"""How the zoho_* commands write to a terminal: the runbook's layout, emoji when they survive."""
+"""How our commands write to a terminal (zoho_* and import_customers): the runbook's layout, emoji
+when they survive."""
 
 from __future__ import annotations
 
@@ -10,8 +11,9 @@ from typing import TYPE_CHECKING
 from django.core.management.base import OutputWrapper
 from django.core.management.color import Style
 
+from billing_sync.management.run_words import RunWords
 from billing_sync.models import AttemptOutcome, Customer, CustomerImport, SyncRun
-from billing_sync.run.report import CustomerResult, RunObserver, RunReport
+from billing_sync.run.report import CustomerResult, RunObserver, RunReport, WaitKind
 
 if TYPE_CHECKING:  # the bar's module uses our clock
     from billing_sync.management.progress import ProgressBar
@@ -83,39 +85,34 @@ class Printer:
 
 
 class RunPrinter(RunObserver):
-    """Prints a backfill or retry run as the runbook shows it."""
+    """Prints a run (backfill, retry or sync) as the runbook shows it, in its words."""
 
-    def __init__(
-        self, printer: Printer, *, title: str, noun: str, verb: str, action: str, dry_run: bool
-    ) -> None:
+    def __init__(self, printer: Printer, *, words: RunWords, dry_run: bool) -> None:
         self.p = printer
-        self.title = title
-        self.noun = noun
-        self.verb = verb  # "Retrying": leads each customer's block
-        self.action = action  # "retry": "Would retry these customers"
+        self.words = words
         self.dry_run = dry_run
 
     def header(self) -> None:
-        self.p.banner("retry", self.title)
+        self.p.banner("retry", self.words.title)
         mode = (
             f"{self.p.marks['dry']} DRY RUN" if self.dry_run else f"{self.p.marks['ok']} LIVE SYNC"
         )
         self.p.line(f"Mode: {mode}")
         self.p.rule()
         self.p.line()
-        self.p.mark("stats", f"Fetching {self.noun} customers...")
+        self.p.mark("stats", f"Fetching {self.words.noun} customers...")
 
     def run_started(self, run: SyncRun, customers: Iterable[Customer]) -> None:
-        self.p.line(f"Found {run.selected_count} {self.noun} customer(s):")
+        self.p.line(f"Found {run.selected_count} {self.words.noun} customer(s):")
         for index, customer in enumerate(customers, 1):
             self.p.line(f"  {index}. {customer.email} - {customer.account_number}")
         self.p.line()
         if not run.selected_count:
             return
         if self.dry_run:
-            self.p.mark("dry", f"DRY RUN: Would {self.action} these customers")
+            self.p.mark("dry", f"DRY RUN: Would {self.words.verb} these customers")
         else:
-            self.p.mark("start", f"Starting {self.action}...")
+            self.p.mark("start", f"Starting {self.words.verb}...")
         self.p.line()
 
     def customer_finished(self, index: int, total: int, result: CustomerResult) -> None:
@@ -124,7 +121,7 @@ class RunPrinter(RunObserver):
             if result.error:
                 self.p.mark("warn", f"{result.account_number}: {result.error}", indent="  ")
             return
-        self.p.line(f"[{index}/{total}] {self.verb}: {result.email}")
+        self.p.line(f"[{index}/{total}] {self.words.doing}: {result.email}")
         self.p.line(f"  Account: {result.account_number}")
         self.p.line(f"  Name: {result.display_name or '(none)'}")
         outcome = result.outcome
@@ -144,38 +141,37 @@ class RunPrinter(RunObserver):
             self.p.mark("fail", f"Failed: {result.error}", indent="  ")
         self.p.line()
 
-    def block_wait(self, until: datetime, reason: str) -> None:
-        seconds = max(0.0, until.timestamp() - datetime.now(tz=UTC).timestamp())
-        self._waiting(f"Zoho is blocking requests until {clock(until)}; waiting {seconds:.0f} s...")
-
-    def unreachable_wait(self, until: datetime, reason: str) -> None:
-        self._waiting(f"{reason}; looking again at {clock(until)}...")
-
-    def database_wait(self, reason: str) -> None:
-        self._waiting(
-            f"Lost the database ({reason}); waiting for it (ZOHO_DB_OUTAGE_WAIT_SECONDS)..."
-        )
+    def waiting(self, kind: WaitKind, until: datetime | None = None, reason: str = "") -> None:
+        if kind == WaitKind.DATABASE:
+            text = f"Lost the database ({reason}); waiting for it (ZOHO_DB_OUTAGE_WAIT_SECONDS)..."
+        elif kind == WaitKind.PACE or until is None:
+            return  # the budget's pauses are the bar's: a line each would drown the run's
+        elif kind == WaitKind.BLOCK:
+            seconds = max(0.0, until.timestamp() - datetime.now(tz=UTC).timestamp())
+            text = f"Zoho is blocking requests until {clock(until)}; waiting {seconds:.0f} s..."
+        elif kind == WaitKind.UNREACHABLE:
+            text = f"{reason}; looking again at {clock(until)}..."
+        else:
+            text = (
+                f"Waiting until {clock(until)} for its earlier create to settle in Zoho, then "
+                "looking for it..."
+            )
+        self._waiting(text)
 
     def customer_waiting(self, index: int, total: int, customer: Customer, until: datetime) -> None:
-        self.p.line(f"[{index}/{total}] {self.verb}: {customer.email}")
+        self.p.line(f"[{index}/{total}] {self.words.doing}: {customer.email}")
         self._waiting(
             f"An earlier create may still be settling in Zoho until {clock(until)}: "
             "looking again at the end of the run"
         )
         self.p.line()
 
-    def settle_wait(self, until: datetime) -> None:
-        self._waiting(
-            f"Waiting until {clock(until)} for its earlier create to settle in Zoho, then "
-            "looking for it..."
-        )
-
     def _waiting(self, text: str) -> None:
         self.p.mark("wait", text, indent="  ")
 
-    def results(self, report: RunReport, *, heading: str) -> None:
+    def results(self, report: RunReport) -> None:
         self.p.rule()
-        self.p.mark("stats", heading)
+        self.p.mark("stats", self.words.results_heading)
         self.p.rule()
         self.p.line(f"Total Attempted: {report.attempted_count}")
         self.p.mark("ok", f"Successfully Synced: {report.synced_count}")

@@ -13,14 +13,14 @@ import contextlib
 from collections.abc import Iterable
 from contextlib import AbstractContextManager
 from datetime import datetime
-from typing import Self, TextIO
+from typing import Any, Self
 
 from django.core.management.base import OutputWrapper
 from tqdm import tqdm
 
 from billing_sync.management.printing import clock
 from billing_sync.models import Customer, SyncRun
-from billing_sync.run.report import CustomerResult, RunObserver
+from billing_sync.run.report import CustomerResult, RunObserver, WaitKind
 
 
 class ProgressBar:
@@ -32,9 +32,7 @@ class ProgressBar:
     min_interval = 0.1
 
     def __init__(self, stream: OutputWrapper, *, label: str) -> None:
-        # tqdm writes its own "\r" and escapes: the stream under Django's wrapper, which would
-        # add a line ending and (on stderr) colour every write.
-        self.file: TextIO = getattr(stream, "_out", stream)
+        self.file = _AsWritten(stream)
         self.label = label
         self.total: int | None = 0
         self.bar: tqdm | None = None
@@ -73,6 +71,16 @@ class ProgressBar:
             self.bar = None
 
 
+# What the bar calls each wait.
+WAITS = {
+    WaitKind.BLOCK: "Zoho block",
+    WaitKind.UNREACHABLE: "Zoho unreachable",
+    WaitKind.DATABASE: "the database",
+    WaitKind.SETTLE: "create settling",
+    WaitKind.PACE: "request budget",
+}
+
+
 class RunProgress(ProgressBar, RunObserver):
     """Counts finished customers on a bar under the run's lines; shows each wait's reason.
 
@@ -93,21 +101,31 @@ class RunProgress(ProgressBar, RunObserver):
         bar.set_postfix_str("", refresh=False)
         bar.update(1)
 
-    # Zoho's own words for a block go to the run's lines and the log; the bar names the wait.
-    def block_wait(self, until: datetime, reason: str) -> None:
-        self._waiting("Zoho block", until)
+    def waiting(self, kind: WaitKind, until: datetime | None = None, reason: str = "") -> None:
+        # Zoho's own words for a block go to the run's lines and the log; the bar names the wait.
+        shown = f"waiting: {WAITS[kind]}"
+        if until is not None:
+            shown += f" until {clock(until)}"
+        self._shown().set_postfix_str(shown)
 
-    def settle_wait(self, until: datetime) -> None:
-        self._waiting("create settling", until)
 
-    def unreachable_wait(self, until: datetime, reason: str) -> None:
-        self._waiting("Zoho unreachable", until)
+class _AsWritten:
+    """`stream` as tqdm wants it: its text written as it is. tqdm writes its own "\r" and
+    escapes, where Django's wrapper would add a line ending and (on stderr) colour every write;
+    what else tqdm asks of a file (its encoding, its fileno) the wrapper answers."""
 
-    def database_wait(self, reason: str) -> None:
-        self._shown().set_postfix_str("waiting: the database")
+    def __init__(self, stream: OutputWrapper) -> None:
+        self.stream = stream
 
-    def pace_wait(self, until: datetime) -> None:
-        self._waiting("request budget", until)
+    def write(self, text: str) -> None:
+        self.stream.write(text, style_func=_as_it_is, ending="")
 
-    def _waiting(self, reason: str, until: datetime) -> None:
-        self._shown().set_postfix_str(f"waiting: {reason} until {clock(until)}")
+    def flush(self) -> None:
+        self.stream.flush()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.stream, name)
+
+
+def _as_it_is(text: str) -> str:
+    return text

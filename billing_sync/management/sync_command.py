@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from dataclasses import replace
 from typing import Any, ClassVar, cast
 
-from django.core.management.base import CommandError, CommandParser
+from django.core.management.base import CommandParser
 from django.db import DatabaseError
 
 from billing_sync.database import database_steps
 from billing_sync.management.base import (
     EXIT_FAILED,
     EXIT_SETUP,
+    Ending,
     Observers,
     ZohoCommand,
     add_max_wait_argument,
@@ -20,7 +22,8 @@ from billing_sync.management.base import (
 from billing_sync.management.documents import run_customers, run_document
 from billing_sync.management.printing import Printer, RunPrinter
 from billing_sync.management.progress import RunProgress
-from billing_sync.models import AttemptOutcome, Customer, SyncRun, SyncTrigger
+from billing_sync.management.run_words import CHECKING, RUN_WORDS
+from billing_sync.models import Customer, SyncRun, SyncRunKind, SyncTrigger
 from billing_sync.run.report import RunObserver, RunReport
 from billing_sync.run.stops import RunInterrupted
 
@@ -30,15 +33,11 @@ class SyncCommand(ZohoCommand):
 
     trigger = SyncTrigger.COMMAND
     echoed_options = ("dry_run",)
-    # The sync service this command runs (runs.py), and whether it takes --limit.
+    # The kind of run (its words: RUN_WORDS), the sync service that runs it (runs.py), and
+    # whether it takes --limit.
+    kind: ClassVar[SyncRunKind]
     service: ClassVar[Callable[..., RunReport]]
     takes_limit = False
-    title = ""
-    noun = ""
-    verb = ""
-    action = ""
-    results_heading = ""
-    success_message = ""
 
     def add_arguments(self, parser: CommandParser) -> None:
         super().add_arguments(parser)
@@ -61,16 +60,14 @@ class SyncCommand(ZohoCommand):
         dry_run = options["dry_run"]
         # The bar goes where a person watches: stdout, or stderr when stdout is the document.
         watched = self.stderr if self.as_json else self.stdout
-        progress = RunProgress.on_terminal(watched, label="Checking" if dry_run else self.verb)
+        words = RUN_WORDS[self.kind]
+        progress = RunProgress.on_terminal(watched, label=CHECKING if dry_run else words.doing)
         self.started = RunStarted()
         printer: RunPrinter | None = None
         if not self.as_json:
             printer = RunPrinter(
                 Printer(self.stdout, self.style, progress),
-                title=self.title,
-                noun=self.noun,
-                verb=self.verb,
-                action=self.action,
+                words=words,
                 dry_run=dry_run,
             )
             printer.header()
@@ -82,54 +79,56 @@ class SyncCommand(ZohoCommand):
                 progress.close()
         exit_code, message = run_exit(report, dry_run=dry_run)
         if printer is not None and not dry_run and report.selected_count:
-            printer.results(report, heading=self.results_heading)
+            printer.results(report)
             if not exit_code:
-                printer.p.mark("ok", self.success_message)
-        self.end_run(report, exit_code)
-        if exit_code:
-            raise CommandError(message, returncode=exit_code)
+                printer.p.mark("ok", words.success_message)
+        self.end(self.run_ending(report, exit_code, message, run_problems(report)))
 
-    def ending(self, exc: BaseException) -> tuple[int, str, bool]:
-        exit_code, problem, said_in_full = super().ending(exc)
+    def stopped_by(self, exc: BaseException) -> tuple[int, str, bool]:
+        exit_code, problem, said_in_full = super().stopped_by(exc)
         run = self._run()
         if isinstance(exc, KeyboardInterrupt) and run is not None:
             problem = f"{RunInterrupted()} (run #{run.pk})."
         return exit_code, problem, said_in_full
 
-    def ended_early(self, exit_code: int, problem: str, **known: Any) -> None:
+    def ended_early(self, exit_code: int, problem: str) -> Ending:
         """The run did not end normally: its document says what its record holds so far (one
-        look: the database may be what failed)."""
+        look, no waiting: the database may be what failed; where it cannot be read, the
+        document says why, no more)."""
+        early = super().ended_early(exit_code, problem)
         run = self._run()
-        if run is None or not self.as_json or self.document_sent:
-            super().ended_early(exit_code, problem)
-            return
+        if run is None or not self.as_json:
+            return early
+        unread = replace(early, values={"run_id": run.pk})
         try:
-            self.end_run(RunReport.of(run), exit_code, [problem], patient=False)
-        except DatabaseError:  # the record cannot be read: the document says why, no more
-            super().ended_early(exit_code, problem, run_id=run.pk)
+            report = RunReport.of(run)
+        except DatabaseError:
+            return unread
+        ending = self.run_ending(report, exit_code, problem, [problem], patient=False)
+        return replace(ending, unread=unread)
 
     def _run(self) -> SyncRun | None:
         return getattr(self, "started", RunStarted()).run
 
-    def end_run(
+    def run_ending(
         self,
         report: RunReport,
         exit_code: int,
-        problems: list[str] | None = None,
+        message: str,
+        problems: list[str],
         *,
         patient: bool = True,
-    ) -> None:
-        """With --json, the run's document, read from its record (`patient`: riding out a
-        lost database)."""
-        if not self.as_json:
-            return
-        self.send_document(
-            exit_code=exit_code,
-            problems=run_problems(report) if problems is None else problems,
+    ) -> Ending:
+        """The run's ending, its document read from its record (`patient`: riding out a lost
+        database)."""
+        return Ending(
+            exit_code,
+            message,
+            problems,
+            values=run_document(self.command_name, report),
             listed="customers",
             items=lambda: run_customers(report.run),
             steps=database_steps() if patient else None,
-            **run_document(self.command_name, report),
         )
 
     def run_service(self, options: dict[str, Any], observer: RunObserver) -> RunReport:
@@ -174,11 +173,8 @@ def run_problems(report: RunReport) -> list[str]:
         problems.append(
             f"{report.unaccounted_count} customer(s) taken up without a final attempt on record"
         )
-    if report.run.dry_run:
-        refused = report.run.attempts.filter(final=True, outcome=AttemptOutcome.DRY_RUN)
-        refused_count = refused.exclude(error_message="").count()
-        if refused_count:
-            problems.append(f"{refused_count} customer(s) have data our checks refuse")
+    if report.run.dry_run and report.refused_count:
+        problems.append(f"{report.refused_count} customer(s) have data our checks refuse")
     return problems
 
 

@@ -51,6 +51,29 @@ COMPARED_FIELDS = (
 
 
 @dataclass(frozen=True)
+class WithoutZohoId:
+    """A customer that belongs in Zoho and has no Zoho id."""
+
+    email: str
+    account_number: str
+    status: str  # its zoho_sync_status
+
+    def __str__(self) -> str:
+        return f"{self.email} - {self.account_number} ({self.status})"
+
+
+@dataclass(frozen=True)
+class UnknownId:
+    """A customer linked to a Zoho id that Zoho does not know."""
+
+    account_number: str
+    zoho_customer_id: str
+
+    def __str__(self) -> str:
+        return f"{self.account_number}: {self.zoho_customer_id}"
+
+
+@dataclass(frozen=True)
 class Duplicate:
     """Zoho holds one email or account number more often than we have customers with it."""
 
@@ -111,12 +134,12 @@ class VerifyReport:
     """What `zoho_verify` found; `problems` is 0 when everything holds."""
 
     status_counts: list[tuple[str, int]]
-    without_zoho_id: list[tuple[str, str, str]]
+    without_zoho_id: list[WithoutZohoId]
     deep: bool = False
     zoho_total: int = 0
     zoho_requests: int = 0
     unlinked_zoho_count: int = 0
-    unknown_ids: list[tuple[str, str]] = field(default_factory=list)
+    unknown_ids: list[UnknownId] = field(default_factory=list)
     duplicates: list[Duplicate] = field(default_factory=list)
     missing_accounts: list[WrongAccount] = field(default_factory=list)
     drift: list[Drift] = field(default_factory=list)
@@ -156,11 +179,12 @@ def _check(*, deep: bool, max_wait: float | None) -> VerifyReport:
     syncable = customers_syncable()
     report = VerifyReport(
         status_counts=customer_status_counts(),
-        without_zoho_id=list(
-            syncable.filter(zoho_billing_customer_id__isnull=True)
+        without_zoho_id=[
+            WithoutZohoId(*row)
+            for row in syncable.filter(zoho_billing_customer_id__isnull=True)
             .exclude(closed_before_zoho_q())
             .values_list("email", "account_number", "zoho_sync_status")
-        ),
+        ],
         deep=deep,
     )
     zoho_customers = _read_zoho(report, deep=deep, max_wait=max_wait)
@@ -172,9 +196,12 @@ def _check(*, deep: bool, max_wait: float | None) -> VerifyReport:
     )
     report.zoho_total = len(zoho_customers)
     report.unknown_ids = sorted(
-        (c.account_number, c.zoho_billing_customer_id)
-        for c in linked
-        if c.zoho_billing_customer_id not in by_id
+        (
+            UnknownId(c.account_number, c.zoho_billing_customer_id)
+            for c in linked
+            if c.zoho_billing_customer_id not in by_id
+        ),
+        key=lambda unknown: (unknown.account_number, unknown.zoho_customer_id),
     )
     report.unlinked_zoho_count = len(by_id.keys() - {c.zoho_billing_customer_id for c in linked})
     report.duplicates = _email_duplicates(zoho_customers)

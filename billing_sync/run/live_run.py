@@ -26,7 +26,7 @@ from billing_sync.run.customer.creates import AnsweredCreates, IntentsAhead
 from billing_sync.run.customer.decisions import TAKEN_BY_ANOTHER
 from billing_sync.run.customer.matching import ZohoCustomerFinder, lookup_prefers_index
 from billing_sync.run.records import cut_off, run_alive
-from billing_sync.run.report import CustomerResult, RunObserver
+from billing_sync.run.report import CustomerResult, RunObserver, WaitKind
 from billing_sync.run.selection import RunSelection, customers_backlog
 from billing_sync.run.stops import (
     RUN_STOPPERS,
@@ -111,10 +111,10 @@ class LiveRun:
         self.client = ZohoClient(
             config,
             max_wait=steps.allowance.max_wait,
-            on_block_wait=observer.block_wait,
-            on_pace_wait=observer.pace_wait,
+            on_block_wait=partial(observer.waiting, WaitKind.BLOCK),
+            on_pace_wait=partial(observer.waiting, WaitKind.PACE),
             heartbeat=self._heartbeat,
-            on_unreachable_wait=observer.unreachable_wait,
+            on_unreachable_wait=partial(observer.waiting, WaitKind.UNREACHABLE),
         )
         # One count of the seconds waited, for Zoho's blocks and for the database alike.
         steps.allowance.share_with(self.client.gate)
@@ -265,7 +265,7 @@ class LiveRun:
             if not self.client.gate.may_wait_until(settles_at):
                 self.customers.leave_waiting(customer, settles_at)
                 return
-            self.observer.settle_wait(settles_at)
+            self.observer.waiting(WaitKind.SETTLE, settles_at)
             self.client.gate.wait_until(settles_at)
         settles_again = self._sync_one(customer, partial(self.customers.sync_settled, customer))
         if settles_again is not None:

@@ -3,11 +3,12 @@ final SyncAttempt, the run's counts from those rows and the SyncRun, and who lis
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
+from enum import StrEnum
 
-from django.db.models import Count
+from django.db.models import Count, F, Q
 
 from billing_sync.models import AttemptOutcome, Customer, SyncAttempt, SyncRun
 
@@ -57,6 +58,16 @@ class CustomerResult:
         return self.outcome in FAILED_OUTCOMES
 
 
+class WaitKind(StrEnum):
+    """What a run waits for."""
+
+    BLOCK = "block"  # Zoho is blocking the organization's requests (a 429)
+    UNREACHABLE = "unreachable"  # Zoho cannot be reached: looked at again then
+    DATABASE = "database"  # the database went away: waited for, then the run goes on
+    SETTLE = "settle"  # the customer's earlier create may still be settling in Zoho
+    PACE = "pace"  # the shared budget allows the next request then
+
+
 class RunObserver:
     """Hears about a run's progress (commands print it); every hook is optional."""
 
@@ -73,20 +84,22 @@ class RunObserver:
         """An earlier create of this customer may still be settling in Zoho until `until`:
         the run comes back to it at its end."""
 
-    def block_wait(self, until: datetime, reason: str) -> None:
-        """Zoho is blocking us; the run waits until `until`."""
+    def waiting(self, kind: WaitKind, until: datetime | None = None, reason: str = "") -> None:
+        """The run waits for `kind` until `until` (None: until the database answers) because
+        of `reason` (Zoho's or the database's words; empty where `kind` says all)."""
 
-    def unreachable_wait(self, until: datetime, reason: str) -> None:
-        """Zoho cannot be reached (`reason`): the run looks again at `until`."""
 
-    def database_wait(self, reason: str) -> None:
-        """The database went away (`reason`): the run waits for it, then goes on."""
-
-    def settle_wait(self, until: datetime) -> None:
-        """The run waits until `until` for the customer's earlier create to settle."""
-
-    def pace_wait(self, until: datetime) -> None:
-        """The run waits until `until` for the shared budget to allow its next request."""
+def run_finished_customers(run: SyncRun) -> Iterator[tuple[CustomerResult, str | None]]:
+    """Each customer the run finished, from its final attempt, with the customer's status as it
+    stands now (None: deleted since), in the order they were written; read in chunks, so any
+    size of run fits."""
+    finals = (
+        SyncAttempt.objects.filter(run=run, final=True)
+        .annotate(status_after=F("customer__zoho_sync_status"))
+        .order_by("pk")
+    )
+    for attempt in finals.iterator(chunk_size=2000):
+        yield CustomerResult.of(attempt), attempt.status_after
 
 
 class ResultCollector(RunObserver):
@@ -122,16 +135,23 @@ class RunReport:
     unreached_count: int = 0
     # Left for a later run: an earlier create may still be settling in Zoho.
     waiting_count: int = 0
+    # Of a dry run's customers, those whose data our checks refuse.
+    refused_count: int = 0
 
     @classmethod
     def of(cls, run: SyncRun) -> RunReport:
         """Count what `run` recorded: one SELECT over its final attempts."""
-        by_outcome = dict(
+        by_outcome: dict[str, int] = {}
+        refused = 0
+        for outcome, customers, with_error in (
             SyncAttempt.objects.filter(run=run, final=True)
             .values_list("outcome")
-            .annotate(customers=Count("pk"))
+            .annotate(customers=Count("pk"), with_error=Count("pk", filter=~Q(error_message="")))
             .order_by()
-        )
+        ):
+            by_outcome[outcome] = customers
+            if outcome == AttemptOutcome.DRY_RUN:
+                refused = with_error
 
         def counted(outcomes: Iterable[str]) -> int:
             return sum(by_outcome.get(outcome, 0) for outcome in outcomes)
@@ -149,6 +169,7 @@ class RunReport:
             failed_count=counted(FAILED_OUTCOMES) + run.unreached_count,
             unreached_count=run.unreached_count,
             waiting_count=counted([AttemptOutcome.WAITING]),
+            refused_count=refused,
         )
 
     @property

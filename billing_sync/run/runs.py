@@ -23,7 +23,7 @@ from billing_sync.operations.alerts import alerts_check
 from billing_sync.run.audit import RunAttempts, set_ended
 from billing_sync.run.live_run import LiveRun, Reporter
 from billing_sync.run.records import run_alive, run_closed, run_opened
-from billing_sync.run.report import RunObserver, RunReport
+from billing_sync.run.report import RunObserver, RunReport, WaitKind
 from billing_sync.run.selection import (
     RUN_SELECTIONS,
     RunSelection,
@@ -132,7 +132,7 @@ def _run(
     max_wait = config.max_wait_seconds if max_wait is None else max_wait
     steps = DatabaseSteps(
         WaitAllowance(settings.ZOHO_DB_OUTAGE_WAIT_SECONDS, max_wait),
-        on_wait=observer.database_wait,
+        on_wait=partial(observer.waiting, WaitKind.DATABASE, None),
     )
     selected = steps.take(lambda: RunSelection.take(customers_syncable().filter(wanted), limit))
     run = run_opened(

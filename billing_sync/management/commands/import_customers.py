@@ -18,7 +18,7 @@ from billing_sync.imports.customer_import import (
 from billing_sync.imports.files import FORMATS
 from billing_sync.imports.rows import IMPORT_FIELDS
 from billing_sync.imports.source import SourceNotConfigured, customers_import_source
-from billing_sync.management.base import EXIT_SETUP, Observers, ZohoCommand
+from billing_sync.management.base import EXIT_SETUP, Ending, Observers, ZohoCommand
 from billing_sync.management.import_output import (
     ImportPrinter,
     ImportProgress,
@@ -118,12 +118,10 @@ class Command(ZohoCommand):
         exit_code, message = import_exit(record)
         if printer is not None and record.status != ImportStatus.REFUSED:
             printer.results(record)
-        self.end_import(record, exit_code, import_problems(record))
-        if exit_code:
-            raise CommandError(message, returncode=exit_code)
+        self.end(self.import_ending(record, exit_code, message, import_problems(record)))
 
-    def ending(self, exc: BaseException) -> tuple[int, str, bool]:
-        exit_code, problem, said_in_full = super().ending(exc)
+    def stopped_by(self, exc: BaseException) -> tuple[int, str, bool]:
+        exit_code, problem, said_in_full = super().stopped_by(exc)
         if isinstance(exc, KeyboardInterrupt):
             problem = INTERRUPTED
         elif isinstance(exc, DatabaseError | DatabaseUnavailable) and self._record() is not None:
@@ -133,36 +131,38 @@ class Command(ZohoCommand):
             )
         return exit_code, problem, said_in_full
 
-    def ended_early(self, exit_code: int, problem: str, **known: Any) -> None:
+    def ended_early(self, exit_code: int, problem: str) -> Ending:
         """The import ended part way: its document holds the rows it wrote, counted (the
         database, which may be what failed, is not read again)."""
         record = self._record()
-        if record is None or self.rows is None or self.document_sent:
-            super().ended_early(exit_code, problem)
-            return
-        self.end_import(record, exit_code, [problem], counts=self.rows.counts())
+        if record is None or self.rows is None:
+            return super().ended_early(exit_code, problem)
+        return self.import_ending(record, exit_code, problem, [problem], counts=self.rows.counts())
 
     def _record(self) -> CustomerImport | None:
         rows = getattr(self, "rows", None)
         return None if rows is None else rows.record
 
-    def end_import(
+    def import_ending(
         self,
         record: CustomerImport,
         exit_code: int,
+        message: str,
         problems: list[str],
         counts: dict[str, int] | None = None,
-    ) -> None:
-        """With --json, the import's document: its rows as written, the rest from its record
-        (`counts`: the rows', where the record is not read)."""
-        if self.rows is not None:
-            self.send_document(
-                exit_code=exit_code,
-                problems=problems,
-                listed="rows",
-                items=self.rows.texts,
-                **import_values(record, self.rows.columns, counts),
-            )
+    ) -> Ending:
+        """The import's ending; its document: its rows as written (with --json), the rest from
+        its record (`counts`: the rows', where the record is not read)."""
+        if self.rows is None:
+            return Ending(exit_code, message, problems)
+        return Ending(
+            exit_code,
+            message,
+            problems,
+            values=import_values(record, self.rows.columns, counts),
+            listed="rows",
+            items=self.rows.texts,
+        )
 
     def _import(
         self, options: dict[str, Any], import_options: ImportOptions, observer: ImportObserver

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from billing_sync.management.sync_command import SyncCommand
+from billing_sync.models import SyncRunKind
 from billing_sync.run.runs import customers_backfill
 
 
@@ -12,11 +13,6 @@ class Command(SyncCommand):
         "(internal_test accounts and those needing attention are left alone). Paced under "
         "the Zoho budget; exits non-zero when any customer is left unsynced."
     )
-    title = "ZOHO Billing Customer Backfill"
-    noun = "unsynced"
-    verb = "Syncing"
-    action = "sync"
-    results_heading = "Backfill Results"
-    success_message = "All selected customers successfully synced!"
+    kind = SyncRunKind.BACKFILL
     service = staticmethod(customers_backfill)
     takes_limit = True

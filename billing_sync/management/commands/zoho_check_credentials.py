@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from billing_sync.management.base import EXIT_SETUP, ZohoCommand
+from billing_sync.management.base import EXIT_OK, EXIT_SETUP, Ending, ZohoCommand
 from billing_sync.management.printing import Printer
 from billing_sync.operations.credentials import zoho_credentials_check
 
@@ -29,8 +29,10 @@ class Command(ZohoCommand):
             if not failures:
                 printer.mark("ok", "Zoho credentials work.")
         self.end(
-            EXIT_SETUP if failures else 0,
-            f"{failures} problem(s) with the Zoho settings.",
-            [line.text for line in lines if line.failed],
-            checks=[{"ok": line.ok, "text": line.text} for line in lines],
+            Ending(
+                EXIT_SETUP if failures else EXIT_OK,
+                f"{failures} problem(s) with the Zoho settings.",
+                [line.text for line in lines if line.failed],
+                values={"checks": [{"ok": line.ok, "text": line.text} for line in lines]},
+            )
         )

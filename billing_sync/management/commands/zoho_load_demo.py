@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from billing_sync.imports.demo import DEMO_FILE, demo_customers_load
-from billing_sync.management.base import ZohoCommand
+from billing_sync.management.base import Ending, ZohoCommand
 
 
 class Command(ZohoCommand):
@@ -25,5 +25,11 @@ class Command(ZohoCommand):
                 )
             )
         self.end(
-            0, customers=record.row_count, created=record.created_count, already_present=present
+            Ending(
+                values={
+                    "customers": record.row_count,
+                    "created": record.created_count,
+                    "already_present": present,
+                }
+            )
         )

@@ -8,6 +8,7 @@ from typing import Any
 from django.core.management.base import CommandParser
 
 from billing_sync.management.base import (
+    Ending,
     ZohoCommand,
     add_max_wait_argument,
     positive_int,
@@ -57,11 +58,14 @@ class Command(ZohoCommand):
         if not self.as_json:
             self._print(Printer(self.stdout, self.style), plan, options["kind"])
         self.end(
-            0,
-            customers=[_planned_object(planned) for planned in plan.customers],
-            counts={str(action): count for action, count in plan.counts.items()},
-            requests=plan.requests,
-            estimate=_estimate_object(plan.estimate),
+            Ending(
+                values={
+                    "customers": [_planned_object(planned) for planned in plan.customers],
+                    "counts": {str(action): count for action, count in plan.counts.items()},
+                    "requests": plan.requests,
+                    "estimate": _estimate_object(plan.estimate),
+                }
+            )
         )
 
     def _print(self, p: Printer, plan: Plan, kind: str) -> None:

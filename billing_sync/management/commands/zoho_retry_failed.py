@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from billing_sync.management.sync_command import SyncCommand
+from billing_sync.models import SyncRunKind
 from billing_sync.run.runs import customers_retry_failed
 
 
@@ -11,10 +12,5 @@ class Command(SyncCommand):
         "Retry the customers whose last Zoho sync failed (rate limits, errors, stopped runs). "
         "Waits out a Zoho block up to --max-wait; exits non-zero when any stay failed."
     )
-    title = "ZOHO Billing Failed Customer Retry"
-    noun = "failed"
-    verb = "Retrying"
-    action = "retry"
-    results_heading = "Retry Results"
-    success_message = "All failed customers successfully synced!"
+    kind = SyncRunKind.RETRY_FAILED
     service = staticmethod(customers_retry_failed)

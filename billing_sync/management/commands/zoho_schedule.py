@@ -7,7 +7,7 @@ from typing import Any
 from django.core.management.base import CommandParser
 from django.utils import timezone
 
-from billing_sync.management.base import ZohoCommand
+from billing_sync.management.base import Ending, ZohoCommand
 from billing_sync.operations.schedules import schedules_ensure, schedules_list
 
 
@@ -43,16 +43,19 @@ class Command(ZohoCommand):
                     f"next run {next_run}"
                 )
         self.end(
-            0,
-            problems=missing,
-            ensured=not options["list"],
-            schedules=[
-                {
-                    "name": schedule.name,
-                    "func": schedule.func,
-                    "minutes": schedule.minutes,
-                    "next_run": schedule.next_run,
-                }
-                for schedule in schedules
-            ],
+            Ending(
+                problems=missing,
+                values={
+                    "ensured": not options["list"],
+                    "schedules": [
+                        {
+                            "name": schedule.name,
+                            "func": schedule.func,
+                            "minutes": schedule.minutes,
+                            "next_run": schedule.next_run,
+                        }
+                        for schedule in schedules
+                    ],
+                },
+            )
         )

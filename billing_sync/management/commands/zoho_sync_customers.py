@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from billing_sync.management.sync_command import SyncCommand
+from billing_sync.models import SyncRunKind
 from billing_sync.run.runs import customers_sync
 
 
@@ -14,11 +15,6 @@ class Command(SyncCommand):
         "table costs none). Paced under the Zoho budget; exits non-zero when any is left "
         "unsynced."
     )
-    title = "ZOHO Billing Customer Sync"
-    noun = "new or edited"
-    verb = "Syncing"
-    action = "sync"
-    results_heading = "Sync Results"
-    success_message = "Zoho is in step with every selected customer!"
+    kind = SyncRunKind.SYNC
     service = staticmethod(customers_sync)
     takes_limit = True

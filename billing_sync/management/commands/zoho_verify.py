@@ -3,47 +3,53 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import asdict
-from typing import Any, NamedTuple
+from dataclasses import asdict, dataclass
+from typing import Any
 
 from django.core.management.base import CommandParser
 
-from billing_sync.management.base import EXIT_FAILED, ZohoCommand, add_max_wait_argument
+from billing_sync.management.base import (
+    EXIT_FAILED,
+    EXIT_OK,
+    Ending,
+    ZohoCommand,
+    add_max_wait_argument,
+)
 from billing_sync.management.printing import Printer
-from billing_sync.operations.verify import VerifyReport, zoho_verify
+from billing_sync.operations.verify import VerifyReport, WrongAccount, zoho_verify
 
 
-class Finding(NamedTuple):
+@dataclass(frozen=True)
+class Finding:
     """A kind of problem verify finds: the report's list of them, its heading, what one is
-    called in `problems`, and one of them as JSON and as a line of text."""
+    called in `problems`, and one of them as JSON (as text: its str)."""
 
     name: str
     heading: str
     problem: str
-    as_json: Callable[[Any], dict[str, Any]]
-    as_text: Callable[[Any], str] = str
+    as_json: Callable[[Any], dict[str, Any]] = asdict
+
+    def rows(self, report: VerifyReport) -> list[Any]:
+        return getattr(report, self.name)
 
 
 def _with_text(row: Any) -> dict[str, Any]:
     return asdict(row) | {"text": str(row)}
 
 
+def _wrong_account(wrong: WrongAccount) -> dict[str, Any]:
+    return {
+        "account_number": wrong.account_number,
+        "zoho_customer_id": wrong.zoho_customer_id,
+        "zoho_account_number": wrong.carried,
+        "text": str(wrong),
+    }
+
+
 # In the order they are shown; missing_accounts needs --deep.
 FINDINGS = (
-    Finding(
-        "without_zoho_id",
-        "Customers without a Zoho id",
-        "customer(s) without a Zoho id",
-        lambda row: dict(zip(("email", "account_number", "status"), row, strict=True)),
-        lambda row: f"{row[0]} - {row[1]} ({row[2]})",
-    ),
-    Finding(
-        "unknown_ids",
-        "Local Zoho ids unknown to Zoho",
-        "local Zoho id(s) unknown to Zoho",
-        lambda row: dict(zip(("account_number", "zoho_customer_id"), row, strict=True)),
-        lambda row: f"{row[0]}: {row[1]}",
-    ),
+    Finding("without_zoho_id", "Customers without a Zoho id", "customer(s) without a Zoho id"),
+    Finding("unknown_ids", "Local Zoho ids unknown to Zoho", "local Zoho id(s) unknown to Zoho"),
     Finding("duplicates", "Duplicate customers in Zoho", "duplicate(s) in Zoho", _with_text),
     Finding(
         "drift",
@@ -55,12 +61,7 @@ FINDINGS = (
         "missing_accounts",
         "Account numbers missing or wrong in Zoho",
         "account number(s) missing or wrong in Zoho",
-        lambda wrong: {
-            "account_number": wrong.account_number,
-            "zoho_customer_id": wrong.zoho_customer_id,
-            "zoho_account_number": wrong.carried,
-            "text": str(wrong),
-        },
+        _wrong_account,
     ),
 )
 
@@ -101,16 +102,14 @@ class Command(ZohoCommand):
         findings = [f for f in FINDINGS if report.deep or f.name != "missing_accounts"]
         if not self.as_json:
             _print(printer, report, findings)
-        problems = [
-            f"{len(getattr(report, f.name))} {f.problem}"
-            for f in findings
-            if getattr(report, f.name)
-        ]
+        problems = [f"{len(f.rows(report))} {f.problem}" for f in findings if f.rows(report)]
         self.end(
-            EXIT_FAILED if problems else 0,
-            f"{report.problems} problem(s) found.",
-            problems,
-            **_document(report, findings),
+            Ending(
+                EXIT_FAILED if problems else EXIT_OK,
+                f"{report.problems} problem(s) found.",
+                problems,
+                values=_document(report, findings),
+            )
         )
 
 
@@ -125,10 +124,10 @@ def _print(p: Printer, report: VerifyReport, findings: list[Finding]) -> None:
             p.line(f"Zoho customers: {report.zoho_total} ({read})")
             if report.unlinked_zoho_count:
                 p.line(f"  of which not linked to a local customer: {report.unlinked_zoho_count}")
-        rows = getattr(report, finding.name)
+        rows = finding.rows(report)
         p.mark("fail" if rows else "ok", f"{finding.heading}: {len(rows)}")
         for row in rows:
-            p.line(f"    {finding.as_text(row)}")
+            p.line(f"    {row}")
     if not report.deep:
         p.line("Account numbers in Zoho: not read (use --deep: one request per customer)")
     if report.fix_run is not None:
@@ -153,7 +152,7 @@ def _document(report: VerifyReport, findings: list[Finding]) -> dict[str, Any]:
             "requests": report.zoho_requests,
             "unlinked": report.unlinked_zoho_count,
         },
-        **{f.name: [f.as_json(row) for row in getattr(report, f.name)] for f in findings},
+        **{f.name: [f.as_json(row) for row in f.rows(report)] for f in findings},
         "relinkable": [asdict(relink) for relink in report.relinkable] if report.deep else None,
         "fix": None
         if fix is None
