@@ -14,8 +14,9 @@ from django.core.management.color import Style
 from billing_sync.management.run_words import RunWords
 from billing_sync.models import AttemptOutcome, Customer, CustomerImport, SyncRun
 from billing_sync.run.report import CustomerResult, RunObserver, RunReport, WaitKind
+from billing_sync.times import in_utc
 
-if TYPE_CHECKING:  # the bar's module uses our clock
+if TYPE_CHECKING:
     from billing_sync.management.progress import ProgressBar
 
 # Each marker: emoji where the output can encode them, else a plain ASCII stand-in.
@@ -34,11 +35,6 @@ MARKERS = {
 EMOJI = {name: emoji for name, (emoji, _) in MARKERS.items()}
 ASCII = {name: ascii for name, (_, ascii) in MARKERS.items()}
 RULE_WIDTH = 60
-
-
-def clock(moment: datetime) -> str:
-    """E.g. "14:32:05 UTC"."""
-    return f"{moment.astimezone(UTC):%H:%M:%S} UTC"
 
 
 def markers_for(stdout: OutputWrapper) -> dict[str, str]:
@@ -148,12 +144,12 @@ class RunPrinter(RunObserver):
             return  # the budget's pauses are the bar's: a line each would drown the run's
         elif kind == WaitKind.BLOCK:
             seconds = max(0.0, until.timestamp() - datetime.now(tz=UTC).timestamp())
-            text = f"Zoho is blocking requests until {clock(until)}; waiting {seconds:.0f} s..."
+            text = f"Zoho is blocking requests until {in_utc(until)}; waiting {seconds:.0f} s..."
         elif kind == WaitKind.UNREACHABLE:
-            text = f"{reason}; looking again at {clock(until)}..."
+            text = f"{reason}; looking again at {in_utc(until)}..."
         else:
             text = (
-                f"Waiting until {clock(until)} for its earlier create to settle in Zoho, then "
+                f"Waiting until {in_utc(until)} for its earlier create to settle in Zoho, then "
                 "looking for it..."
             )
         self._waiting(text)
@@ -161,7 +157,7 @@ class RunPrinter(RunObserver):
     def customer_waiting(self, index: int, total: int, customer: Customer, until: datetime) -> None:
         self.p.line(f"[{index}/{total}] {self.words.doing}: {customer.email}")
         self._waiting(
-            f"An earlier create may still be settling in Zoho until {clock(until)}: "
+            f"An earlier create may still be settling in Zoho until {in_utc(until)}: "
             "looking again at the end of the run"
         )
         self.p.line()

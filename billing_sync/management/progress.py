@@ -18,9 +18,9 @@ from typing import Any, Self
 from django.core.management.base import OutputWrapper
 from tqdm import tqdm
 
-from billing_sync.management.printing import clock
 from billing_sync.models import Customer, SyncRun
 from billing_sync.run.report import CustomerResult, RunObserver, WaitKind
+from billing_sync.times import in_utc
 
 
 class ProgressBar:
@@ -105,7 +105,7 @@ class RunProgress(ProgressBar, RunObserver):
         # Zoho's own words for a block go to the run's lines and the log; the bar names the wait.
         shown = f"waiting: {WAITS[kind]}"
         if until is not None:
-            shown += f" until {clock(until)}"
+            shown += f" until {in_utc(until)}"
         self._shown().set_postfix_str(shown)
 
 
