@@ -369,10 +369,15 @@ def another_run_finishes_them(emulator: ZohoEmulator) -> Callable[[], None]:
     return finish
 
 
-@pytest.mark.parametrize("flow_name", ["backfill", "retry"])
-def test_customers_taken_over_while_the_database_is_away_are_never_sent_again(
-    emulator, make_customer, fast, tmp_path, flow_name
-):
+def takeover_failures(
+    emulator: ZohoEmulator,
+    make_customer: Callable[..., Customer],
+    tmp_path: Path,
+    flow_name: str,
+    takeover_at: Callable[[int, Callable[[], None]], Any],
+) -> tuple[dict[int, list[str]], int]:
+    """Another run takes the flow's customers over (and finishes them) at each of its
+    statements in turn, as `takeover_at(at, finish)` arranges; what is untrue after each."""
     flow = FLOWS[flow_name](emulator, make_customer, tmp_path)
     counter = StatementFault()
     run_with(emulator, flow.command, counter)
@@ -381,12 +386,28 @@ def test_customers_taken_over_while_the_database_is_away_are_never_sent_again(
     for at in range(1, counter.seen + 1):
         reset(emulator)
         flow = FLOWS[flow_name](emulator, make_customer, tmp_path)
-        fault = StatementFault(at, meanwhile=another_run_finishes_them(emulator))
-        outcome = run_with(emulator, flow.command, fault)
+        outcome = run_with(
+            emulator, flow.command, takeover_at(at, another_run_finishes_them(emulator))
+        )
         problems = document_problems(outcome) + problems_after(flow, emulator, expected)
         if problems:
             failures[at] = problems
-    assert failures == {}, f"{len(failures)} of {counter.seen}: {failures}"
+    return failures, counter.seen
+
+
+@pytest.mark.parametrize("flow_name", ["backfill", "retry"])
+def test_customers_taken_over_while_the_database_is_away_are_never_sent_again(
+    emulator, make_customer, fast, tmp_path, flow_name
+):
+    failures, statements = takeover_failures(
+        emulator,
+        make_customer,
+        tmp_path,
+        flow_name,
+        lambda at, finish: StatementFault(at, meanwhile=finish),
+    )
+
+    assert failures == {}, f"{len(failures)} of {statements}: {failures}"
 
 
 def test_a_run_too_slow_to_renew_its_claims_sends_nothing_another_run_took_over(
@@ -396,17 +417,8 @@ def test_a_run_too_slow_to_renew_its_claims_sends_nothing_another_run_took_over(
     # longer than its claims' fence, and learns nothing from its own statements. A fence of 0
     # (the stale interval no longer than the settle interval) puts every write in that place.
     fast.ZOHO_STALE_CLAIM_SECONDS = fast.ZOHO_CREATE_SETTLE_SECONDS = 60
-    flow = backfill_flow(emulator, make_customer, tmp_path)
-    counter = StatementFault()
-    run_with(emulator, flow.command, counter)
-    expected = state(flow)
-    failures = {}
-    for at in range(1, counter.seen + 1):
-        reset(emulator)
-        flow = backfill_flow(emulator, make_customer, tmp_path)
-        elsewhere = ElsewhereAt(at, another_run_finishes_them(emulator))
-        outcome = run_with(emulator, flow.command, elsewhere)
-        problems = document_problems(outcome) + problems_after(flow, emulator, expected)
-        if problems:
-            failures[at] = problems
-    assert failures == {}, f"{len(failures)} of {counter.seen}: {failures}"
+    failures, statements = takeover_failures(
+        emulator, make_customer, tmp_path, "backfill", ElsewhereAt
+    )
+
+    assert failures == {}, f"{len(failures)} of {statements}: {failures}"

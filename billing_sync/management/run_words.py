@@ -20,31 +20,19 @@ class RunWords:
     success_message: str  # when every customer ended synced
 
 
+# fmt: off
+# One row a kind of run: title, noun, doing, verb; results_heading, success_message.
 RUN_WORDS = {
     SyncRunKind.BACKFILL: RunWords(
-        title="ZOHO Billing Customer Backfill",
-        noun="unsynced",
-        doing="Syncing",
-        verb="sync",
-        results_heading="Backfill Results",
-        success_message="All selected customers successfully synced!",
-    ),
+        "ZOHO Billing Customer Backfill", "unsynced", "Syncing", "sync",
+        "Backfill Results", "All selected customers successfully synced!"),
     SyncRunKind.RETRY_FAILED: RunWords(
-        title="ZOHO Billing Failed Customer Retry",
-        noun="failed",
-        doing="Retrying",
-        verb="retry",
-        results_heading="Retry Results",
-        success_message="All failed customers successfully synced!",
-    ),
+        "ZOHO Billing Failed Customer Retry", "failed", "Retrying", "retry",
+        "Retry Results", "All failed customers successfully synced!"),
     SyncRunKind.SYNC: RunWords(
-        title="ZOHO Billing Customer Sync",
-        noun="new or edited",
-        doing="Syncing",
-        verb="sync",
-        results_heading="Sync Results",
-        success_message="Zoho is in step with every selected customer!",
-    ),
+        "ZOHO Billing Customer Sync", "new or edited", "Syncing", "sync",
+        "Sync Results", "Zoho is in step with every selected customer!"),
 }
+# fmt: on
 # A dry run's bar: it checks, it sends nothing.
 CHECKING = "Checking"

@@ -6,6 +6,7 @@ each customer is reported (`Reporter`) once its final attempt is on record.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from dataclasses import KW_ONLY, dataclass
 from datetime import datetime
 from functools import partial
 
@@ -72,28 +73,24 @@ class Reporter:
         self.observer.customer_finished(index, self.total, result)
 
 
+@dataclass(eq=False)
 class LiveRun:
     """One run sending to Zoho: claims its selection a group at a time and syncs each customer
     (`_sync_group`), then those whose earlier create was settling (`_sync_settled`); a run
     stopper ends it (`_stop`), and so does a Ctrl-C. Each customer is reported once its final
     attempt is written."""
 
-    def __init__(
-        self,
-        run: SyncRun,
-        selected: RunSelection,
-        wanted: Q,
-        config: ZohoConfig,
-        *,
-        steps: DatabaseSteps,
-        observer: RunObserver,
-    ) -> None:
-        self.run = run
-        self.selected = selected
-        self.wanted = wanted
-        self.config = config
-        self.steps = steps
-        self.observer = observer
+    run: SyncRun
+    selected: RunSelection
+    wanted: Q
+    config: ZohoConfig
+    _: KW_ONLY
+    steps: DatabaseSteps
+    observer: RunObserver
+
+    def __post_init__(self) -> None:
+        run, selected, config = self.run, self.selected, self.config
+        steps, observer = self.steps, self.observer
         self.reporter = Reporter(observer, selected.count)
         self.attempts = RunAttempts(run, steps, on_final=self.reporter.finished)
         self.claims = Claims(

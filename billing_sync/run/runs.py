@@ -69,35 +69,21 @@ def _run_over(kind: SyncRunKind, **options: Unpack[RunOptions]) -> RunReport:
     return _run(kind, RUN_SELECTIONS[kind](config.stale_claim_seconds), config, **options)
 
 
-def customer_sync(
-    *,
-    customer_id: int,
-    trigger: SyncTrigger,
-    max_wait: float | None = None,
-    observer: RunObserver | None = None,
-) -> RunReport:
+def customer_sync(*, customer_id: int, **options: Unpack[RunOptions]) -> RunReport:
     """Sync one customer, if it still needs it: create it, or send Zoho its edits."""
-    config = zoho_config()
-    wanted = Q(pk=customer_id) & sync_q(config.stale_claim_seconds)
-    return _run(
-        SyncRunKind.SINGLE, wanted, config, trigger=trigger, max_wait=max_wait, observer=observer
-    )
+    return _sync_these(SyncRunKind.SINGLE, Q(pk=customer_id), **options)
 
 
-def customers_sync_selected(
-    *,
-    customer_ids: list[int],
-    trigger: SyncTrigger,
-    max_wait: float | None = None,
-    observer: RunObserver | None = None,
-) -> RunReport:
+def customers_sync_selected(*, customer_ids: list[int], **options: Unpack[RunOptions]) -> RunReport:
     """Sync these customers in one run (a person's re-queue of a selection): create those Zoho
     lacks, send the edits of those it holds."""
+    return _sync_these(SyncRunKind.SELECTED, Q(pk__in=customer_ids), **options)
+
+
+def _sync_these(kind: SyncRunKind, these: Q, **options: Unpack[RunOptions]) -> RunReport:
+    """A run over those of `these` customers that need syncing (selection.py `sync_q`)."""
     config = zoho_config()
-    wanted = Q(pk__in=customer_ids) & sync_q(config.stale_claim_seconds)
-    return _run(
-        SyncRunKind.SELECTED, wanted, config, trigger=trigger, max_wait=max_wait, observer=observer
-    )
+    return _run(kind, these & sync_q(config.stale_claim_seconds), config, **options)
 
 
 def customers_preview(

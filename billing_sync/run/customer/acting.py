@@ -21,6 +21,7 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import datetime
 from functools import partial
 from typing import Any, Unpack
@@ -89,40 +90,31 @@ PUSHED = {
 }
 
 
+@dataclass(kw_only=True, eq=False)
 class CustomerSync:
-    """Syncs, one at a time, the customers a run holds; each ends with one final attempt."""
+    """Syncs, one at a time, the customers a run holds; each ends with one final attempt.
 
-    def __init__(
-        self,
-        *,
-        attempts: RunAttempts,
-        client: ZohoClient,
-        finder: ZohoCustomerFinder,
-        claims: Claims,
-        answered: AnsweredCreates,
-        intents: IntentsAhead,
-        config: ZohoConfig,
-        heartbeat: Callable[[], None],
-        sleep: Callable[[float], None] = time.sleep,
-        chance: Callable[[], float] = random.random,
-    ) -> None:
-        """`heartbeat` writes what Zoho answered and renews the run's claims: it runs after a
-        back-off here, as during every wait of the client's gate."""
-        self.attempts = attempts
-        self.run = attempts.run
-        self.steps = attempts.steps
-        self.client = client
-        self.finder = finder
-        self.claims = claims
-        self.answered = answered
-        self.intents = intents
-        self.config = config
-        self.heartbeat = heartbeat
-        self.sleep = sleep
-        self.chance = chance
-        self.refusals = HeldRefusals(attempts, claims)
-        # The database's outages (steps.outages) when the customer at hand was last seen held.
-        self._held_since: int | None = None
+    `heartbeat` writes what Zoho answered and renews the run's claims: it runs after a back-off
+    here, as during every wait of the client's gate.
+    """
+
+    attempts: RunAttempts
+    client: ZohoClient
+    finder: ZohoCustomerFinder
+    claims: Claims
+    answered: AnsweredCreates
+    intents: IntentsAhead
+    config: ZohoConfig
+    heartbeat: Callable[[], None]
+    sleep: Callable[[float], None] = time.sleep
+    chance: Callable[[], float] = random.random
+    # The database's outages (steps.outages) when the customer at hand was last seen held.
+    _held_since: int | None = field(default=None, init=False)
+
+    def __post_init__(self) -> None:
+        self.run = self.attempts.run
+        self.steps = self.attempts.steps
+        self.refusals = HeldRefusals(self.attempts, self.claims)
 
     def sync(self, customer: Customer, *, taken_over: bool) -> datetime | None:
         """Check and sync a customer this run holds; raise only what should stop the whole run.
