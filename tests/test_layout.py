@@ -56,7 +56,7 @@ def test_the_check_reads_imports_not_words(source, imports):
     assert imports_emulator(source) is imports
 
 
-PACKAGES = ("run", "imports", "operations", "admin")
+PACKAGES = ("zoho", "run", "imports", "operations", "admin")
 
 
 def allowed_imports(package: str) -> list[str]:
