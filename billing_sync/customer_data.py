@@ -30,7 +30,7 @@ TEXT_FIELDS = tuple(name for name in ZOHO_DATA_FIELDS if name != "account_status
 ZOHO_NAMES = {"custom_fields": "account_number", "vat_reg_no": "vat_number"}
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class FieldProblem:
     """Why Zoho would refuse one field of a customer (`field` "name": the display name)."""
 
