@@ -149,6 +149,9 @@ def heal(emulator, settings) -> None:
     """Time passes and Zoho recovers: faults, blocks and limits gone, our creates settled."""
     while _background:
         _background.pop().join()
+    # A create whose answer we gave up on may still be on its way in: settled is after Zoho
+    # has done with it (the settle time is for that; the marks below are aged by it).
+    assert emulator.wait_idle()
     emulator.clear_faults()
     emulator.configure(daily_limit=None, concurrency_limit=None)
     emulator.block_for(0)
