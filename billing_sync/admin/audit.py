@@ -18,6 +18,8 @@ from billing_sync.admin.display import (
     RED,
     badge,
     clipped,
+    count_column,
+    number_column,
     short_time,
     took,
 )
@@ -56,10 +58,11 @@ def run_status_badge(run: SyncRun) -> SafeString:
     )
 
 
-class ReadOnlyAdmin(admin.ModelAdmin):
-    """The audit trail is written by the sync service only."""
+class ReadOnly:
+    """The audit trail is written by the sync service only: nobody adds, changes or deletes a
+    row of it by hand (a list, a change page or an inline)."""
 
-    def has_add_permission(self, request: HttpRequest) -> bool:
+    def has_add_permission(self, request: HttpRequest, obj: object = None) -> bool:
         return False
 
     def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
@@ -67,6 +70,13 @@ class ReadOnlyAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request: HttpRequest, obj: object = None) -> bool:
         return False
+
+
+class ReadOnlyAdmin(ReadOnly, admin.ModelAdmin):
+    """An audit model's admin: its list and change page, read-only."""
+
+    class Media:
+        css = CSS
 
 
 @admin.register(SyncRun)
@@ -90,12 +100,7 @@ class SyncRunAdmin(ReadOnlyAdmin):
     list_select_related = ()
     date_hierarchy = "started_at"
 
-    class Media:
-        css = CSS
-
-    @admin.display(description="Run", ordering="id")
-    def run(self, run: SyncRun) -> str:
-        return f"#{run.pk}"
+    run = number_column("Run")
 
     @admin.display(description="Kind, trigger", ordering="kind")
     def kind_and_trigger(self, run: SyncRun) -> SafeString:
@@ -122,25 +127,11 @@ class SyncRunAdmin(ReadOnlyAdmin):
             return "—"
         return format_html('<span class="nowrap">{}</span>', took(run.finished_at - run.started_at))
 
-    @admin.display(description="Selected", ordering="selected_count")
-    def selected(self, run: SyncRun) -> int:
-        return run.selected_count
-
-    @admin.display(description="Synced", ordering="synced_count")
-    def synced(self, run: SyncRun) -> int:
-        return run.synced_count
-
-    @admin.display(description="Failed", ordering="failed_count")
-    def failed(self, run: SyncRun) -> int:
-        return run.failed_count
-
-    @admin.display(description="Skipped", ordering="skipped_count")
-    def skipped(self, run: SyncRun) -> int:
-        return run.skipped_count
-
-    @admin.display(description="Requests", ordering="request_count")
-    def requests(self, run: SyncRun) -> int:
-        return run.request_count
+    selected = count_column("selected_count", "Selected")
+    synced = count_column("synced_count", "Synced")
+    failed = count_column("failed_count", "Failed")
+    skipped = count_column("skipped_count", "Skipped")
+    requests = count_column("request_count", "Requests")
 
     @admin.display(description="Stopped because")
     def stop(self, run: SyncRun) -> SafeString | str:
@@ -163,9 +154,6 @@ class SyncAttemptAdmin(ReadOnlyAdmin):
     search_fields = ("account_number", "customer_email", "zoho_customer_id")
     list_select_related = ("run",)
     date_hierarchy = "started_at"
-
-    class Media:
-        css = CSS
 
     @admin.display(description="Started", ordering="started_at")
     def started(self, attempt: SyncAttempt) -> SafeString | str:
@@ -204,19 +192,13 @@ class SyncAttemptAdmin(ReadOnlyAdmin):
         return clipped(attempt.error_message, lines=2)
 
 
-class ImportRefusalInline(admin.TabularInline):
+class ImportRefusalInline(ReadOnly, admin.TabularInline):
     model = ImportRefusal
     fields = ("line", "account_number", "column", "reason")
     readonly_fields = fields
     extra = 0
     can_delete = False
     verbose_name_plural = "Refused rows (not imported)"
-
-    def has_add_permission(self, request: HttpRequest, obj: object = None) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
-        return False
 
 
 @admin.register(CustomerImport)
@@ -242,12 +224,7 @@ class CustomerImportAdmin(ReadOnlyAdmin):
     date_hierarchy = "started_at"
     inlines = (ImportRefusalInline,)
 
-    class Media:
-        css = CSS
-
-    @admin.display(description="Import", ordering="id")
-    def import_id(self, record: CustomerImport) -> str:
-        return f"#{record.pk}"
+    import_id = number_column("Import")
 
     @admin.display(description="From, trigger", ordering="name")
     def source_and_trigger(self, record: CustomerImport) -> SafeString:
@@ -275,25 +252,11 @@ class CustomerImportAdmin(ReadOnlyAdmin):
     def started(self, record: CustomerImport) -> SafeString | str:
         return short_time(record.started_at)
 
-    @admin.display(description="Rows", ordering="row_count")
-    def rows(self, record: CustomerImport) -> int:
-        return record.row_count
-
-    @admin.display(description="Created", ordering="created_count")
-    def created(self, record: CustomerImport) -> int:
-        return record.created_count
-
-    @admin.display(description="Updated", ordering="updated_count")
-    def updated(self, record: CustomerImport) -> int:
-        return record.updated_count
-
-    @admin.display(description="Unchanged", ordering="unchanged_count")
-    def unchanged(self, record: CustomerImport) -> int:
-        return record.unchanged_count
-
-    @admin.display(description="Refused", ordering="refused_count")
-    def refused(self, record: CustomerImport) -> int:
-        return record.refused_count
+    rows = count_column("row_count", "Rows")
+    created = count_column("created_count", "Created")
+    updated = count_column("updated_count", "Updated")
+    unchanged = count_column("unchanged_count", "Unchanged")
+    refused = count_column("refused_count", "Refused")
 
     @admin.display(description="Problem")
     def problem_text(self, record: CustomerImport) -> SafeString | str:

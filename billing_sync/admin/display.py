@@ -3,8 +3,11 @@ run took, long text clipped to its column (the whole of it in the tooltip); the 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime, timedelta
+from typing import Any
 
+from django.contrib import admin
 from django.utils import timezone
 from django.utils.dateformat import format as date_format
 from django.utils.html import format_html
@@ -84,3 +87,23 @@ def clipped(text: str, *, lines: int = 1) -> SafeString | str:
         text,
         Truncator(text).chars(LIST_TEXT_CHARS),
     )
+
+
+def count_column(field: str, heading: str) -> Callable[[Any, Any], int]:
+    """A list column showing a record's count `field` under a short heading, sorted by it."""
+
+    @admin.display(description=heading, ordering=field)
+    def column(_admin: Any, record: Any) -> int:
+        return getattr(record, field)
+
+    return column
+
+
+def number_column(heading: str) -> Callable[[Any, Any], str]:
+    """A list column showing a record's number ("#12") under `heading`, sorted by it."""
+
+    @admin.display(description=heading, ordering="id")
+    def column(_admin: Any, record: Any) -> str:
+        return f"#{record.pk}"
+
+    return column
