@@ -259,9 +259,7 @@ class StatementFault:
             raise lost_connection()
         if self.failed and self.meanwhile is not None and not context["connection"].in_atomic_block:
             meanwhile, self.meanwhile = self.meanwhile, None
-            elsewhere = threading.Thread(target=_on_its_own_connection, args=(meanwhile,))
-            elsewhere.start()
-            elsewhere.join()
+            _elsewhere(meanwhile)
         return execute(sql, params, many, context)
 
     def _fails_now(self) -> bool:
@@ -291,10 +289,15 @@ class ElsewhereAt:
         in_transaction = context["connection"].in_atomic_block
         if self.seen >= self.at and self.meanwhile is not None and not in_transaction:
             meanwhile, self.meanwhile = self.meanwhile, None
-            elsewhere = threading.Thread(target=_on_its_own_connection, args=(meanwhile,))
-            elsewhere.start()
-            elsewhere.join()
+            _elsewhere(meanwhile)
         return execute(sql, params, many, context)
+
+
+def _elsewhere(work: Callable[[], None]) -> None:
+    """Run `work` as another process would: in a thread of its own, on its own connection."""
+    thread = threading.Thread(target=_on_its_own_connection, args=(work,))
+    thread.start()
+    thread.join()
 
 
 def _on_its_own_connection(work: Callable[[], None]) -> None:

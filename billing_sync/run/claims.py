@@ -62,7 +62,9 @@ class Claims:
         self.run = run
         self.steps = steps
         self.fence_seconds = fence_seconds
-        # When (time.monotonic) each claim was last stamped, no later than the database's stamp.
+        # When (time.monotonic) each claim of the group at hand was last stamped, no later than
+        # the database's stamp. Only the group's: memory stays flat however long the run; one
+        # held from an earlier group (its create settling) is stamped again before its write.
         self._stamped: dict[int, float] = {}
 
     def take(self, customers: list[Customer], wanted: Q) -> dict[int, Customer]:
@@ -82,7 +84,7 @@ class Claims:
             return {customer.pk: customer for customer in self.held().filter(pk__in=ids)}
 
         claimed = self.steps.take(claim)
-        self._stamped.update(dict.fromkeys(claimed, stamped))
+        self._stamped = dict.fromkeys(claimed, stamped)
         return claimed
 
     def holding(self, customer: Customer) -> Customer | None:
